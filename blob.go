@@ -1,0 +1,73 @@
+package ferry
+
+import (
+	"context"
+	"io"
+	"time"
+)
+
+// BlobStore keeps the bytes of files. Bytes are written first to a staging
+// area, which accepts writes at any offset and in any order (resumed and
+// segmented downloads, upload-session fragments), and then published under
+// a key in one atomic step: a reader never sees half a blob. Published
+// blobs are immutable, so several items may share one (reference counting
+// lives in the metadata store). Implementations must be safe for
+// concurrent use.
+type BlobStore interface {
+	// Stage creates a new, empty staging area.
+	Stage(ctx context.Context) (Staging, error)
+	// OpenStaging reopens a staging area by ID, e.g. after a restart, with
+	// the bytes it held. It fails with NotFound if the area does not exist.
+	OpenStaging(ctx context.Context, id string) (Staging, error)
+	// RemoveStaging deletes a staging area and frees its bytes. Removing an
+	// area that does not exist is not an error.
+	RemoveStaging(ctx context.Context, id string) error
+	// ListStaging reports every staging area, for sweeping orphans.
+	ListStaging(ctx context.Context) ([]BlobInfo, error)
+
+	// Open opens a published blob for reading. It fails with NotFound if
+	// the key does not exist.
+	Open(ctx context.Context, key string) (Blob, error)
+	// Delete removes a published blob. Deleting a missing key is not an
+	// error.
+	Delete(ctx context.Context, key string) error
+	// List reports every published blob, for sweeping orphans.
+	List(ctx context.Context) ([]BlobInfo, error)
+}
+
+// BlobInfo describes a staging area (ID) or a published blob (key).
+type BlobInfo struct {
+	ID       string
+	Size     int64
+	Modified time.Time
+}
+
+// Staging is one area of bytes being assembled. Writes at any offset are
+// allowed; gaps read as zeros. Which ranges are valid is the caller's
+// record, not the staging area's. A Staging is used by one goroutine at a
+// time, except that ReadAt may run concurrently with WriteAt on other
+// ranges.
+type Staging interface {
+	ID() string
+	io.WriterAt
+	io.ReaderAt
+	// Size reports the end of the furthest byte written.
+	Size() (int64, error)
+	// Sync makes written bytes durable, so that a checkpoint recorded
+	// after it survives a crash.
+	Sync() error
+	// Publish truncates the area to size bytes, makes them durable and
+	// publishes them atomically as a new blob, returning its key. The
+	// staging area no longer exists afterwards.
+	Publish(ctx context.Context, size int64) (key string, err error)
+	// Close releases the handle; the staged bytes stay until Publish or
+	// RemoveStaging.
+	Close() error
+}
+
+// Blob is a published blob open for reading.
+type Blob interface {
+	io.ReadSeekCloser
+	io.ReaderAt
+	Size() int64
+}

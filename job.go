@@ -1,0 +1,92 @@
+package ferry
+
+import (
+	"context"
+	"time"
+)
+
+// Operation names a kind of long-running job, as the monitor reports it.
+type Operation string
+
+const (
+	OpDownloadURL Operation = "DownloadUrl" // upload from URL
+	OpCopy        Operation = "ItemCopy"
+)
+
+// JobStatus is the state of a job, with the Graph asyncJobStatus spellings.
+type JobStatus string
+
+const (
+	StatusNotStarted    JobStatus = "notStarted"    // queued, not picked up yet
+	StatusInProgress    JobStatus = "inProgress"    // running
+	StatusWaiting       JobStatus = "waiting"       // interrupted; will be retried
+	StatusCancelPending JobStatus = "cancelPending" // cancel asked, still stopping
+	StatusCompleted     JobStatus = "completed"
+	StatusFailed        JobStatus = "failed"
+	StatusCancelled     JobStatus = "cancelled"
+)
+
+// Final reports whether no more changes will happen to a job in status s.
+func (s JobStatus) Final() bool {
+	return s == StatusCompleted || s == StatusFailed || s == StatusCancelled
+}
+
+// A Job is one long-running action (upload from URL or copy) and what its
+// monitor shows. Its ID is the monitor's capability: whoever knows it may
+// read or cancel the job, so it carries at least 128 random bits and is
+// never listed anywhere.
+type Job struct {
+	ID        string
+	Operation Operation
+	UserID    UserID
+	UserName  string
+	DriveID   DriveID
+	ParentID  ItemID
+	Name      string // requested name; "" lets an upload from URL pick one
+	Conflict  ConflictBehavior
+
+	SourceURL    string // OpDownloadURL; never shown on the monitor
+	ExpectSHA256 string // OpDownloadURL, optional upper-case hex
+	SourceItem   ItemID // OpCopy
+
+	Status         JobStatus
+	Bytes          int64   // bytes transferred so far
+	Total          int64   // expected bytes; -1 while unknown
+	BytesPerSecond float64 // recent transfer rate
+	ResourceID     ItemID  // the new item, once completed
+	ErrorCode      string  // Graph error code, once failed
+	ErrorMessage   string  // client-safe description, once failed or cancelled
+
+	Created  time.Time
+	Updated  time.Time
+	Finished time.Time // zero until Status is final
+}
+
+// Percentage is the monitor's percentageComplete: 100 only once completed,
+// never 100 before.
+func (j *Job) Percentage() float64 {
+	if j.Status == StatusCompleted {
+		return 100
+	}
+	if j.Total <= 0 || j.Bytes <= 0 {
+		return 0
+	}
+	return min(float64(j.Bytes)*100/float64(j.Total), 99.9)
+}
+
+// JobQueue accepts long-running jobs and reports on them. Implementations
+// store the job and queue its work in one transaction, so a crash never
+// leaves a monitor without work or work without a monitor.
+type JobQueue interface {
+	// Enqueue assigns j an ID, stores it as notStarted and queues its work.
+	// It fails with Throttled when the user has sent more jobs than the
+	// configured rate allows.
+	Enqueue(ctx context.Context, j *Job) error
+	// Job returns a job by its monitor ID. NotFound when unknown or when it
+	// ended longer ago than the retention period.
+	Job(ctx context.Context, id string) (*Job, error)
+	// Cancel asks a job to stop. A queued job is cancelled at once; a
+	// running one moves to cancelPending and then to cancelled. Conflict if
+	// the job already ended.
+	Cancel(ctx context.Context, id string) (*Job, error)
+}

@@ -1,0 +1,100 @@
+package ferry
+
+import (
+	"context"
+)
+
+// Content is the bytes of a file as the metadata store sees them: a
+// published blob and what was learnt while it streamed in.
+type Content struct {
+	Size     int64
+	MimeType string
+	Hashes   Hashes
+	BlobKey  string // a published blob; the store takes one reference to it
+}
+
+// ListQuery selects one page of a folder's children.
+type ListQuery struct {
+	OrderBy string // "name" (default), "size" or "lastModifiedDateTime"
+	Desc    bool
+	Limit   int    // 1..1000; 0 means 200
+	Cursor  string // opaque; from the previous page's next cursor
+}
+
+// ItemStore stores the item trees of all drives. Implementations must be
+// safe for concurrent use, keep names unique within a parent ignoring case
+// (NameKey), and apply every change atomically: a crash never leaves a
+// half-made item.
+type ItemStore interface {
+	// Item returns the item with the given ID, or an error of kind
+	// NotFound.
+	Item(ctx context.Context, id ItemID) (*Item, error)
+	// ItemByPath resolves names, one per path segment, below the folder
+	// base, comparing names without case. It fails with NotFound when a
+	// segment is missing or a file has children asked of it.
+	ItemByPath(ctx context.Context, base ItemID, names []string) (*Item, error)
+	// Path returns the names from the drive's root down to id; nil for the
+	// root itself. NotFound if id does not exist.
+	Path(ctx context.Context, id ItemID) ([]string, error)
+	// Children returns one page of a folder's children and the cursor of
+	// the next page ("" when this is the last). Pages stay consistent while
+	// the folder changes: an item present during the whole listing appears
+	// exactly once. NotFound if parent does not exist; Invalid for a bad
+	// cursor or order.
+	Children(ctx context.Context, parent ItemID, q ListQuery) ([]*Item, string, error)
+
+	// CreateItem creates a folder (n.Folder) or a file (n.Content.BlobKey
+	// set) under n.ParentID. When the name is taken, c decides: fail gives
+	// NameConflict; rename picks "name 1", "name 2", … (RenameCandidate);
+	// replace keeps the existing item's ID when a file replaces a file (its
+	// content and version change) and otherwise deletes the existing item
+	// (recursively) first. replaced reports whether an item was replaced.
+	// NotFound if the parent is missing, Invalid if it is a file or the
+	// name is invalid, QuotaExceeded if the drive would go over its quota.
+	CreateItem(ctx context.Context, n NewItem, c ConflictBehavior) (it *Item, replaced bool, err error)
+	// ReplaceContent gives the file id new bytes. ifMatch, unless "" or
+	// "*", must equal the item's current eTag or cTag (else Modified).
+	// Invalid if id is a folder; QuotaExceeded as for CreateItem.
+	ReplaceContent(ctx context.Context, id ItemID, c Content, ifMatch, by string) (*Item, error)
+	// UpdateItem renames, moves or retouches an item. Moving a folder into
+	// itself or a descendant, or moving the root, is Invalid; a taken name
+	// is NameConflict unless u.Conflict says otherwise; a stale u.IfMatch
+	// is Modified.
+	UpdateItem(ctx context.Context, id ItemID, u ItemUpdate) (*Item, error)
+	// DeleteItem deletes an item and, for a folder, everything below it.
+	// Deleting the root is Forbidden; a stale ifMatch is Modified.
+	DeleteItem(ctx context.Context, id ItemID, ifMatch string) error
+	// CopyItem copies the item id, and for a folder its whole subtree, into
+	// the folder parent under name ("" keeps the source's name), applying
+	// c to a taken name. Copied files share the source's blobs. The copy
+	// counts against the destination drive's quota (QuotaExceeded).
+	CopyItem(ctx context.Context, id, parent ItemID, name string, c ConflictBehavior, by string) (*Item, error)
+
+	// UnreferencedBlobs returns up to limit blob keys that no item uses any
+	// more; the caller deletes their bytes, then calls ForgetBlob.
+	UnreferencedBlobs(ctx context.Context, limit int) ([]string, error)
+	// ForgetBlob drops the record of an unreferenced blob.
+	ForgetBlob(ctx context.Context, key string) error
+	// BlobKnown reports whether the store records the blob key at all, so
+	// that a sweep can delete blob files left by a crash.
+	BlobKnown(ctx context.Context, key string) (bool, error)
+}
+
+// AccountStore keeps users, their drives and their tokens.
+type AccountStore interface {
+	// Authenticate returns the principal a bearer token stands for, or an
+	// error of kind Unauthenticated. Only a hash of each token is stored.
+	Authenticate(ctx context.Context, token string) (*Principal, error)
+	// EnsureUser returns the user called name, creating it and its drive
+	// (with the given quota and an empty root folder) if needed; created
+	// reports which.
+	EnsureUser(ctx context.Context, name string, quota int64) (u *User, created bool, err error)
+	// CreateToken issues a new random bearer token for the user.
+	CreateToken(ctx context.Context, user UserID, scopes Scopes) (string, error)
+	// UserCount reports how many users exist.
+	UserCount(ctx context.Context) (int, error)
+	// Drive returns a drive with Used computed, or NotFound.
+	Drive(ctx context.Context, id DriveID) (*Drive, error)
+	// DriveOf returns the user's drive, or NotFound.
+	DriveOf(ctx context.Context, user UserID) (*Drive, error)
+}
