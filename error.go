@@ -47,10 +47,11 @@ func (k Kind) String() string {
 // (e.g. "fragmentOverlap") that goes into innerError.code; Err is the cause,
 // for logs only.
 type Error struct {
-	Kind    Kind
-	Code    string
-	Message string
-	Err     error
+	Kind       Kind
+	Code       string
+	Message    string
+	RetryAfter int // whole seconds, for Throttled and Unavailable; 0 means unset
+	Err        error
 }
 
 func (e *Error) Error() string {

@@ -2,6 +2,8 @@ package ferry
 
 import (
 	"context"
+	"net/url"
+	"strings"
 	"time"
 )
 
@@ -89,4 +91,32 @@ type JobQueue interface {
 	// running one moves to cancelPending and then to cancelled. Conflict if
 	// the job already ended.
 	Cancel(ctx context.Context, id string) (*Job, error)
+}
+
+// ValidateSourceURL checks a URL given for upload from URL before anything is
+// fetched: absolute, http or https, a host, and no user:password. Whether
+// the address may be reached is decided later, at dial time, by fetch.
+func ValidateSourceURL(raw string) (*url.URL, error) {
+	if raw == "" {
+		return nil, Errorf(Invalid, "@microsoft.graph.sourceUrl is empty")
+	}
+	if len(raw) > 8192 {
+		return nil, Errorf(Invalid, "the source URL is longer than 8192 bytes")
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, Errorf(Invalid, "the source URL is not a valid URL")
+	}
+	switch strings.ToLower(u.Scheme) {
+	case "http", "https":
+	default:
+		return nil, Errorf(Invalid, "the source URL must use http or https")
+	}
+	if u.User != nil {
+		return nil, Errorf(Invalid, "the source URL must not carry a user name or password")
+	}
+	if u.Hostname() == "" {
+		return nil, Errorf(Invalid, "the source URL has no host")
+	}
+	return u, nil
 }
