@@ -155,3 +155,36 @@ func RenameCandidate(name string, folder bool, n int) string {
 	}
 	return name + suffix
 }
+
+// ETag is the item's entity tag as Graph shows it: a quoted string that
+// changes on every change to the item.
+func (it *Item) ETag() string {
+	return `"{` + string(it.ID) + `},` + strconv.FormatInt(it.Version, 10) + `"`
+}
+
+// CTag is the item's content tag: a quoted string that changes only when the
+// file's bytes change.
+func (it *Item) CTag() string {
+	return `"c:{` + string(it.ID) + `},` + strconv.FormatInt(it.ContentVersion, 10) + `"`
+}
+
+// Matches reports whether an If-Match value names the item's current eTag
+// or cTag. The empty value and "*" match anything; a weak "W/" prefix and a
+// list of tags are tolerated.
+func (it *Item) Matches(ifMatch string) bool {
+	ifMatch = strings.TrimSpace(ifMatch)
+	if ifMatch == "" || ifMatch == "*" {
+		return true
+	}
+	etag, ctag := it.ETag(), it.CTag()
+	for _, t := range strings.Split(ifMatch, ",") {
+		t = strings.TrimPrefix(strings.TrimSpace(t), "W/")
+		if !strings.HasPrefix(t, `"`) {
+			t = `"` + t + `"`
+		}
+		if t == etag || t == ctag {
+			return true
+		}
+	}
+	return false
+}
