@@ -1,0 +1,302 @@
+// Command ferry-bench measures upload from URL against curl on one machine.
+//
+// It writes a test file, serves it from a loopback origin, starts a real
+// `ferry serve` process on a fresh data folder, and then alternates, round by
+// round, `curl -o` of the URL into the data folder's filesystem with a Ferry
+// import of the same URL (wall time from the POST to the monitor's
+// "completed", polled every 50 ms, the way the outside bench measures it).
+// It prints each round, the median ratio Ferry/curl, and Ferry's peak
+// resident memory (VmHWM).
+//
+//	go run ./cmd/ferry-bench -size 1GiB -rounds 3
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "ferry-bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("ferry-bench", flag.ContinueOnError)
+	sizeFlag := fs.String("size", "1GiB", "size of the test file (KiB, MiB, GiB suffixes)")
+	rounds := fs.Int("rounds", 3, "rounds; each runs curl once and Ferry once")
+	ferryBin := fs.String("ferry", "", "ferry binary to run (default: go build ./cmd/ferry into a temp folder)")
+	workDir := fs.String("dir", "", "folder for the test file and data (default: a temp folder; removed after)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	size, err := parseSize(*sizeFlag)
+	if err != nil {
+		return err
+	}
+	if _, err := exec.LookPath("curl"); err != nil {
+		return errors.New("curl is needed as the baseline (apt-get install curl)")
+	}
+	dir := *workDir
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "ferry-bench-"); err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+	}
+	if *ferryBin == "" {
+		*ferryBin = filepath.Join(dir, "ferry")
+		fmt.Fprintln(out, "building ferry…")
+		build := exec.CommandContext(ctx, "go", "build", "-o", *ferryBin, "./cmd/ferry")
+		build.Stdout, build.Stderr = out, out
+		if err := build.Run(); err != nil {
+			return fmt.Errorf("go build (run from the repository root): %w", err)
+		}
+	}
+
+	src := filepath.Join(dir, "source.bin")
+	if err := writeRandomFile(src, size); err != nil {
+		return err
+	}
+	origin, err := serveFile(src)
+	if err != nil {
+		return err
+	}
+	defer origin.Close()
+	url := "http://" + origin.Addr().String() + "/source.bin"
+
+	data := filepath.Join(dir, "data")
+	f, err := startFerry(ctx, *ferryBin, data)
+	if err != nil {
+		return err
+	}
+	defer f.stop()
+
+	fmt.Fprintf(out, "file %s over loopback, %d rounds, alternating curl and Ferry\n", formatSize(size), *rounds)
+	var ratios []float64
+	for i := 1; i <= *rounds; i++ {
+		curlTime, err := timeCurl(ctx, url, filepath.Join(data, "curl-copy.bin"))
+		if err != nil {
+			return err
+		}
+		ferryTime, err := f.timeImport(ctx, url, fmt.Sprintf("round-%d.bin", i))
+		if err != nil {
+			return err
+		}
+		r := ferryTime.Seconds() / curlTime.Seconds()
+		ratios = append(ratios, r)
+		fmt.Fprintf(out, "round %d: curl %6.2fs (%s/s)  ferry %6.2fs (%s/s)  ratio %.3f\n", i,
+			curlTime.Seconds(), formatSize(int64(float64(size)/curlTime.Seconds())),
+			ferryTime.Seconds(), formatSize(int64(float64(size)/ferryTime.Seconds())), r)
+	}
+	slices.Sort(ratios)
+	hwm, err := peakRSS(f.cmd.Process.Pid)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "median ratio ferry/curl: %.3f\n", ratios[len(ratios)/2])
+	fmt.Fprintf(out, "ferry peak RSS (VmHWM): %s\n", formatSize(hwm))
+	return nil
+}
+
+func writeRandomFile(path string, size int64) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	buf := make([]byte, 1<<20)
+	for left := size; left > 0; {
+		n := min(int64(len(buf)), left)
+		rand.Read(buf[:n])
+		if _, err := f.Write(buf[:n]); err != nil {
+			f.Close()
+			return err
+		}
+		left -= n
+	}
+	return f.Close()
+}
+
+// serveFile serves one file on 127.0.0.1 with Range support and an ETag.
+func serveFile(path string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("ETag", `"bench"`)
+		http.ServeFile(w, r, path)
+	})}
+	go srv.Serve(ln)
+	return ln, nil
+}
+
+func timeCurl(ctx context.Context, url, dst string) (time.Duration, error) {
+	defer os.Remove(dst)
+	start := time.Now()
+	cmd := exec.CommandContext(ctx, "curl", "-sS", "-o", dst, url)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return 0, fmt.Errorf("curl: %v: %s", err, out)
+	}
+	return time.Since(start), nil
+}
+
+type ferryProc struct {
+	cmd         *exec.Cmd
+	base, token string
+	client      *http.Client
+}
+
+var (
+	readyRE = regexp.MustCompile(`listening on (http://\S+)`)
+	tokenRE = regexp.MustCompile(`token: (\S+)`)
+)
+
+func startFerry(ctx context.Context, bin, data string) (*ferryProc, error) {
+	cmd := exec.CommandContext(ctx, bin, "serve", "--listen", "127.0.0.1:0", "--data", data, "--fetch-allow", "127.0.0.1/32")
+	pipe, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	f := &ferryProc{cmd: cmd, client: &http.Client{Timeout: time.Minute}}
+	ready := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(pipe)
+		for sc.Scan() {
+			if m := tokenRE.FindStringSubmatch(sc.Text()); m != nil {
+				f.token = m[1]
+			}
+			if m := readyRE.FindStringSubmatch(sc.Text()); m != nil && f.base == "" {
+				f.base = m[1]
+				close(ready)
+			}
+		}
+	}()
+	select {
+	case <-ready:
+		return f, nil
+	case <-time.After(60 * time.Second):
+		f.stop()
+		return nil, errors.New("ferry printed no ready line within 60s")
+	}
+}
+
+func (f *ferryProc) stop() {
+	f.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { f.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		f.cmd.Process.Kill()
+	}
+}
+
+// timeImport measures from the POST to the monitor saying completed.
+func (f *ferryProc) timeImport(ctx context.Context, url, name string) (time.Duration, error) {
+	body, _ := json.Marshal(map[string]any{"@microsoft.graph.sourceUrl": url, "name": name, "file": map[string]any{}})
+	req, _ := http.NewRequestWithContext(ctx, "POST", f.base+"/v1.0/me/drive/root/children", bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+f.token)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Prefer", "respond-async")
+	start := time.Now()
+	resp, err := f.client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		return 0, fmt.Errorf("import answered %s", resp.Status)
+	}
+	monitor := resp.Header.Get("Location")
+	for {
+		r, err := f.client.Get(monitor)
+		if err != nil {
+			return 0, err
+		}
+		var st struct{ Status, StatusDescription string }
+		json.NewDecoder(r.Body).Decode(&st)
+		r.Body.Close()
+		switch st.Status {
+		case "completed":
+			return time.Since(start), nil
+		case "failed", "cancelled":
+			return 0, fmt.Errorf("import %s: %s", st.Status, st.StatusDescription)
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// peakRSS reads VmHWM, the process's peak resident set size, in bytes.
+func peakRSS(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			return kb << 10, err
+		}
+	}
+	return 0, errors.New("no VmHWM in /proc status")
+}
+
+func parseSize(s string) (int64, error) {
+	mult := int64(1)
+	for _, u := range []struct {
+		suf string
+		m   int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if strings.HasSuffix(s, u.suf) {
+			s, mult = strings.TrimSuffix(s, u.suf), u.m
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("bad size %q", s)
+	}
+	return n * mult, nil
+}
+
+func formatSize(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	}
+	return fmt.Sprintf("%d KiB", n>>10)
+}
