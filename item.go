@@ -169,22 +169,32 @@ func (it *Item) CTag() string {
 }
 
 // Matches reports whether an If-Match value names the item's current eTag
-// or cTag. The empty value and "*" match anything; a weak "W/" prefix and a
-// list of tags are tolerated.
+// or cTag. The empty value and "*" match anything; a weak "W/" prefix, a
+// bare tag without quotes and a comma-separated list of quoted tags are
+// tolerated. (Our tags contain commas, so the list is split on quotes.)
 func (it *Item) Matches(ifMatch string) bool {
 	ifMatch = strings.TrimSpace(ifMatch)
 	if ifMatch == "" || ifMatch == "*" {
 		return true
 	}
 	etag, ctag := it.ETag(), it.CTag()
-	for _, t := range strings.Split(ifMatch, ",") {
-		t = strings.TrimPrefix(strings.TrimSpace(t), "W/")
-		if !strings.HasPrefix(t, `"`) {
-			t = `"` + t + `"`
+	if !strings.Contains(ifMatch, `"`) {
+		t := `"` + ifMatch + `"`
+		return t == etag || t == ctag
+	}
+	for rest := ifMatch; ; {
+		i := strings.IndexByte(rest, '"')
+		if i < 0 {
+			return false
 		}
+		j := strings.IndexByte(rest[i+1:], '"')
+		if j < 0 {
+			return false
+		}
+		t := rest[i : i+j+2]
 		if t == etag || t == ctag {
 			return true
 		}
+		rest = rest[i+j+2:]
 	}
-	return false
 }
