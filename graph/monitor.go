@@ -1,0 +1,144 @@
+package graph
+
+import (
+	"log/slog"
+	"net/http"
+	"net/url"
+
+	"github.com/ferrydrive/ferry"
+)
+
+// jobStatus is the monitor's body: Graph's asyncJobStatus plus Ferry's
+// byte counters. It never carries the source URL, which may hold a
+// signature, since the monitor needs no token.
+type jobStatus struct {
+	Operation          string    `json:"operation"`
+	Status             string    `json:"status"`
+	PercentageComplete float64   `json:"percentageComplete"`
+	BytesTransferred   int64     `json:"bytesTransferred"`
+	TotalBytes         *int64    `json:"totalBytes,omitempty"`
+	BytesPerSecond     float64   `json:"bytesPerSecond"`
+	StatusDescription  string    `json:"statusDescription,omitempty"`
+	ResourceID         string    `json:"resourceId,omitempty"`
+	ID                 string    `json:"id,omitempty"`
+	ResourceLocation   string    `json:"resourceLocation,omitempty"`
+	ErrorCode          string    `json:"errorCode,omitempty"`
+	Message            string    `json:"message,omitempty"`
+	Error              *jobError `json:"error,omitempty"`
+}
+
+type jobError struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// failedStatus maps a failed job's error code to the monitor's status code.
+// Codes not listed answer 500. Never a 2xx: the .NET SDK would read any
+// 2xx but 202 as success.
+var failedStatus = map[string]int{
+	"nameAlreadyExists":   http.StatusConflict,
+	"quotaLimitReached":   http.StatusInsufficientStorage,
+	"maxFileSizeExceeded": http.StatusRequestEntityTooLarge,
+	"invalidRequest":      http.StatusBadRequest,
+	"accessDenied":        http.StatusForbidden,
+	"notSupported":        http.StatusNotImplemented,
+}
+
+// monitorAnswer renders a job as the monitor shows it, with the status code
+// DESIGN.md §3 fixes: 202 while it runs, 200 completed, 410 cancelled, and
+// the failedStatus table when it failed.
+func monitorAnswer(r *http.Request, urls *urlBuilder, j *ferry.Job) (int, jobStatus) {
+	s := jobStatus{
+		Operation:          string(j.Operation),
+		Status:             string(j.Status),
+		PercentageComplete: j.Percentage(),
+		BytesTransferred:   j.Bytes,
+		BytesPerSecond:     j.BytesPerSecond,
+	}
+	if j.Total >= 0 {
+		total := j.Total
+		s.TotalBytes = &total
+	}
+	switch j.Status {
+	case ferry.StatusCompleted:
+		s.ResourceID = string(j.ResourceID)
+		s.ID = string(j.ResourceID)
+		s.StatusDescription = "The operation completed."
+		if j.Operation == ferry.OpDownloadURL {
+			s.StatusDescription = "URL was successfully downloaded to target"
+		}
+		if j.ResourceID != "" && j.DriveID != "" {
+			s.ResourceLocation = urls.abs(r, apiVersion(r)+"/drives/"+url.PathEscape(string(j.DriveID))+"/items/"+url.PathEscape(string(j.ResourceID)))
+		}
+		return http.StatusOK, s
+	case ferry.StatusFailed:
+		code := j.ErrorCode
+		if code == "" {
+			code = "generalException"
+		}
+		msg := j.ErrorMessage
+		if msg == "" {
+			msg = "The operation failed."
+		}
+		s.ErrorCode, s.StatusDescription, s.Message = code, msg, msg
+		s.Error = &jobError{Code: code, Message: msg}
+		status, ok := failedStatus[code]
+		if !ok {
+			status = http.StatusInternalServerError
+		}
+		return status, s
+	case ferry.StatusCancelled:
+		s.StatusDescription = j.ErrorMessage
+		if s.StatusDescription == "" {
+			s.StatusDescription = "The operation was cancelled."
+		}
+		return http.StatusGone, s
+	}
+	return http.StatusAccepted, s
+}
+
+// handleGetMonitor answers GET /monitor/{id}. The unguessable id is the
+// only credential; an Authorization header is ignored. Never a redirect.
+func handleGetMonitor(log *slog.Logger, jobs ferry.JobQueue, urls *urlBuilder) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		j, err := jobs.Job(r.Context(), r.PathValue("id"))
+		if err != nil {
+			if ferry.KindOf(err) == ferry.NotFound {
+				err = ferry.Errorf(ferry.NotFound, "the monitor does not exist or has expired")
+			}
+			writeError(w, r, log, err)
+			return
+		}
+		status, body := monitorAnswer(r, urls, j)
+		writeMonitor(w, status, body)
+	})
+}
+
+// handleCancelMonitor answers DELETE /monitor/{id}: it asks the job to
+// stop and answers 202 with its status (cancelPending, or cancelled for a
+// job that had not started). A finished job gives 409.
+func handleCancelMonitor(log *slog.Logger, jobs ferry.JobQueue, urls *urlBuilder) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		j, err := jobs.Cancel(r.Context(), r.PathValue("id"))
+		if err != nil {
+			switch ferry.KindOf(err) {
+			case ferry.NotFound:
+				err = ferry.Errorf(ferry.NotFound, "the monitor does not exist or has expired")
+			case ferry.Conflict:
+				err = ferry.Errorf(ferry.Conflict, "the operation has already finished")
+			}
+			writeError(w, r, log, err)
+			return
+		}
+		_, body := monitorAnswer(r, urls, j)
+		writeMonitor(w, http.StatusAccepted, body)
+	})
+}
+
+func writeMonitor(w http.ResponseWriter, status int, body jobStatus) {
+	w.Header().Set("Cache-Control", "no-store")
+	if status == http.StatusAccepted {
+		w.Header().Set("Retry-After", "1")
+	}
+	encode(w, status, body)
+}

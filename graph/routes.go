@@ -1,0 +1,84 @@
+package graph
+
+import (
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/ferrydrive/ferry"
+)
+
+// addRoutes is the API's table of contents.
+//
+// Every drive route exists under /v1.0 and /v2.0 and for the drive
+// prefixes /me/drive, /drive and /drives/{driveID}. Item addresses after
+// the prefix (items/{id}, root, root:/a/b:, items/{id}:/a/b:, also
+// percent-encoded) cannot be ServeMux patterns: one {ref...} catch-all per
+// prefix hands them to parseItemRef, and the itemOps table below picks the
+// operation by method and action.
+//
+// Capability URLs need no token: /monitor/{id} and /download/{token}.
+func addRoutes(mux *http.ServeMux, cfg Config, d Deps, urls *urlBuilder, sign *signer) {
+	log := d.Log
+	view := &itemView{urls: urls, sign: sign}
+
+	itemOps := map[itemRoute]http.Handler{
+		{http.MethodGet, ""}:          handleGetItem(log, d.Items, view),
+		{http.MethodHead, ""}:         handleGetItem(log, d.Items, view),
+		{http.MethodPatch, ""}:        handleUpdateItem(log, d.Items, view),
+		{http.MethodDelete, ""}:       handleDeleteItem(log, d.Items),
+		{http.MethodGet, "children"}:  handleListChildren(log, d.Items, view),
+		{http.MethodPost, "children"}: handleCreateChild(log, d.Items, d.Jobs, view),
+		{http.MethodGet, "content"}:   handleGetContent(log, d.Items, view),
+		{http.MethodHead, "content"}:  handleGetContent(log, d.Items, view),
+		{http.MethodPut, "content"}:   handlePutContent(log, d.Items, d.Blobs, cfg.MaxUploadSize, view),
+	}
+
+	mux.Handle("GET /healthz", handleHealthz())
+	for _, version := range []string{"/v1.0", "/v2.0"} {
+		for _, drive := range []struct {
+			prefix   string
+			segments int // path segments of version + prefix
+		}{
+			{"/me/drive", 3},
+			{"/drive", 2},
+			{"/drives/{driveID}", 3},
+		} {
+			p := version + drive.prefix
+			mux.Handle("GET "+p, authenticate(log, d.Accounts, handleGetDrive(log, d.Accounts)))
+			mux.Handle(p, methodNotAllowed(log, http.MethodGet, http.MethodHead))
+			mux.Handle(p+"/{ref...}", authenticate(log, d.Accounts, handleItemRequest(log, d.Accounts, drive.segments, itemOps)))
+		}
+	}
+	mux.Handle("GET /monitor/{id}", handleGetMonitor(log, d.Jobs, urls))
+	mux.Handle("DELETE /monitor/{id}", handleCancelMonitor(log, d.Jobs, urls))
+	mux.Handle("/monitor/{id}", methodNotAllowed(log, http.MethodGet, http.MethodHead, http.MethodDelete))
+	mux.Handle("GET /download/{token}", handleDownload(log, d.Items, d.Blobs, sign))
+	mux.Handle("/download/{token}", methodNotAllowed(log, http.MethodGet, http.MethodHead))
+	mux.Handle("/", handleNoRoute(log))
+}
+
+// handleHealthz answers 200 while the server can serve.
+func handleHealthz() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Write([]byte("ok\n"))
+	})
+}
+
+// methodNotAllowed answers 405 in Graph's error shape, with Allow.
+func methodNotAllowed(log *slog.Logger, allow ...string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		writeError(w, r, log, &ferry.Error{Kind: ferry.Invalid, Err: errMethodNotAllowed,
+			Message: "the method " + r.Method + " is not allowed here"})
+	})
+}
+
+// handleNoRoute answers paths the API does not have, as Graph does: 400
+// invalidRequest "API not found".
+func handleNoRoute(log *slog.Logger) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, r, log, apiNotFound())
+	})
+}

@@ -1,0 +1,83 @@
+// Package graph serves the OneDrive / Microsoft Graph compatible drive API:
+// drives, items, simple uploads, downloads through signed URLs, upload from
+// URL and its monitors. It speaks HTTP and JSON only; everything else goes
+// through the ferry domain interfaces.
+package graph
+
+import (
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"time"
+
+	"github.com/ferrydrive/ferry"
+)
+
+// Defaults for the zero values of Config.
+const (
+	DefaultMaxUploadSize  = 250 << 20
+	DefaultDownloadURLTTL = time.Hour
+)
+
+// Config holds the HTTP layer's settings.
+type Config struct {
+	// PublicURL is the base of every absolute URL the API hands out
+	// (Location, @odata.nextLink, download and monitor URLs). When nil, the
+	// base comes from the request's scheme and host.
+	PublicURL *url.URL
+	// TrustedProxies are the peers whose X-Forwarded-Proto and
+	// X-Forwarded-Host headers are believed when PublicURL is nil.
+	TrustedProxies []netip.Prefix
+	// MaxUploadSize caps a simple PUT upload, in bytes (413 above it).
+	// Zero means DefaultMaxUploadSize.
+	MaxUploadSize int64
+	// DownloadURLTTL is how long a download URL stays valid. Zero means
+	// DefaultDownloadURLTTL.
+	DownloadURLTTL time.Duration
+	// SigningKey is the HMAC key that signs download URLs. Required.
+	SigningKey []byte
+}
+
+// Deps are the domain services the API calls.
+type Deps struct {
+	Log      *slog.Logger
+	Accounts ferry.AccountStore
+	Items    ferry.ItemStore
+	Blobs    ferry.BlobStore
+	Jobs     ferry.JobQueue
+	Now      func() time.Time // nil means time.Now
+}
+
+// NewHandler returns the API as one http.Handler. It panics if
+// cfg.SigningKey is empty or a store is missing, since the server could not
+// work at all.
+func NewHandler(cfg Config, d Deps) http.Handler {
+	if len(cfg.SigningKey) == 0 {
+		panic("graph: Config.SigningKey is required")
+	}
+	if d.Accounts == nil || d.Items == nil || d.Blobs == nil || d.Jobs == nil {
+		panic("graph: Deps.Accounts, Items, Blobs and Jobs are required")
+	}
+	if cfg.MaxUploadSize <= 0 {
+		cfg.MaxUploadSize = DefaultMaxUploadSize
+	}
+	if cfg.DownloadURLTTL <= 0 {
+		cfg.DownloadURLTTL = DefaultDownloadURLTTL
+	}
+	if d.Log == nil {
+		d.Log = slog.New(slog.DiscardHandler)
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	urls := &urlBuilder{public: cfg.PublicURL, trusted: cfg.TrustedProxies}
+	sign := &signer{key: cfg.SigningKey, ttl: cfg.DownloadURLTTL, now: d.Now}
+	mux := http.NewServeMux()
+	addRoutes(mux, cfg, d, urls, sign)
+	var h http.Handler = mux
+	h = recoverPanics(d.Log, h)
+	h = logRequests(d.Log, h)
+	h = withRequestID(h)
+	return h
+}
