@@ -1,0 +1,140 @@
+package blob
+
+import (
+	"crypto/sha1"
+	"crypto/sha256"
+	"encoding"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"strings"
+
+	"github.com/ferrydrive/ferry"
+	"github.com/ferrydrive/ferry/quickxor"
+)
+
+// Hasher computes quickXorHash, SHA-1 and SHA-256 in one pass over a
+// file's bytes. Its state can be saved with MarshalBinary and restored
+// with UnmarshalBinary, so that a resumed transfer need not re-read the
+// bytes it already has. A Hasher is not safe for concurrent use.
+type Hasher struct {
+	qx, sha1, sha256 hash.Hash
+}
+
+// NewHasher returns a Hasher that has seen no bytes.
+func NewHasher() *Hasher {
+	return &Hasher{qx: quickxor.New(), sha1: sha1.New(), sha256: sha256.New()}
+}
+
+// Write adds p to all three hashes. It never fails.
+func (h *Hasher) Write(p []byte) (int, error) {
+	h.qx.Write(p)
+	h.sha1.Write(p)
+	h.sha256.Write(p)
+	return len(p), nil
+}
+
+// Sum reports the hashes of the bytes written so far: QuickXor in standard
+// base64, SHA1 and SHA256 in upper-case hex, as Graph shows them. It does
+// not change the state.
+func (h *Hasher) Sum() ferry.Hashes {
+	return ferry.Hashes{
+		QuickXor: base64.StdEncoding.EncodeToString(h.qx.Sum(nil)),
+		SHA1:     strings.ToUpper(hex.EncodeToString(h.sha1.Sum(nil))),
+		SHA256:   strings.ToUpper(hex.EncodeToString(h.sha256.Sum(nil))),
+	}
+}
+
+const hasherMagic = "fhs\x01"
+
+func (h *Hasher) parts() []hash.Hash { return []hash.Hash{h.qx, h.sha1, h.sha256} }
+
+// MarshalBinary saves the state of the three hashes: a magic, then each
+// hash's own binary state preceded by its length as a uvarint.
+func (h *Hasher) MarshalBinary() ([]byte, error) {
+	b := []byte(hasherMagic)
+	for _, part := range h.parts() {
+		state, err := part.(encoding.BinaryMarshaler).MarshalBinary()
+		if err != nil {
+			return nil, fmt.Errorf("blob: save hash state: %w", err)
+		}
+		b = binary.AppendUvarint(b, uint64(len(state)))
+		b = append(b, state...)
+	}
+	return b, nil
+}
+
+var errBadState = errors.New("blob: invalid hash state")
+
+// UnmarshalBinary restores a state saved by MarshalBinary. On error the
+// Hasher is unchanged.
+func (h *Hasher) UnmarshalBinary(b []byte) error {
+	rest, ok := strings.CutPrefix(string(b), hasherMagic)
+	if !ok {
+		return errBadState
+	}
+	fresh := NewHasher()
+	for _, part := range fresh.parts() {
+		n, k := binary.Uvarint([]byte(rest))
+		if k <= 0 || n > uint64(len(rest)-k) {
+			return errBadState
+		}
+		state := rest[k : k+int(n)]
+		rest = rest[k+int(n):]
+		if err := part.(encoding.BinaryUnmarshaler).UnmarshalBinary([]byte(state)); err != nil {
+			return fmt.Errorf("%w: %w", errBadState, err)
+		}
+	}
+	if rest != "" {
+		return errBadState
+	}
+	*h = *fresh
+	return nil
+}
+
+// splitMin is the smallest write that splitHasher hands to its helper;
+// for less, the hand-over costs more than it saves.
+const splitMin = 64 << 10
+
+// splitHasher spreads a Hasher's work over two goroutines: SHA-256 runs
+// on a helper while the caller computes SHA-1 and quickXorHash, and Write
+// returns when both are done, so the Hasher is consistent between Writes.
+// On two cores this hashes nearly twice as fast as Hasher.Write.
+type splitHasher struct {
+	h    *Hasher
+	work chan []byte
+	done chan struct{}
+}
+
+// newSplitHasher starts the helper goroutine; Close stops it.
+func newSplitHasher(h *Hasher) *splitHasher {
+	s := &splitHasher{h: h, work: make(chan []byte), done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		for p := range s.work {
+			s.h.sha256.Write(p)
+			s.done <- struct{}{}
+		}
+	}()
+	return s
+}
+
+func (s *splitHasher) Write(p []byte) {
+	if len(p) < splitMin {
+		s.h.Write(p)
+		return
+	}
+	s.work <- p
+	s.h.qx.Write(p)
+	s.h.sha1.Write(p)
+	<-s.done
+}
+
+// Close stops the helper and waits for it to exit.
+func (s *splitHasher) Close() {
+	close(s.work)
+	<-s.done
+}
