@@ -1,0 +1,421 @@
+// Package jobs runs Ferry's long-running work on River (riverqueue.com):
+// upload from URL, fetched with package fetch into blob staging, committed
+// as an item, and reported through the job's monitor row. The same code
+// runs on SQLite (one node) and PostgreSQL (many nodes): River's tables live
+// in the store's database, next to the monitor rows.
+package jobs
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"log/slog"
+	"math"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver"
+	"github.com/riverqueue/river/riverdriver/riverdatabasesql"
+	"github.com/riverqueue/river/riverdriver/riversqlite"
+	"github.com/riverqueue/river/rivermigrate"
+	"golang.org/x/time/rate"
+
+	"github.com/ferrydrive/ferry"
+	"github.com/ferrydrive/ferry/fetch"
+)
+
+// Store is what the queue needs from the metadata store (sqlstore.Store
+// implements it). It is declared here, at its only consumer, so that jobs
+// does not import sqlstore.
+//
+// InsertJob is the one place where the store hands River its transaction:
+// the monitor row and River's job row must commit together, or a crash
+// would leave a monitor without work or work without a monitor. That
+// atomicity is worth crossing the usual adapter boundary for.
+type Store interface {
+	// DB is the database River keeps its own tables in.
+	DB() *sql.DB
+	// Postgres reports whether DB is PostgreSQL (else SQLite).
+	Postgres() bool
+
+	// InsertJob stores j and calls enqueue with the same transaction.
+	InsertJob(ctx context.Context, j *ferry.Job, enqueue func(tx *sql.Tx) error) error
+	// Job returns a job, or NotFound.
+	Job(ctx context.Context, id string) (*ferry.Job, error)
+	// SetJobStatus moves a job to status to if its status is one of from;
+	// ok reports whether it did.
+	SetJobStatus(ctx context.Context, id string, to ferry.JobStatus, from ...ferry.JobStatus) (ok bool, err error)
+	// StartJob moves a notStarted or waiting job to inProgress if its user
+	// has fewer than limit jobs inProgress.
+	StartJob(ctx context.Context, id string, limit int) (ok bool, err error)
+	// UpdateJobProgress records the monitor's progress fields.
+	UpdateJobProgress(ctx context.Context, id string, bytes, total int64, bps float64) error
+	// FinishJob moves a job to a final status.
+	FinishJob(ctx context.Context, id string, status ferry.JobStatus, resource ferry.ItemID, code, msg string) error
+	// SaveJobCheckpoint durably records where a download stands.
+	SaveJobCheckpoint(ctx context.Context, id, stagingID string, data []byte) error
+	// JobCheckpoint returns what SaveJobCheckpoint recorded last.
+	JobCheckpoint(ctx context.Context, id string) (stagingID string, data []byte, err error)
+	// DeleteJobsFinishedBefore deletes jobs that ended before t.
+	DeleteJobsFinishedBefore(ctx context.Context, t time.Time) (int, error)
+	// StagingInUse lists the staging areas that jobs still refer to.
+	StagingInUse(ctx context.Context) ([]string, error)
+
+	// Drive reports a drive's quota and use.
+	Drive(ctx context.Context, id ferry.DriveID) (*ferry.Drive, error)
+	// CreateItem commits a downloaded file.
+	CreateItem(ctx context.Context, n ferry.NewItem, c ferry.ConflictBehavior) (*ferry.Item, bool, error)
+	// UnreferencedBlobs, ForgetBlob and BlobKnown serve the blob sweep.
+	UnreferencedBlobs(ctx context.Context, limit int) ([]string, error)
+	ForgetBlob(ctx context.Context, key string) error
+	BlobKnown(ctx context.Context, key string) (bool, error)
+}
+
+// Config tunes the queue. Zero fields take the defaults noted.
+type Config struct {
+	Workers        int           // concurrent fetch jobs on this node; default 4
+	PerUserRunning int           // running imports per user; the rest wait as notStarted; default 4
+	Rate           rate.Limit    // sustained new jobs per second per user before Throttled; default 5
+	Burst          int           // jobs a user may submit at once; default 1000
+	MaxFileSize    int64         // largest import in bytes; default 100 GiB
+	Retention      time.Duration // how long monitors stay readable after the end; default 24h
+	MaxStalls      int           // consecutive attempts that add no bytes before failing; default 3
+	// NodeID names this node stably across restarts (River's client ID, at
+	// most 100 bytes). At start the queue takes back the River jobs that
+	// this node was running when it stopped. Default: the host name.
+	NodeID string
+	Log    *slog.Logger // default: discard
+
+	// RetryBase and RetryMax shape the backoff between attempts: RetryBase,
+	// doubled on every attempt that adds no bytes, at most RetryMax. An
+	// origin's Retry-After is honoured up to RetryMax. Defaults 1s and 30s.
+	RetryBase, RetryMax time.Duration
+	// Snooze is how long a job waits before asking again for a running
+	// slot when its user is at PerUserRunning. Default 1s.
+	Snooze time.Duration
+	// ProgressEvery is how often a running job writes its progress and
+	// looks for a cancel request. Default 500ms.
+	ProgressEvery time.Duration
+	// CheckpointEvery and CheckpointBytes bound how much work a crash can
+	// lose: a durable checkpoint is written after whichever comes first.
+	// Defaults 3s and 64 MiB.
+	CheckpointEvery time.Duration
+	CheckpointBytes int64
+	// StagingGrace and BlobGrace are the ages above which unreferenced
+	// staging areas and unknown blob files count as orphans. Defaults 10
+	// minutes and 1 hour.
+	StagingGrace, BlobGrace time.Duration
+	// SweepEvery is how often expired monitors and unreferenced blobs are
+	// deleted. Default 1 minute.
+	SweepEvery time.Duration
+}
+
+func (c *Config) setDefaults() {
+	setDefault(&c.Workers, 4)
+	setDefault(&c.PerUserRunning, 4)
+	setDefault(&c.Rate, 5)
+	setDefault(&c.Burst, 1000)
+	setDefault(&c.MaxFileSize, 100<<30)
+	setDefault(&c.Retention, 24*time.Hour)
+	setDefault(&c.MaxStalls, 3)
+	setDefault(&c.RetryBase, time.Second)
+	setDefault(&c.RetryMax, 30*time.Second)
+	setDefault(&c.Snooze, time.Second)
+	setDefault(&c.ProgressEvery, 500*time.Millisecond)
+	setDefault(&c.CheckpointEvery, 3*time.Second)
+	setDefault(&c.CheckpointBytes, 64<<20)
+	setDefault(&c.StagingGrace, 10*time.Minute)
+	setDefault(&c.BlobGrace, time.Hour)
+	setDefault(&c.SweepEvery, time.Minute)
+	if c.NodeID == "" {
+		c.NodeID, _ = os.Hostname()
+	}
+	if c.NodeID == "" {
+		c.NodeID = "ferry"
+	}
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+}
+
+func setDefault[T comparable](p *T, def T) {
+	var zero T
+	if *p == zero {
+		*p = def
+	}
+}
+
+// Queue runs upload-from-URL jobs on River and implements ferry.JobQueue.
+// Create it with New, then call Run; Enqueue, Job and Cancel may be used
+// before Run starts and after it returns.
+type Queue struct {
+	cfg    Config
+	store  Store
+	blobs  ferry.BlobStore
+	fetch  *fetch.Client
+	log    *slog.Logger
+	client *river.Client[*sql.Tx]
+	worker *downloadWorker
+
+	mu       sync.Mutex
+	limiters map[ferry.UserID]*rate.Limiter
+}
+
+var _ ferry.JobQueue = (*Queue)(nil)
+
+// New brings River's tables up to date in the store's database and builds
+// the queue. Nothing runs until Run.
+func New(ctx context.Context, cfg Config, store Store, blobs ferry.BlobStore, client *fetch.Client) (*Queue, error) {
+	cfg.setDefaults()
+	if len(cfg.NodeID) > 100 {
+		return nil, fmt.Errorf("jobs: node ID %q is longer than 100 bytes", cfg.NodeID)
+	}
+	q := &Queue{
+		cfg:      cfg,
+		store:    store,
+		blobs:    blobs,
+		fetch:    client,
+		log:      cfg.Log,
+		limiters: make(map[ferry.UserID]*rate.Limiter),
+	}
+	q.worker = &downloadWorker{q: q}
+
+	workers := river.NewWorkers()
+	if err := river.AddWorkerSafely(workers, q.worker); err != nil {
+		return nil, fmt.Errorf("jobs: register worker: %w", err)
+	}
+	rcfg := &river.Config{
+		ID:     cfg.NodeID,
+		Logger: cfg.Log,
+		Queues: map[string]river.QueueConfig{
+			river.QueueDefault: {MaxWorkers: cfg.Workers},
+		},
+		Workers: workers,
+		// Downloads may run for hours: no River timeout, our own caps
+		// (fetch's idle timeout, MaxStalls) bound them instead.
+		JobTimeout: -1,
+		// Attempts are bounded by MaxStalls, not by River; this is only a
+		// backstop against a pathological origin.
+		MaxAttempts: 1000,
+		// Neither driver here listens for notifications (SQLite cannot;
+		// riverdatabasesql without a pgx listener polls), so poll often
+		// enough that a new job starts within a fraction of a second.
+		FetchCooldown:     50 * time.Millisecond,
+		FetchPollInterval: 100 * time.Millisecond,
+		// Left long on purpose: a job that another node is still running
+		// must not be started twice. A node's own interrupted jobs are
+		// taken back at start instead (reclaim).
+		RescueStuckJobsAfter: 2 * time.Hour,
+	}
+	var err error
+	if store.Postgres() {
+		driver := riverdatabasesql.New(store.DB())
+		err = migrate(ctx, cfg.Log, driver)
+		if err == nil {
+			q.client, err = river.NewClient(driver, rcfg)
+		}
+	} else {
+		driver := riversqlite.New(store.DB())
+		err = migrate(ctx, cfg.Log, driver)
+		if err == nil {
+			q.client, err = river.NewClient(driver, rcfg)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("jobs: %w", err)
+	}
+	return q, nil
+}
+
+// migrate applies River's migrations; a second run applies none.
+func migrate[TTx any](ctx context.Context, log *slog.Logger, driver riverdriver.Driver[TTx]) error {
+	m, err := rivermigrate.New(driver, &rivermigrate.Config{Logger: log})
+	if err != nil {
+		return fmt.Errorf("river migrator: %w", err)
+	}
+	if _, err := m.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
+		return fmt.Errorf("river migrations: %w", err)
+	}
+	return nil
+}
+
+// Run starts River, takes back this node's interrupted jobs, and sweeps
+// orphans and expired monitors until ctx is done. Then it stops River,
+// cancelling running jobs, which checkpoint and go back to waiting so that
+// the next start resumes them. It returns nil after a clean stop.
+func (q *Queue) Run(ctx context.Context) error {
+	if err := q.reclaim(ctx); err != nil {
+		return err
+	}
+	// River's own context must not end with ctx: that would start a soft
+	// stop, which waits for downloads to finish. StopAndCancel below
+	// cancels them instead, and they checkpoint.
+	if err := q.client.Start(context.WithoutCancel(ctx)); err != nil {
+		return fmt.Errorf("jobs: start river: %w", err)
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() { q.sweepLoop(ctx) })
+	<-ctx.Done()
+	wg.Wait()
+
+	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if err := q.client.StopAndCancel(stopCtx); err != nil {
+		return fmt.Errorf("jobs: stop river: %w", err)
+	}
+	return nil
+}
+
+// reclaim makes the River jobs that this node was running when it last
+// stopped (a crash or kill -9 leaves them `running`) available again, so
+// they resume within seconds instead of after RescueStuckJobsAfter. It must
+// run before the River client starts: from then on, `running` jobs
+// attempted by NodeID are live. River has no API for this (JobRetry skips
+// running jobs), so it is one UPDATE on River's table, per dialect:
+// attempted_by is text[] on PostgreSQL and a JSONB array on SQLite, and its
+// last element is the client that made the latest attempt.
+func (q *Queue) reclaim(ctx context.Context) error {
+	query := `UPDATE river_job SET state = 'available'
+		WHERE state = 'running' AND json_extract(attempted_by, '$[#-1]') = ?`
+	if q.store.Postgres() {
+		query = `UPDATE river_job SET state = 'available'
+			WHERE state = 'running' AND attempted_by[array_length(attempted_by, 1)] = $1`
+	}
+	res, err := q.store.DB().ExecContext(ctx, query, q.cfg.NodeID)
+	if err != nil {
+		return fmt.Errorf("jobs: reclaim interrupted jobs: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n > 0 {
+		q.log.Info("jobs: resuming interrupted jobs", "count", n, "node", q.cfg.NodeID)
+	}
+	return nil
+}
+
+// Enqueue implements ferry.JobQueue: it stores j as notStarted and queues
+// its River job in the same transaction.
+func (q *Queue) Enqueue(ctx context.Context, j *ferry.Job) error {
+	if j.Operation == "" {
+		j.Operation = ferry.OpDownloadURL
+	}
+	if j.Operation != ferry.OpDownloadURL {
+		return ferry.Errorf(ferry.NotSupported, "jobs of kind %s are not supported", j.Operation)
+	}
+	if err := q.allow(j.UserID); err != nil {
+		return err
+	}
+	if j.Conflict == "" {
+		j.Conflict = ferry.ConflictFail
+	}
+	j.ID = ferry.NewID("mon_", 16)
+	j.Status = ferry.StatusNotStarted
+	j.Bytes, j.Total, j.BytesPerSecond = 0, -1, 0
+	err := q.store.InsertJob(ctx, j, func(tx *sql.Tx) error {
+		_, err := q.client.InsertTx(ctx, tx, downloadArgs{JobID: j.ID}, nil)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("jobs: enqueue: %w", err)
+	}
+	return nil
+}
+
+// allow takes a token from the user's bucket, or fails with Throttled and
+// the whole seconds until one is available.
+func (q *Queue) allow(user ferry.UserID) error {
+	q.mu.Lock()
+	lim, ok := q.limiters[user]
+	if !ok {
+		lim = rate.NewLimiter(q.cfg.Rate, q.cfg.Burst)
+		q.limiters[user] = lim
+	}
+	q.mu.Unlock()
+	now := time.Now()
+	r := lim.ReserveN(now, 1)
+	if !r.OK() {
+		return &ferry.Error{Kind: ferry.Throttled, Message: "too many new jobs; try again later", RetryAfter: 60}
+	}
+	if d := r.DelayFrom(now); d > 0 {
+		r.CancelAt(now)
+		secs := int(math.Ceil(d.Seconds()))
+		return &ferry.Error{
+			Kind:       ferry.Throttled,
+			Message:    fmt.Sprintf("too many new jobs; try again in %d s", max(secs, 1)),
+			RetryAfter: max(secs, 1),
+		}
+	}
+	return nil
+}
+
+// Job implements ferry.JobQueue. A job that ended longer ago than the
+// retention period is NotFound even before the sweep deletes it.
+func (q *Queue) Job(ctx context.Context, id string) (*ferry.Job, error) {
+	j, err := q.store.Job(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if j.Status.Final() && !j.Finished.IsZero() && time.Since(j.Finished) > q.cfg.Retention {
+		return nil, ferry.Errorf(ferry.NotFound, "monitor %s not found", id)
+	}
+	return j, nil
+}
+
+// Cancel implements ferry.JobQueue. A job that no worker runs (notStarted,
+// waiting) is cancelled at once and its staged bytes freed; a running job
+// moves to cancelPending, and its worker, which reads the status with every
+// progress write, stops, frees its staging and finishes it as cancelled.
+func (q *Queue) Cancel(ctx context.Context, id string) (*ferry.Job, error) {
+	for range 5 {
+		j, err := q.Job(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		switch j.Status {
+		case ferry.StatusCompleted, ferry.StatusFailed, ferry.StatusCancelled:
+			return nil, ferry.Errorf(ferry.Conflict, "the job has already ended (%s)", j.Status)
+		case ferry.StatusCancelPending:
+			return j, nil
+		case ferry.StatusInProgress:
+			ok, err := q.store.SetJobStatus(ctx, id, ferry.StatusCancelPending, ferry.StatusInProgress)
+			if err != nil {
+				return nil, fmt.Errorf("jobs: cancel %s: %w", id, err)
+			}
+			if ok {
+				return q.Job(ctx, id)
+			}
+		default: // notStarted, waiting: no worker holds it
+			// cancelPending first, so that StartJob cannot pick the job up
+			// while its staging is removed.
+			ok, err := q.store.SetJobStatus(ctx, id, ferry.StatusCancelPending, ferry.StatusNotStarted, ferry.StatusWaiting)
+			if err != nil {
+				return nil, fmt.Errorf("jobs: cancel %s: %w", id, err)
+			}
+			if ok {
+				if err := q.finishCancelled(ctx, id); err != nil {
+					return nil, err
+				}
+				return q.Job(ctx, id)
+			}
+		}
+		// The status changed under us; look again.
+	}
+	return nil, ferry.Errorf(ferry.Unavailable, "the job is changing state; try again")
+}
+
+// finishCancelled frees a job's staging and records it as cancelled.
+func (q *Queue) finishCancelled(ctx context.Context, id string) error {
+	stagingID, _, err := q.store.JobCheckpoint(ctx, id)
+	if err != nil && ferry.KindOf(err) != ferry.NotFound {
+		return fmt.Errorf("jobs: cancel %s: %w", id, err)
+	}
+	if stagingID != "" {
+		if err := q.blobs.RemoveStaging(ctx, stagingID); err != nil {
+			return fmt.Errorf("jobs: cancel %s: %w", id, err)
+		}
+	}
+	if err := q.store.FinishJob(ctx, id, ferry.StatusCancelled, "", "", "The job was cancelled."); err != nil {
+		return fmt.Errorf("jobs: cancel %s: %w", id, err)
+	}
+	return nil
+}

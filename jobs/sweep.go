@@ -1,0 +1,132 @@
+package jobs
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// sweepLoop deletes expired monitors, orphaned staging areas, blob files
+// no item knows, and blobs no item uses any more: once at start, then every
+// SweepEvery until ctx is done. Errors are logged; the next round retries.
+func (q *Queue) sweepLoop(ctx context.Context) {
+	t := time.NewTicker(q.cfg.SweepEvery)
+	defer t.Stop()
+	for {
+		q.sweep(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (q *Queue) sweep(ctx context.Context) {
+	for _, step := range []struct {
+		name string
+		f    func(context.Context) error
+	}{
+		{"expired monitors", q.sweepJobs},
+		{"orphaned staging", q.sweepStaging},
+		{"unknown blobs", q.sweepUnknownBlobs},
+		{"unreferenced blobs", q.sweepUnreferencedBlobs},
+	} {
+		if ctx.Err() != nil {
+			return
+		}
+		if err := step.f(ctx); err != nil && ctx.Err() == nil {
+			q.log.Error("jobs: sweep "+step.name, "err", err)
+		}
+	}
+}
+
+// sweepJobs deletes jobs that ended longer ago than the retention period.
+func (q *Queue) sweepJobs(ctx context.Context) error {
+	n, err := q.store.DeleteJobsFinishedBefore(ctx, time.Now().Add(-q.cfg.Retention))
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		q.log.Debug("jobs: deleted expired monitors", "count", n)
+	}
+	return nil
+}
+
+// sweepStaging removes staging areas that no job refers to and that have
+// not changed for StagingGrace: left by a crash between Stage and the
+// first checkpoint, or by a job whose row is gone. The grace period keeps
+// areas that a job is about to record.
+func (q *Queue) sweepStaging(ctx context.Context) error {
+	areas, err := q.blobs.ListStaging(ctx)
+	if err != nil {
+		return err
+	}
+	inUse, err := q.store.StagingInUse(ctx)
+	if err != nil {
+		return err
+	}
+	used := make(map[string]bool, len(inUse))
+	for _, id := range inUse {
+		used[id] = true
+	}
+	cutoff := time.Now().Add(-q.cfg.StagingGrace)
+	for _, a := range areas {
+		if used[a.ID] || a.Modified.After(cutoff) {
+			continue
+		}
+		if err := q.blobs.RemoveStaging(ctx, a.ID); err != nil {
+			return fmt.Errorf("remove staging %s: %w", a.ID, err)
+		}
+		q.log.Info("jobs: removed orphaned staging area", "id", a.ID, "size", a.Size)
+	}
+	return nil
+}
+
+// sweepUnknownBlobs deletes published blob files that the store has no
+// record of and that are older than BlobGrace: a crash between Publish and
+// the item's commit leaves them. The grace period covers commits in
+// flight.
+func (q *Queue) sweepUnknownBlobs(ctx context.Context) error {
+	blobs, err := q.blobs.List(ctx)
+	if err != nil {
+		return err
+	}
+	cutoff := time.Now().Add(-q.cfg.BlobGrace)
+	for _, b := range blobs {
+		if b.Modified.After(cutoff) {
+			continue
+		}
+		known, err := q.store.BlobKnown(ctx, b.ID)
+		if err != nil {
+			return err
+		}
+		if known {
+			continue
+		}
+		if err := q.blobs.Delete(ctx, b.ID); err != nil {
+			return fmt.Errorf("delete blob %s: %w", b.ID, err)
+		}
+		q.log.Info("jobs: deleted unknown blob", "key", b.ID, "size", b.Size)
+	}
+	return nil
+}
+
+// sweepUnreferencedBlobs deletes the bytes of blobs no item uses any more,
+// then forgets them, in batches until none are left.
+func (q *Queue) sweepUnreferencedBlobs(ctx context.Context) error {
+	for {
+		keys, err := q.store.UnreferencedBlobs(ctx, 100)
+		if err != nil || len(keys) == 0 {
+			return err
+		}
+		for _, k := range keys {
+			if err := q.blobs.Delete(ctx, k); err != nil {
+				return fmt.Errorf("delete blob %s: %w", k, err)
+			}
+			if err := q.store.ForgetBlob(ctx, k); err != nil {
+				return fmt.Errorf("forget blob %s: %w", k, err)
+			}
+		}
+	}
+}
