@@ -95,6 +95,25 @@ func redactPath(p string) string {
 	return p
 }
 
+// rejectUncleanPaths answers 400 for paths with "." or ".." segments or
+// empty segments. ServeMux would otherwise redirect them to a cleaned path,
+// and no name can be "." or ".." or empty anyway, so such a path is always
+// a malformed request (often an attempt at traversal).
+func rejectUncleanPaths(log *slog.Logger, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := strings.TrimSuffix(r.URL.Path, "/")
+		if p != "" && p[0] == '/' {
+			for seg := range strings.SplitSeq(p[1:], "/") {
+				if seg == "" || seg == "." || seg == ".." {
+					writeError(w, r, log, ferry.Errorf(ferry.Invalid, "the path must not contain empty, '.' or '..' segments").WithCode("invalidPath"))
+					return
+				}
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
 // recoverPanics turns a panicking handler into a Graph 500, logged once.
 func recoverPanics(log *slog.Logger, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

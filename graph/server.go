@@ -75,7 +75,7 @@ func NewHandler(cfg Config, d Deps) http.Handler {
 	sign := &signer{key: cfg.SigningKey, ttl: cfg.DownloadURLTTL, now: d.Now}
 	mux := http.NewServeMux()
 	addRoutes(mux, cfg, d, urls, sign)
-	var h http.Handler = mux
+	var h http.Handler = rejectUncleanPaths(d.Log, mux)
 	h = recoverPanics(d.Log, h)
 	h = logRequests(d.Log, h)
 	h = withRequestID(h)
