@@ -573,3 +573,28 @@ func TestDetectMIME(t *testing.T) {
 		})
 	}
 }
+
+// TestCopyNilHasher covers ranges copied without hashing, as a parallel
+// download would, then hashed once whole with Rehash.
+func TestCopyNilHasher(t *testing.T) {
+	s := newStore(t)
+	data := randomBytes(12, 3<<20+5)
+	st := newStaging(t, s)
+	mid := int64(len(data) / 2)
+	var last int64
+	n2, err := blob.Copy(t.Context(), st, mid, bytes.NewReader(data[mid:]), nil, -1, func(total int64) { last = total })
+	if err != nil || n2 != int64(len(data))-mid || last != n2 {
+		t.Fatalf("second half: Copy = %d, %v, last progress %d", n2, err, last)
+	}
+	n1, err := blob.Copy(t.Context(), st, 0, bytes.NewReader(data[:mid]), nil, -1, nil)
+	if err != nil || n1 != mid {
+		t.Fatalf("first half: Copy = %d, %v", n1, err)
+	}
+	h, err := blob.Rehash(t.Context(), st, int64(len(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := h.Sum(), wantHashes(data); got != want {
+		t.Errorf("hashes %+v, want %+v", got, want)
+	}
+}

@@ -89,7 +89,9 @@ type segment struct {
 //
 // Whatever the outcome, when Copy returns dst holds [off, off+n) and h has
 // absorbed exactly those n bytes, so a caller may save h and resume later
-// at off+n. No goroutine outlives the call.
+// at off+n. h may be nil when the bytes are hashed later, e.g. for one
+// range of a download fetched in parallel (see Rehash). No goroutine
+// outlives the call.
 //
 // progress, if not nil, is called with the running total of bytes written
 // and hashed, at most every 256 KiB to 1 MiB of data or every 200 ms when
@@ -106,11 +108,16 @@ func Copy(ctx context.Context, dst ferry.Staging, off int64, src io.Reader, h *H
 	hashed := make(chan struct{})
 	go func() {
 		defer close(hashed)
-		sh := newSplitHasher(h)
-		defer sh.Close()
+		var sh *splitHasher
+		if h != nil {
+			sh = newSplitHasher(h)
+			defer sh.Close()
+		}
 		var reported int64
 		for s := range segs {
-			sh.Write(s.p)
+			if sh != nil {
+				sh.Write(s.p)
+			}
 			if s.buf != nil {
 				free <- s.buf // never blocks: free holds every buffer there is
 			}

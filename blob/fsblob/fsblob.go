@@ -330,7 +330,9 @@ func (st *staging) Publish(ctx context.Context, size int64) (string, error) {
 			return "", fmt.Errorf("fsblob: publish %s: %w", st.id, err)
 		}
 	}
-	if err := os.Rename(st.s.stagingPath(st.id), dst); err != nil {
+	if err := os.Rename(st.s.stagingPath(st.id), dst); errors.Is(err, fs.ErrNotExist) {
+		return "", ferry.Errorf(ferry.NotFound, "staging area %s was removed", st.id)
+	} else if err != nil {
 		return "", fmt.Errorf("fsblob: publish %s: %w", st.id, err)
 	}
 	// The new name must survive a crash before anyone records the key;

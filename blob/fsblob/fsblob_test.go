@@ -140,3 +140,21 @@ func TestPublishMovesFile(t *testing.T) {
 		t.Errorf("blob file = %q, %v; want \"hello\"", got, err)
 	}
 }
+
+func TestPublishAfterRemoveStaging(t *testing.T) {
+	s := newStore(t)
+	st, err := s.Stage(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.WriteAt([]byte("gone"), 0)
+	if err := s.RemoveStaging(t.Context(), st.ID()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Publish(t.Context(), 4); ferry.KindOf(err) != ferry.NotFound {
+		t.Errorf("Publish of a removed area: %v, want NotFound", err)
+	}
+	if infos, _ := s.List(t.Context()); len(infos) != 0 {
+		t.Errorf("List = %v, want nothing", infos)
+	}
+}
