@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/ferrydrive/ferry"
@@ -19,14 +20,17 @@ const maxJSONBody = 1 << 20
 // encode writes v as the JSON body of a response with the given status. It
 // and decode are the only places that touch encoding/json.
 func encode(w http.ResponseWriter, status int, v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false) // names with < > & stay readable
+	if err := enc.Encode(v); err != nil {
 		// Every wire type marshals; reaching this is a programming error.
 		panic(fmt.Sprintf("graph: encode %T: %v", v, err))
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(buf.Len()))
 	w.WriteHeader(status)
-	w.Write(append(b, '\n'))
+	w.Write(buf.Bytes())
 }
 
 // selectFields reduces the JSON object of v to the keys listed in fields,
