@@ -1,0 +1,192 @@
+package sqlstore
+
+import (
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/pressly/goose/v3"
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// This file is the only place where SQLite and PostgreSQL differ: how a
+// database is opened, placeholders, error codes, row locking, and which
+// migration directory applies. Queries elsewhere are written once, with '?'
+// placeholders, in SQL both engines accept.
+
+//go:embed migrations/sqlite/*.sql migrations/postgres/*.sql
+var migrations embed.FS
+
+// dialect describes one engine.
+type dialect struct {
+	postgres bool
+}
+
+// isPostgresDSN reports whether dsn names a PostgreSQL database rather than
+// a SQLite file.
+func isPostgresDSN(dsn string) bool {
+	return strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://")
+}
+
+// openSQLite opens the SQLite file at path, creating it and its parent
+// directories. The drivers are used directly (sql.OpenDB with a connector),
+// so nothing needs to register them by name.
+//
+// WAL lets readers run beside the one writer. _txlock=immediate makes every
+// transaction take the write lock at BEGIN, where busy_timeout applies: a
+// transaction that read first and upgraded later could instead fail at once
+// with SQLITE_BUSY. River shares this pool and its transactions, so the same
+// settings protect it too.
+func openSQLite(path string) (*sql.DB, error) {
+	if path == "" {
+		return nil, errors.New("sqlstore: empty database path")
+	}
+	if strings.ContainsAny(path, "?#") || strings.HasPrefix(path, "file:") {
+		// The driver reads '?' as the start of its parameters.
+		return nil, fmt.Errorf("sqlstore: the SQLite path %q must be a plain file path", path)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return nil, fmt.Errorf("sqlstore: create the database directory: %w", err)
+	}
+	q := url.Values{}
+	q.Set("_journal_mode", "WAL")
+	q.Set("_busy_timeout", "10000")
+	q.Set("_synchronous", "NORMAL")
+	q.Set("_foreign_keys", "1")
+	q.Set("_txlock", "immediate")
+	c, err := sqlite.NewConnector(path + "?" + q.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: sqlite: %w", err)
+	}
+	db := sql.OpenDB(c)
+	// Writers queue on the file lock anyway; a few connections let reads
+	// proceed beside a write and let a caller run a read outside its write
+	// transaction (River does).
+	db.SetMaxOpenConns(8)
+	db.SetMaxIdleConns(8)
+	db.SetConnMaxIdleTime(5 * time.Minute)
+	return db, nil
+}
+
+// openPostgres opens a PostgreSQL database through pgx's database/sql
+// adapter.
+func openPostgres(dsn string) (*sql.DB, error) {
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		// The parse error may repeat the DSN, password included.
+		return nil, errors.New("sqlstore: the PostgreSQL DSN is not valid")
+	}
+	db := stdlib.OpenDB(*cfg)
+	db.SetMaxOpenConns(32)
+	db.SetMaxIdleConns(8)
+	db.SetConnMaxIdleTime(5 * time.Minute)
+	return db, nil
+}
+
+// gooseDialect names the engine for goose.
+func (d dialect) gooseDialect() goose.Dialect {
+	if d.postgres {
+		return goose.DialectPostgres
+	}
+	return goose.DialectSQLite3
+}
+
+// migrations returns the engine's migration files.
+func (d dialect) migrations() (fs.FS, error) {
+	dir := "migrations/sqlite"
+	if d.postgres {
+		dir = "migrations/postgres"
+	}
+	return fs.Sub(migrations, dir)
+}
+
+// migrationLockID is the PostgreSQL advisory lock that keeps two nodes from
+// migrating at once ("ferrymig" in ASCII).
+const migrationLockID = 0x66657272796d6967
+
+// rebind turns '?' placeholders into PostgreSQL's $1, $2, …. Queries in this
+// package never contain '?' inside literals.
+func (d dialect) rebind(q string) string {
+	if !d.postgres || !strings.Contains(q, "?") {
+		return q
+	}
+	var b strings.Builder
+	b.Grow(len(q) + 8)
+	n := 0
+	for i := 0; i < len(q); i++ {
+		if q[i] == '?' {
+			n++
+			b.WriteByte('$')
+			b.WriteString(strconv.Itoa(n))
+			continue
+		}
+		b.WriteByte(q[i])
+	}
+	return b.String()
+}
+
+// uniqueViolation reports whether err is a UNIQUE or PRIMARY KEY violation.
+func (d dialect) uniqueViolation(err error) bool {
+	if pe, ok := errors.AsType[*pgconn.PgError](err); ok {
+		return pe.Code == "23505"
+	}
+	if se, ok := errors.AsType[*sqlite.Error](err); ok {
+		return se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE || se.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
+	}
+	return false
+}
+
+// transient reports whether err means "another transaction got in the way;
+// run yours again": a serialization failure or deadlock on PostgreSQL, a
+// lock that outlasted busy_timeout on SQLite.
+func (d dialect) transient(err error) bool {
+	if pe, ok := errors.AsType[*pgconn.PgError](err); ok {
+		return pe.Code == "40001" || pe.Code == "40P01"
+	}
+	if se, ok := errors.AsType[*sqlite.Error](err); ok {
+		switch se.Code() & 0xff {
+		case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED:
+			return true
+		}
+	}
+	return false
+}
+
+// lockDriveSQL is run at the start of every transaction that changes a
+// drive's items; it has one '?' for the drive ID, or is empty.
+//
+// On SQLite every write transaction already holds the database's single
+// write lock (_txlock=immediate), so writes are serial. PostgreSQL runs them
+// side by side, and checks such as "is this name free", "would this move
+// make a cycle" and "is there quota left" are only sound if no other
+// transaction changes the same drive meanwhile: locking the drive's row
+// serialises writers per drive, and readers are not blocked.
+func (d dialect) lockDriveSQL() string {
+	if d.postgres {
+		return `SELECT 1 FROM drives WHERE id = ? FOR UPDATE`
+	}
+	return ""
+}
+
+// lockUserSQL serialises transactions that count a user's running jobs; it
+// has one '?' for the user ID, or is empty (see lockDriveSQL). It is an
+// advisory lock, so it works whether or not the users row exists; the
+// two-key form keeps it apart from River's one-key advisory locks.
+func (d dialect) lockUserSQL() string {
+	if d.postgres {
+		return `SELECT pg_advisory_xact_lock(1717924466, hashtext(?))`
+	}
+	return ""
+}

@@ -1,0 +1,994 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"encoding/base64"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ferrydrive/ferry"
+)
+
+// itemCols selects an item row, aliased i, in scanItem's order. The child
+// count is only ever non-zero for folders.
+const itemCols = `i.id, i.drive_id, COALESCE(i.parent_id, ''), i.name, i.folder, i.size, i.mime_type,
+	i.qxh, i.sha1, i.sha256, COALESCE(i.blob_key, ''), i.version, i.content_version,
+	i.created, i.modified, i.fs_created, i.fs_modified, i.description, i.created_by, i.modified_by,
+	(SELECT count(*) FROM items ch WHERE ch.parent_id = i.id)`
+
+type scanner interface{ Scan(dest ...any) error }
+
+func scanItem(r scanner) (*ferry.Item, error) {
+	var it ferry.Item
+	var created, modified, fsCreated, fsModified int64
+	err := r.Scan(&it.ID, &it.DriveID, &it.ParentID, &it.Name, &it.Folder, &it.Size, &it.MimeType,
+		&it.Hashes.QuickXor, &it.Hashes.SHA1, &it.Hashes.SHA256, &it.BlobKey, &it.Version, &it.ContentVersion,
+		&created, &modified, &fsCreated, &fsModified, &it.Description, &it.CreatedBy, &it.ModifiedBy,
+		&it.ChildCount)
+	if err != nil {
+		return nil, err
+	}
+	it.Created, it.Modified = fromMillis(created), fromMillis(modified)
+	it.FSCreated, it.FSModified = fromMillis(fsCreated), fromMillis(fsModified)
+	return &it, nil
+}
+
+func errItemNotFound(id ferry.ItemID) error {
+	return ferry.Errorf(ferry.NotFound, "item %s not found", id)
+}
+
+func errModified() error {
+	return ferry.Errorf(ferry.Modified, "the item has changed since the given eTag")
+}
+
+func errQuota() error {
+	return ferry.Errorf(ferry.QuotaExceeded, "the drive does not have enough space left").WithCode("quotaLimitReached")
+}
+
+func errNameTaken(name string) error {
+	return ferry.Errorf(ferry.NameConflict, "an item named %q already exists", name)
+}
+
+// nullable stores "" as NULL, for parent_id and blob_key.
+func nullable(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+// Item returns the item with the given ID, or NotFound.
+func (s *Store) Item(ctx context.Context, id ferry.ItemID) (*ferry.Item, error) {
+	return s.item(ctx, s.c, id)
+}
+
+func (s *Store) item(ctx context.Context, c conn, id ferry.ItemID) (*ferry.Item, error) {
+	it, err := scanItem(c.row(ctx, `SELECT `+itemCols+` FROM items i WHERE i.id = ?`, string(id)))
+	if notFound(err) {
+		return nil, errItemNotFound(id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: item %s: %w", id, err)
+	}
+	return it, nil
+}
+
+// child returns the child of parent whose name matches key, or nil.
+func (s *Store) child(ctx context.Context, c conn, parent ferry.ItemID, key string) (*ferry.Item, error) {
+	it, err := scanItem(c.row(ctx, `SELECT `+itemCols+` FROM items i WHERE i.parent_id = ? AND i.name_key = ?`, string(parent), key))
+	if notFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: child of %s: %w", parent, err)
+	}
+	return it, nil
+}
+
+// ItemByPath resolves names below the folder base, ignoring case.
+func (s *Store) ItemByPath(ctx context.Context, base ferry.ItemID, names []string) (*ferry.Item, error) {
+	it, err := s.Item(ctx, base)
+	if err != nil {
+		return nil, err
+	}
+	for _, name := range names {
+		if !it.Folder {
+			return nil, ferry.Errorf(ferry.NotFound, "%q is a file, not a folder", it.Name)
+		}
+		next, err := s.child(ctx, s.c, it.ID, ferry.NameKey(name))
+		if err != nil {
+			return nil, err
+		}
+		if next == nil {
+			return nil, ferry.Errorf(ferry.NotFound, "no item named %q in %q", name, it.Name)
+		}
+		it = next
+	}
+	return it, nil
+}
+
+// Path returns the names from the drive's root down to id.
+func (s *Store) Path(ctx context.Context, id ferry.ItemID) ([]string, error) {
+	rows, err := s.c.query(ctx, `
+		WITH RECURSIVE up(id, parent_id, name, depth) AS (
+			SELECT id, parent_id, name, 0 FROM items WHERE id = ?
+			UNION ALL
+			SELECT i.id, i.parent_id, i.name, up.depth + 1 FROM items i JOIN up ON i.id = up.parent_id
+		)
+		SELECT name, parent_id IS NULL FROM up ORDER BY depth DESC`, string(id))
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: path of %s: %w", id, err)
+	}
+	defer rows.Close()
+	var names []string
+	found := false
+	for rows.Next() {
+		var name string
+		var root bool
+		if err := rows.Scan(&name, &root); err != nil {
+			return nil, fmt.Errorf("sqlstore: path of %s: %w", id, err)
+		}
+		found = true
+		if !root {
+			names = append(names, name)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlstore: path of %s: %w", id, err)
+	}
+	if !found {
+		return nil, errItemNotFound(id)
+	}
+	return names, nil
+}
+
+// orderColumns maps ListQuery.OrderBy to the column it sorts on and the
+// letter that stands for it in cursors.
+var orderColumns = map[string]struct {
+	col    string
+	letter byte
+}{
+	"name":                 {"name_key", 'n'},
+	"size":                 {"size", 's'},
+	"lastModifiedDateTime": {"modified", 'm'},
+}
+
+// A cursor is the sort value and ID of the last item of a page; the next
+// page starts after it. Encoded, it is base64url of
+// <order letter><a|d><value>\x00<id>, where value is the name key or a
+// decimal number. Names cannot hold \x00, so the split is unambiguous.
+
+func encodeCursor(letter byte, desc bool, it *ferry.Item) string {
+	dir := byte('a')
+	if desc {
+		dir = 'd'
+	}
+	var v string
+	switch letter {
+	case 'n':
+		v = ferry.NameKey(it.Name)
+	case 's':
+		v = strconv.FormatInt(it.Size, 10)
+	case 'm':
+		v = strconv.FormatInt(millis(it.Modified), 10)
+	}
+	return base64.RawURLEncoding.EncodeToString([]byte(string([]byte{letter, dir}) + v + "\x00" + string(it.ID)))
+}
+
+func decodeCursor(cur string, letter byte, desc bool) (value any, id string, err error) {
+	bad := ferry.Errorf(ferry.Invalid, "the paging token is not valid for this listing")
+	raw, err := base64.RawURLEncoding.DecodeString(cur)
+	if err != nil || len(raw) < 3 {
+		return nil, "", bad
+	}
+	dir := byte('a')
+	if desc {
+		dir = 'd'
+	}
+	if raw[0] != letter || raw[1] != dir {
+		return nil, "", bad
+	}
+	v, id, ok := strings.Cut(string(raw[2:]), "\x00")
+	if !ok || id == "" {
+		return nil, "", bad
+	}
+	if letter == 'n' {
+		return v, id, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return nil, "", bad
+	}
+	return n, id, nil
+}
+
+// Children returns one page of a folder's children. Paging is by key set on
+// (sort value, id), never by offset, so inserts and deletes between pages
+// neither repeat nor skip the items that stay.
+func (s *Store) Children(ctx context.Context, parent ferry.ItemID, q ferry.ListQuery) ([]*ferry.Item, string, error) {
+	order := q.OrderBy
+	if order == "" {
+		order = "name"
+	}
+	oc, ok := orderColumns[order]
+	if !ok {
+		return nil, "", ferry.Errorf(ferry.Invalid, "cannot order by %q (use name, size or lastModifiedDateTime)", q.OrderBy)
+	}
+	limit := q.Limit
+	switch {
+	case limit == 0:
+		limit = 200
+	case limit < 0 || limit > 1000:
+		return nil, "", ferry.Errorf(ferry.Invalid, "the page size must be between 1 and 1000")
+	}
+	where := `i.parent_id = ?`
+	args := []any{string(parent)}
+	cmp, dir := ">", "ASC"
+	if q.Desc {
+		cmp, dir = "<", "DESC"
+	}
+	if q.Cursor != "" {
+		v, id, err := decodeCursor(q.Cursor, oc.letter, q.Desc)
+		if err != nil {
+			return nil, "", err
+		}
+		where += fmt.Sprintf(` AND (i.%s, i.id) %s (?, ?)`, oc.col, cmp)
+		args = append(args, v, id)
+	}
+	p, err := s.Item(ctx, parent)
+	if err != nil {
+		return nil, "", err
+	}
+	if !p.Folder {
+		return nil, "", nil
+	}
+	args = append(args, limit+1)
+	rows, err := s.c.query(ctx, fmt.Sprintf(`SELECT %s FROM items i WHERE %s ORDER BY i.%s %s, i.id %s LIMIT ?`,
+		itemCols, where, oc.col, dir, dir), args...)
+	if err != nil {
+		return nil, "", fmt.Errorf("sqlstore: children of %s: %w", parent, err)
+	}
+	defer rows.Close()
+	var items []*ferry.Item
+	for rows.Next() {
+		it, err := scanItem(rows)
+		if err != nil {
+			return nil, "", fmt.Errorf("sqlstore: children of %s: %w", parent, err)
+		}
+		items = append(items, it)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", fmt.Errorf("sqlstore: children of %s: %w", parent, err)
+	}
+	if len(items) <= limit {
+		return items, "", nil
+	}
+	items = items[:limit]
+	return items, encodeCursor(oc.letter, q.Desc, items[limit-1]), nil
+}
+
+// driveOf returns the drive an item belongs to. An item never changes
+// drives, so the answer may be used to lock the drive before the item is
+// read again inside the transaction.
+func (s *Store) driveOf(ctx context.Context, id ferry.ItemID) (ferry.DriveID, error) {
+	var d ferry.DriveID
+	err := s.c.row(ctx, `SELECT drive_id FROM items WHERE id = ?`, string(id)).Scan(&d)
+	if notFound(err) {
+		return "", errItemNotFound(id)
+	}
+	if err != nil {
+		return "", fmt.Errorf("sqlstore: drive of %s: %w", id, err)
+	}
+	return d, nil
+}
+
+// lockDrives serialises this transaction with every other one that changes
+// the same drives (see dialect.lockDriveSQL). Drives are locked in ID order
+// so that two copies between the same drives cannot deadlock.
+func (s *Store) lockDrives(ctx context.Context, c conn, ids ...ferry.DriveID) error {
+	q := s.d.lockDriveSQL()
+	if q == "" {
+		return nil
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	for i, id := range ids {
+		if i > 0 && id == ids[i-1] {
+			continue
+		}
+		if _, err := c.exec(ctx, q, string(id)); err != nil {
+			return fmt.Errorf("sqlstore: lock drive %s: %w", id, err)
+		}
+	}
+	return nil
+}
+
+// addUsed changes a drive's used bytes by delta. Growth fails with
+// QuotaExceeded when it would take the drive past its quota; shrinking
+// always succeeds.
+func (s *Store) addUsed(ctx context.Context, c conn, drive ferry.DriveID, delta int64) error {
+	if delta == 0 {
+		return nil
+	}
+	q := `UPDATE drives SET used = used + ?, modified = ? WHERE id = ?`
+	args := []any{delta, millis(now()), string(drive)}
+	if delta > 0 {
+		q += ` AND used + ? <= quota`
+		args = append(args, delta)
+	}
+	res, err := c.exec(ctx, q, args...)
+	if err != nil {
+		return fmt.Errorf("sqlstore: drive %s usage: %w", drive, err)
+	}
+	n, err := rowsAffected(res)
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return errQuota()
+	}
+	return nil
+}
+
+// refBlob records one more item using the blob key.
+func (s *Store) refBlob(ctx context.Context, c conn, key string, size int64) error {
+	_, err := c.exec(ctx, `INSERT INTO blobs (key, size, refs) VALUES (?, ?, 1)
+		ON CONFLICT (key) DO UPDATE SET refs = blobs.refs + 1`, key, size)
+	if err != nil {
+		return fmt.Errorf("sqlstore: reference blob: %w", err)
+	}
+	return nil
+}
+
+// unrefBlob records n fewer items using the blob key.
+func (s *Store) unrefBlob(ctx context.Context, c conn, key string, n int64) error {
+	if _, err := c.exec(ctx, `UPDATE blobs SET refs = refs - ? WHERE key = ?`, n, key); err != nil {
+		return fmt.Errorf("sqlstore: release blob: %w", err)
+	}
+	return nil
+}
+
+// insertItem stores a new item and takes a reference to its blob; charge
+// says whether to charge its size to the drive here.
+func (s *Store) insertItem(ctx context.Context, c conn, it *ferry.Item, charge bool) error {
+	if it.BlobKey != "" {
+		if err := s.refBlob(ctx, c, it.BlobKey, it.Size); err != nil {
+			return err
+		}
+	}
+	_, err := c.exec(ctx, `INSERT INTO items (id, drive_id, parent_id, name, name_key, folder, size, mime_type,
+		qxh, sha1, sha256, blob_key, version, content_version, created, modified, fs_created, fs_modified,
+		description, created_by, modified_by)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		string(it.ID), string(it.DriveID), nullable(string(it.ParentID)), it.Name, ferry.NameKey(it.Name), it.Folder,
+		it.Size, it.MimeType, it.Hashes.QuickXor, it.Hashes.SHA1, it.Hashes.SHA256, nullable(it.BlobKey),
+		it.Version, it.ContentVersion, millis(it.Created), millis(it.Modified), millis(it.FSCreated),
+		millis(it.FSModified), it.Description, it.CreatedBy, it.ModifiedBy)
+	if s.d.uniqueViolation(err) {
+		// The drive lock makes this unreachable; keep the answer right anyway.
+		return errNameTaken(it.Name)
+	}
+	if err != nil {
+		return fmt.Errorf("sqlstore: insert item: %w", err)
+	}
+	if !charge {
+		return nil
+	}
+	return s.addUsed(ctx, c, it.DriveID, it.Size)
+}
+
+// subtreeCTE names the subtree rooted at the first '?' as sub(id, depth).
+const subtreeCTE = `WITH RECURSIVE sub(id, depth) AS (
+	SELECT id, 0 FROM items WHERE id = ?
+	UNION ALL
+	SELECT i.id, sub.depth + 1 FROM items i JOIN sub ON i.parent_id = sub.id
+)`
+
+// deleteTree deletes it and everything below it, releasing blob references
+// and drive usage.
+func (s *Store) deleteTree(ctx context.Context, c conn, it *ferry.Item) error {
+	rows, err := c.query(ctx, subtreeCTE+`
+		SELECT i.blob_key, count(*), CAST(sum(i.size) AS BIGINT) FROM items i JOIN sub ON sub.id = i.id
+		WHERE i.blob_key IS NOT NULL GROUP BY i.blob_key`, string(it.ID))
+	if err != nil {
+		return fmt.Errorf("sqlstore: delete %s: %w", it.ID, err)
+	}
+	type use struct {
+		key string
+		n   int64
+	}
+	var uses []use
+	var total int64
+	for rows.Next() {
+		var u use
+		var size int64
+		if err := rows.Scan(&u.key, &u.n, &size); err != nil {
+			rows.Close()
+			return fmt.Errorf("sqlstore: delete %s: %w", it.ID, err)
+		}
+		uses = append(uses, u)
+		total += size
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("sqlstore: delete %s: %w", it.ID, err)
+	}
+	// One statement: foreign keys are checked at its end, when the whole
+	// subtree is gone.
+	if _, err := c.exec(ctx, subtreeCTE+` DELETE FROM items WHERE id IN (SELECT id FROM sub)`, string(it.ID)); err != nil {
+		return fmt.Errorf("sqlstore: delete %s: %w", it.ID, err)
+	}
+	for _, u := range uses {
+		if err := s.unrefBlob(ctx, c, u.key, u.n); err != nil {
+			return err
+		}
+	}
+	return s.addUsed(ctx, c, it.DriveID, -total)
+}
+
+// contains reports whether the item anc is id itself or one of its
+// ancestors.
+func (s *Store) contains(ctx context.Context, c conn, anc, id ferry.ItemID) (bool, error) {
+	var n int
+	err := c.row(ctx, `
+		WITH RECURSIVE up(id, parent_id) AS (
+			SELECT id, parent_id FROM items WHERE id = ?
+			UNION ALL
+			SELECT i.id, i.parent_id FROM items i JOIN up ON i.id = up.parent_id
+		)
+		SELECT count(*) FROM up WHERE id = ?`, string(id), string(anc)).Scan(&n)
+	if err != nil {
+		return false, fmt.Errorf("sqlstore: ancestry of %s: %w", id, err)
+	}
+	return n > 0, nil
+}
+
+// maxRenameTries bounds the search for a free "name N".
+const maxRenameTries = 10000
+
+// freeName finds the first RenameCandidate of name that no child of parent
+// uses.
+func (s *Store) freeName(ctx context.Context, c conn, parent ferry.ItemID, name string, folder bool) (string, error) {
+	for n := 1; n <= maxRenameTries; n++ {
+		cand := ferry.RenameCandidate(name, folder, n)
+		if err := ferry.ValidateName(cand, folder); err != nil {
+			return "", ferry.Errorf(ferry.NameConflict, "an item named %q already exists and no other name is free", name)
+		}
+		other, err := s.child(ctx, c, parent, ferry.NameKey(cand))
+		if err != nil {
+			return "", err
+		}
+		if other == nil {
+			return cand, nil
+		}
+	}
+	return "", ferry.Errorf(ferry.NameConflict, "an item named %q already exists and no other name is free", name)
+}
+
+// conflictOrFail defaults an empty behaviour to fail and rejects unknown
+// ones.
+func conflictOrFail(c ferry.ConflictBehavior) (ferry.ConflictBehavior, error) {
+	switch c {
+	case "":
+		return ferry.ConflictFail, nil
+	case ferry.ConflictFail, ferry.ConflictRename, ferry.ConflictReplace:
+		return c, nil
+	}
+	return "", ferry.Errorf(ferry.Invalid, "conflictBehavior must be fail, replace or rename, not %q", c)
+}
+
+func validContent(ct ferry.Content) error {
+	switch {
+	case ct.BlobKey == "":
+		return ferry.Errorf(ferry.Invalid, "a file needs content")
+	case ct.Size < 0:
+		return ferry.Errorf(ferry.Invalid, "a file size cannot be negative")
+	}
+	return nil
+}
+
+// CreateItem creates a folder or a file; see ferry.ItemStore. An empty c
+// means fail.
+func (s *Store) CreateItem(ctx context.Context, n ferry.NewItem, c ferry.ConflictBehavior) (*ferry.Item, bool, error) {
+	if err := ferry.ValidateName(n.Name, n.Folder); err != nil {
+		return nil, false, err
+	}
+	if n.Folder && n.BlobKey != "" {
+		return nil, false, ferry.Errorf(ferry.Invalid, "a folder has no content")
+	}
+	if !n.Folder {
+		if err := validContent(n.Content); err != nil {
+			return nil, false, err
+		}
+	}
+	c, err := conflictOrFail(c)
+	if err != nil {
+		return nil, false, err
+	}
+	drive, err := s.driveOf(ctx, n.ParentID)
+	if err != nil {
+		return nil, false, err
+	}
+	if n.DriveID != "" && n.DriveID != drive {
+		return nil, false, errItemNotFound(n.ParentID) // another drive's items are invisible
+	}
+	var it *ferry.Item
+	var replaced bool
+	err = s.tx(ctx, func(_ *sql.Tx, t conn) error {
+		replaced = false
+		if err := s.lockDrives(ctx, t, drive); err != nil {
+			return err
+		}
+		parent, err := s.item(ctx, t, n.ParentID)
+		if err != nil {
+			return err
+		}
+		if !parent.Folder {
+			return ferry.Errorf(ferry.Invalid, "%q is a file, not a folder", parent.Name)
+		}
+		ts := now()
+		name := n.Name
+		old, err := s.child(ctx, t, parent.ID, ferry.NameKey(name))
+		if err != nil {
+			return err
+		}
+		if old != nil {
+			switch c {
+			case ferry.ConflictFail:
+				return errNameTaken(old.Name)
+			case ferry.ConflictRename:
+				if name, err = s.freeName(ctx, t, parent.ID, name, n.Folder); err != nil {
+					return err
+				}
+			case ferry.ConflictReplace:
+				replaced = true
+				if !old.Folder && !n.Folder {
+					// A file replacing a file keeps its ID: only the bytes
+					// and what describes them change.
+					fsModified := n.FSModified
+					if fsModified.IsZero() {
+						fsModified = ts
+					}
+					it, err = s.replaceContent(ctx, t, old, n.Content, n.By, name, fsModified, n.Description)
+					return err
+				}
+				if err := s.deleteTree(ctx, t, old); err != nil {
+					return err
+				}
+			}
+		}
+		it = &ferry.Item{
+			ID:             ferry.ItemID(ferry.NewID("", 16)),
+			DriveID:        drive,
+			ParentID:       parent.ID,
+			Name:           name,
+			Folder:         n.Folder,
+			Version:        1,
+			ContentVersion: 1,
+			Created:        ts,
+			Modified:       ts,
+			Description:    n.Description,
+			CreatedBy:      n.By,
+			ModifiedBy:     n.By,
+		}
+		if !n.Folder {
+			it.Size, it.MimeType, it.Hashes, it.BlobKey = n.Size, n.MimeType, n.Hashes, n.BlobKey
+		}
+		it.FSCreated, it.FSModified = ts, ts
+		if !n.FSCreated.IsZero() {
+			it.FSCreated = fromMillis(millis(n.FSCreated))
+		}
+		if !n.FSModified.IsZero() {
+			it.FSModified = fromMillis(millis(n.FSModified))
+		}
+		return s.insertItem(ctx, t, it, true)
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	return it, replaced, nil
+}
+
+// replaceContent gives the file old new bytes and returns the result. name,
+// when not empty, respells the file's name (same name key); description,
+// when not empty, replaces the description.
+func (s *Store) replaceContent(ctx context.Context, c conn, old *ferry.Item, ct ferry.Content, by, name string, fsModified time.Time, description string) (*ferry.Item, error) {
+	if err := s.refBlob(ctx, c, ct.BlobKey, ct.Size); err != nil {
+		return nil, err
+	}
+	if old.BlobKey != "" {
+		if err := s.unrefBlob(ctx, c, old.BlobKey, 1); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.addUsed(ctx, c, old.DriveID, ct.Size-old.Size); err != nil {
+		return nil, err
+	}
+	if name == "" {
+		name = old.Name
+	}
+	if description == "" {
+		description = old.Description
+	}
+	if by == "" {
+		by = old.ModifiedBy
+	}
+	_, err := c.exec(ctx, `UPDATE items SET name = ?, size = ?, mime_type = ?, qxh = ?, sha1 = ?, sha256 = ?,
+		blob_key = ?, version = version + 1, content_version = content_version + 1, modified = ?,
+		fs_modified = ?, description = ?, modified_by = ? WHERE id = ?`,
+		name, ct.Size, ct.MimeType, ct.Hashes.QuickXor, ct.Hashes.SHA1, ct.Hashes.SHA256, ct.BlobKey,
+		millis(now()), millis(fsModified), description, by, string(old.ID))
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: replace content of %s: %w", old.ID, err)
+	}
+	return s.item(ctx, c, old.ID)
+}
+
+// ReplaceContent gives the file id new bytes; see ferry.ItemStore. The
+// file's fileSystemInfo modified time becomes now.
+func (s *Store) ReplaceContent(ctx context.Context, id ferry.ItemID, ct ferry.Content, ifMatch, by string) (*ferry.Item, error) {
+	if err := validContent(ct); err != nil {
+		return nil, err
+	}
+	drive, err := s.driveOf(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	var it *ferry.Item
+	err = s.tx(ctx, func(_ *sql.Tx, t conn) error {
+		if err := s.lockDrives(ctx, t, drive); err != nil {
+			return err
+		}
+		old, err := s.item(ctx, t, id)
+		if err != nil {
+			return err
+		}
+		if old.Folder {
+			return ferry.Errorf(ferry.Invalid, "%q is a folder and has no content", old.Name)
+		}
+		if !old.Matches(ifMatch) {
+			return errModified()
+		}
+		it, err = s.replaceContent(ctx, t, old, ct, by, "", now(), "")
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return it, nil
+}
+
+// UpdateItem renames, moves or retouches an item; see ferry.ItemStore. An
+// empty u.Conflict means fail. An update that names no change returns the
+// item as it is.
+func (s *Store) UpdateItem(ctx context.Context, id ferry.ItemID, u ferry.ItemUpdate) (*ferry.Item, error) {
+	c, err := conflictOrFail(u.Conflict)
+	if err != nil {
+		return nil, err
+	}
+	drive, err := s.driveOf(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	var it *ferry.Item
+	err = s.tx(ctx, func(_ *sql.Tx, t conn) error {
+		if err := s.lockDrives(ctx, t, drive); err != nil {
+			return err
+		}
+		cur, err := s.item(ctx, t, id)
+		if err != nil {
+			return err
+		}
+		if !cur.Matches(u.IfMatch) {
+			return errModified()
+		}
+		if u.Name == nil && u.ParentID == nil && u.FSCreated == nil && u.FSModified == nil && u.Description == nil {
+			it = cur
+			return nil
+		}
+		name, parent := cur.Name, cur.ParentID
+		if u.Name != nil {
+			name = *u.Name
+		}
+		if u.ParentID != nil {
+			parent = *u.ParentID
+		}
+		if cur.IsRoot() {
+			if name != cur.Name || parent != cur.ParentID {
+				return ferry.Errorf(ferry.Invalid, "the root folder cannot be renamed or moved")
+			}
+		} else {
+			if err := ferry.ValidateName(name, cur.Folder); err != nil {
+				return err
+			}
+		}
+		if parent != cur.ParentID {
+			p, err := s.item(ctx, t, parent)
+			if ferry.KindOf(err) == ferry.NotFound || (err == nil && p.DriveID != cur.DriveID) {
+				return ferry.Errorf(ferry.NotFound, "the destination folder %s was not found", parent)
+			}
+			if err != nil {
+				return err
+			}
+			if !p.Folder {
+				return ferry.Errorf(ferry.Invalid, "%q is a file, not a folder", p.Name)
+			}
+			if cur.Folder {
+				cycle, err := s.contains(ctx, t, cur.ID, p.ID)
+				if err != nil {
+					return err
+				}
+				if cycle {
+					return ferry.Errorf(ferry.Invalid, "a folder cannot be moved into itself or one of its subfolders")
+				}
+			}
+		}
+		if parent != cur.ParentID || ferry.NameKey(name) != ferry.NameKey(cur.Name) {
+			other, err := s.child(ctx, t, parent, ferry.NameKey(name))
+			if err != nil {
+				return err
+			}
+			if other != nil && other.ID != cur.ID {
+				switch c {
+				case ferry.ConflictFail:
+					return errNameTaken(other.Name)
+				case ferry.ConflictRename:
+					if name, err = s.freeName(ctx, t, parent, name, cur.Folder); err != nil {
+						return err
+					}
+				case ferry.ConflictReplace:
+					inside, err := s.contains(ctx, t, other.ID, cur.ID)
+					if err != nil {
+						return err
+					}
+					if inside {
+						return ferry.Errorf(ferry.Invalid, "an item cannot replace a folder it is in")
+					}
+					if err := s.deleteTree(ctx, t, other); err != nil {
+						return err
+					}
+				}
+			}
+		}
+		fsCreated, fsModified, desc, by := cur.FSCreated, cur.FSModified, cur.Description, cur.ModifiedBy
+		if u.FSCreated != nil {
+			fsCreated = *u.FSCreated
+		}
+		if u.FSModified != nil {
+			fsModified = *u.FSModified
+		}
+		if u.Description != nil {
+			desc = *u.Description
+		}
+		if u.By != "" {
+			by = u.By
+		}
+		_, err = t.exec(ctx, `UPDATE items SET name = ?, name_key = ?, parent_id = ?, fs_created = ?,
+			fs_modified = ?, description = ?, version = version + 1, modified = ?, modified_by = ? WHERE id = ?`,
+			name, ferry.NameKey(name), nullable(string(parent)), millis(fsCreated), millis(fsModified), desc,
+			millis(now()), by, string(cur.ID))
+		if s.d.uniqueViolation(err) {
+			return errNameTaken(name)
+		}
+		if err != nil {
+			return fmt.Errorf("sqlstore: update %s: %w", id, err)
+		}
+		it, err = s.item(ctx, t, id)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return it, nil
+}
+
+// DeleteItem deletes an item and its subtree; see ferry.ItemStore.
+func (s *Store) DeleteItem(ctx context.Context, id ferry.ItemID, ifMatch string) error {
+	drive, err := s.driveOf(ctx, id)
+	if err != nil {
+		return err
+	}
+	return s.tx(ctx, func(_ *sql.Tx, t conn) error {
+		if err := s.lockDrives(ctx, t, drive); err != nil {
+			return err
+		}
+		it, err := s.item(ctx, t, id)
+		if err != nil {
+			return err
+		}
+		if it.IsRoot() {
+			return ferry.Errorf(ferry.Forbidden, "the root folder cannot be deleted")
+		}
+		if !it.Matches(ifMatch) {
+			return errModified()
+		}
+		return s.deleteTree(ctx, t, it)
+	})
+}
+
+// CopyItem copies an item and its subtree; see ferry.ItemStore. The copies
+// get new IDs, versions 1 and the caller as creator; they keep the source's
+// fileSystemInfo times, description and blobs. An empty c means fail.
+func (s *Store) CopyItem(ctx context.Context, id, parent ferry.ItemID, name string, c ferry.ConflictBehavior, by string) (*ferry.Item, error) {
+	c, err := conflictOrFail(c)
+	if err != nil {
+		return nil, err
+	}
+	srcDrive, err := s.driveOf(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	dstDrive, err := s.driveOf(ctx, parent)
+	if err != nil {
+		return nil, err
+	}
+	var top *ferry.Item
+	err = s.tx(ctx, func(_ *sql.Tx, t conn) error {
+		if err := s.lockDrives(ctx, t, srcDrive, dstDrive); err != nil {
+			return err
+		}
+		src, err := s.item(ctx, t, id)
+		if err != nil {
+			return err
+		}
+		if src.IsRoot() {
+			return ferry.Errorf(ferry.Invalid, "the root folder cannot be copied")
+		}
+		p, err := s.item(ctx, t, parent)
+		if err != nil {
+			return err
+		}
+		if !p.Folder {
+			return ferry.Errorf(ferry.Invalid, "%q is a file, not a folder", p.Name)
+		}
+		if src.Folder {
+			inside, err := s.contains(ctx, t, src.ID, p.ID)
+			if err != nil {
+				return err
+			}
+			if inside {
+				return ferry.Errorf(ferry.Invalid, "a folder cannot be copied into itself or one of its subfolders")
+			}
+		}
+		topName := name
+		if topName == "" {
+			topName = src.Name
+		}
+		if err := ferry.ValidateName(topName, src.Folder); err != nil {
+			return err
+		}
+		if other, err := s.child(ctx, t, p.ID, ferry.NameKey(topName)); err != nil {
+			return err
+		} else if other != nil {
+			switch c {
+			case ferry.ConflictFail:
+				return errNameTaken(other.Name)
+			case ferry.ConflictRename:
+				if topName, err = s.freeName(ctx, t, p.ID, topName, src.Folder); err != nil {
+					return err
+				}
+			case ferry.ConflictReplace:
+				inside, err := s.contains(ctx, t, other.ID, src.ID)
+				if err != nil {
+					return err
+				}
+				if inside {
+					return ferry.Errorf(ferry.Invalid, "a copy cannot replace its own source or a folder holding it")
+				}
+				if err := s.deleteTree(ctx, t, other); err != nil {
+					return err
+				}
+			}
+		}
+		tree, err := s.subtree(ctx, t, src.ID)
+		if err != nil {
+			return err
+		}
+		var total int64
+		for _, it := range tree {
+			total += it.Size
+		}
+		if err := s.addUsed(ctx, t, dstDrive, total); err != nil {
+			return err
+		}
+		ts := now()
+		newIDs := make(map[ferry.ItemID]ferry.ItemID, len(tree))
+		for i, it := range tree { // parents come before their children
+			cp := *it
+			cp.ID = ferry.ItemID(ferry.NewID("", 16))
+			newIDs[it.ID] = cp.ID
+			cp.DriveID = dstDrive
+			if i == 0 {
+				cp.ParentID, cp.Name = p.ID, topName
+			} else {
+				cp.ParentID = newIDs[it.ParentID]
+			}
+			cp.Version, cp.ContentVersion = 1, 1
+			cp.Created, cp.Modified = ts, ts
+			cp.CreatedBy, cp.ModifiedBy = by, by
+			if err := s.insertItem(ctx, t, &cp, false); err != nil { // charged above, all at once
+				return err
+			}
+			if i == 0 {
+				top = &cp
+			}
+		}
+		top, err = s.item(ctx, t, top.ID)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return top, nil
+}
+
+// subtree returns the item id and everything below it, parents before
+// children.
+func (s *Store) subtree(ctx context.Context, c conn, id ferry.ItemID) ([]*ferry.Item, error) {
+	rows, err := c.query(ctx, subtreeCTE+` SELECT `+itemCols+` FROM items i JOIN sub ON sub.id = i.id ORDER BY sub.depth, i.id`, string(id))
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: subtree of %s: %w", id, err)
+	}
+	defer rows.Close()
+	var tree []*ferry.Item
+	for rows.Next() {
+		it, err := scanItem(rows)
+		if err != nil {
+			return nil, fmt.Errorf("sqlstore: subtree of %s: %w", id, err)
+		}
+		tree = append(tree, it)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlstore: subtree of %s: %w", id, err)
+	}
+	if len(tree) == 0 {
+		return nil, errItemNotFound(id)
+	}
+	return tree, nil
+}
+
+// UnreferencedBlobs returns up to limit blob keys no item uses; limit <= 0
+// means 100.
+func (s *Store) UnreferencedBlobs(ctx context.Context, limit int) ([]string, error) {
+	if limit <= 0 {
+		limit = 100
+	}
+	rows, err := s.c.query(ctx, `SELECT key FROM blobs WHERE refs = 0 ORDER BY key LIMIT ?`, limit)
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: unreferenced blobs: %w", err)
+	}
+	defer rows.Close()
+	var keys []string
+	for rows.Next() {
+		var k string
+		if err := rows.Scan(&k); err != nil {
+			return nil, fmt.Errorf("sqlstore: unreferenced blobs: %w", err)
+		}
+		keys = append(keys, k)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlstore: unreferenced blobs: %w", err)
+	}
+	return keys, nil
+}
+
+// ForgetBlob drops the record of an unreferenced blob. A blob some item
+// still uses is left alone, so a sweep racing a copy cannot lose it.
+func (s *Store) ForgetBlob(ctx context.Context, key string) error {
+	if _, err := s.c.exec(ctx, `DELETE FROM blobs WHERE key = ? AND refs = 0`, key); err != nil {
+		return fmt.Errorf("sqlstore: forget blob: %w", err)
+	}
+	return nil
+}
+
+// BlobKnown reports whether the store records the blob key.
+func (s *Store) BlobKnown(ctx context.Context, key string) (bool, error) {
+	var n int
+	if err := s.c.row(ctx, `SELECT count(*) FROM blobs WHERE key = ?`, key).Scan(&n); err != nil {
+		return false, fmt.Errorf("sqlstore: blob known: %w", err)
+	}
+	return n > 0, nil
+}

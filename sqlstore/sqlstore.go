@@ -1,0 +1,208 @@
+// Package sqlstore keeps Ferry's metadata (users, drives, tokens, items,
+// blob references, job monitors, server secrets) in SQL, on SQLite for the
+// embedded default or on PostgreSQL for scale-out. One schema and one set of
+// queries serve both engines; dialect.go holds the few differences.
+//
+// The River job queue shares the store's *sql.DB (see DB) and inserts its
+// jobs inside transactions the store opens (see InsertJob), so that a job
+// monitor and its queued work are committed together.
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/ferrydrive/ferry"
+	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
+)
+
+// Store is the SQL metadata store. It implements ferry.ItemStore and
+// ferry.AccountStore, and holds the job rows the jobs package uses. It is
+// safe for concurrent use, also by several processes on one database.
+type Store struct {
+	db *sql.DB
+	d  dialect
+	c  conn // runs statements outside a transaction
+}
+
+var (
+	_ ferry.ItemStore    = (*Store)(nil)
+	_ ferry.AccountStore = (*Store)(nil)
+)
+
+// Open opens the database named by dsn and applies any pending migrations.
+// A dsn starting with postgres:// or postgresql:// selects PostgreSQL;
+// anything else is the path of a SQLite file, created with its parent
+// directories if missing.
+func Open(ctx context.Context, dsn string) (*Store, error) {
+	d := dialect{postgres: isPostgresDSN(dsn)}
+	var db *sql.DB
+	var err error
+	if d.postgres {
+		db, err = openPostgres(dsn)
+	} else {
+		db, err = openSQLite(dsn)
+	}
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{db: db, d: d, c: conn{q: db, d: d}}
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("sqlstore: connect: %w", err)
+	}
+	if err := s.migrate(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// migrate applies the embedded migrations. Goose's bookkeeping table is
+// called ferry_migrations so that it stays clear of River's river_* tables
+// in the same database.
+func (s *Store) migrate(ctx context.Context) error {
+	fsys, err := s.d.migrations()
+	if err != nil {
+		return fmt.Errorf("sqlstore: migrations: %w", err)
+	}
+	opts := []goose.ProviderOption{
+		goose.WithTableName("ferry_migrations"),
+		goose.WithDisableGlobalRegistry(true),
+	}
+	if s.d.postgres {
+		l, err := lock.NewPostgresSessionLocker(lock.WithLockID(migrationLockID))
+		if err != nil {
+			return fmt.Errorf("sqlstore: migration lock: %w", err)
+		}
+		opts = append(opts, goose.WithSessionLocker(l))
+	}
+	p, err := goose.NewProvider(s.d.gooseDialect(), s.db, fsys, opts...)
+	if err != nil {
+		return fmt.Errorf("sqlstore: migrations: %w", err)
+	}
+	if _, err := p.Up(ctx); err != nil {
+		return fmt.Errorf("sqlstore: migrate: %w", err)
+	}
+	return nil
+}
+
+// Close closes the database.
+func (s *Store) Close() error { return s.db.Close() }
+
+// DB returns the store's database handle, for River's driver
+// (riversqlite or riverdatabasesql), which must share it.
+func (s *Store) DB() *sql.DB { return s.db }
+
+// Postgres reports whether the store runs on PostgreSQL rather than SQLite.
+func (s *Store) Postgres() bool { return s.d.postgres }
+
+// querier is what *sql.DB and *sql.Tx have in common.
+type querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// conn runs statements written with '?' placeholders on a database or a
+// transaction, rewriting the placeholders for the engine.
+type conn struct {
+	q querier
+	d dialect
+}
+
+func (c conn) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	return c.q.ExecContext(ctx, c.d.rebind(query), args...)
+}
+
+func (c conn) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	return c.q.QueryContext(ctx, c.d.rebind(query), args...)
+}
+
+func (c conn) row(ctx context.Context, query string, args ...any) *sql.Row {
+	return c.q.QueryRowContext(ctx, c.d.rebind(query), args...)
+}
+
+// maxAttempts bounds how often a transaction is run again after a
+// transient conflict.
+const maxAttempts = 5
+
+// tx runs fn in a transaction and commits it if fn returns nil. A
+// transaction that fails because another one got in the way (deadlock,
+// serialization failure, a lock held past busy_timeout) is run again, so fn
+// must not have effects outside the transaction; once attempts run out the
+// error is Unavailable.
+func (s *Store) tx(ctx context.Context, fn func(tx *sql.Tx, c conn) error) error {
+	for attempt := 1; ; attempt++ {
+		err := s.tryTx(ctx, fn)
+		if err == nil || !s.d.transient(err) || ctx.Err() != nil {
+			return err
+		}
+		if attempt == maxAttempts {
+			return &ferry.Error{Kind: ferry.Unavailable, Message: "the database is busy; try again", RetryAfter: 1, Err: err}
+		}
+		t := time.NewTimer(time.Duration(attempt*attempt) * 10 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+func (s *Store) tryTx(ctx context.Context, fn func(tx *sql.Tx, c conn) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("sqlstore: begin: %w", err)
+	}
+	if err := fn(tx, conn{q: tx, d: s.d}); err != nil {
+		tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("sqlstore: commit: %w", err)
+	}
+	return nil
+}
+
+// now is the current time as the store keeps it: UTC, whole milliseconds.
+func now() time.Time { return time.Now().UTC().Truncate(time.Millisecond) }
+
+// millis converts a time to the stored form, Unix milliseconds.
+func millis(t time.Time) int64 { return t.UnixMilli() }
+
+// fromMillis converts a stored time back, in UTC.
+func fromMillis(ms int64) time.Time { return time.UnixMilli(ms).UTC() }
+
+// nullMillis stores the zero time as NULL.
+func nullMillis(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t.UnixMilli()
+}
+
+// fromNullMillis reads a nullable time; NULL gives the zero time.
+func fromNullMillis(v sql.NullInt64) time.Time {
+	if !v.Valid {
+		return time.Time{}
+	}
+	return fromMillis(v.Int64)
+}
+
+// rowsAffected reports how many rows a statement changed.
+func rowsAffected(res sql.Result) (int64, error) {
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("sqlstore: rows affected: %w", err)
+	}
+	return n, nil
+}
+
+// notFound reports whether err is sql.ErrNoRows.
+func notFound(err error) bool { return errors.Is(err, sql.ErrNoRows) }

@@ -1,0 +1,285 @@
+package sqlstore_test
+
+import (
+	"bytes"
+	"database/sql"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/ferrydrive/ferry"
+	"github.com/ferrydrive/ferry/ferrytest"
+	"github.com/ferrydrive/ferry/sqlstore"
+)
+
+// engine opens stores on one database engine: each call of open gives a
+// fresh, empty database; reopen opens the same database again.
+type engine struct {
+	name   string
+	newDSN func(t *testing.T) string
+}
+
+func engines() []engine {
+	return []engine{
+		{"SQLite", func(t *testing.T) string { return filepath.Join(t.TempDir(), "data", "ferry.db") }},
+		{"Postgres", func(t *testing.T) string { return ferrytest.PostgresDSN(t) }},
+	}
+}
+
+func open(t *testing.T, dsn string) *sqlstore.Store {
+	t.Helper()
+	s, err := sqlstore.Open(t.Context(), dsn)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func stores(e engine) func(t *testing.T) ferrytest.Stores {
+	return func(t *testing.T) ferrytest.Stores {
+		s := open(t, e.newDSN(t))
+		return ferrytest.Stores{Items: s, Accounts: s, Dump: func(t *testing.T) string { return dump(t, s) }}
+	}
+}
+
+func TestItemStore(t *testing.T) {
+	for _, e := range engines() {
+		t.Run(e.name, func(t *testing.T) { ferrytest.TestItemStore(t, stores(e)) })
+	}
+}
+
+func TestAccountStore(t *testing.T) {
+	for _, e := range engines() {
+		t.Run(e.name, func(t *testing.T) { ferrytest.TestAccountStore(t, stores(e)) })
+	}
+}
+
+func TestJobStore(t *testing.T) {
+	for _, e := range engines() {
+		t.Run(e.name, func(t *testing.T) {
+			ferrytest.TestJobStore(t, func(t *testing.T) ferrytest.JobStore { return open(t, e.newDSN(t)) })
+		})
+	}
+}
+
+// dump returns every value of every table of the store's database as text.
+func dump(t *testing.T, s *sqlstore.Store) string {
+	t.Helper()
+	q := `SELECT name FROM sqlite_master WHERE type = 'table'`
+	if s.Postgres() {
+		q = `SELECT tablename FROM pg_tables WHERE schemaname = current_schema()`
+	}
+	tables := query(t, s.DB(), q)
+	var b strings.Builder
+	for _, row := range tables {
+		name := row[0].(string)
+		b.WriteString("table " + name + "\n")
+		for _, r := range query(t, s.DB(), `SELECT * FROM "`+name+`"`) {
+			for _, v := range r {
+				if p, ok := v.([]byte); ok {
+					v = string(p)
+				}
+				fmt.Fprintf(&b, "%v\t", v)
+			}
+			b.WriteString("\n")
+		}
+	}
+	return b.String()
+}
+
+func query(t *testing.T, db *sql.DB, q string) [][]any {
+	t.Helper()
+	rows, err := db.QueryContext(t.Context(), q)
+	if err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+	defer rows.Close()
+	cols, err := rows.Columns()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out [][]any
+	for rows.Next() {
+		vals := make([]any, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, vals)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestReopen checks what must survive closing and opening the database
+// again: the data, the secrets, and an already migrated schema.
+func TestReopen(t *testing.T) {
+	for _, e := range engines() {
+		t.Run(e.name, func(t *testing.T) {
+			ctx := t.Context()
+			dsn := e.newDSN(t)
+			s1, err := sqlstore.Open(ctx, dsn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			secret, err := s1.Secret(ctx, "key", 32)
+			if err != nil {
+				t.Fatal(err)
+			}
+			u, _, err := s1.EnsureUser(ctx, "me", 1000)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tok, err := s1.CreateToken(ctx, u.ID, ferry.Scopes{ferry.ScopeReadWrite})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// A second store on the same database, open at the same time,
+			// as when `ferry token create` runs beside `ferry serve`.
+			s2 := open(t, dsn)
+			if p, err := s2.Authenticate(ctx, tok); err != nil || p.User.ID != u.ID {
+				t.Errorf("second store: Authenticate = %v, %v", p, err)
+			}
+			if err := s1.Close(); err != nil {
+				t.Fatal(err)
+			}
+			s3 := open(t, dsn)
+			got, err := s3.Secret(ctx, "key", 32)
+			if err != nil || !bytes.Equal(got, secret) {
+				t.Errorf("Secret after reopening = %x, %v; want %x", got, err, secret)
+			}
+			again, created, err := s3.EnsureUser(ctx, "me", 1000)
+			if err != nil || created || again.ID != u.ID {
+				t.Errorf("EnsureUser after reopening = %v, %v, %v; want the same user", again, created, err)
+			}
+		})
+	}
+}
+
+// TestSecretAcrossStores has two stores on one database race for a new
+// secret; both must end up with the same bytes.
+func TestSecretAcrossStores(t *testing.T) {
+	for _, e := range engines() {
+		t.Run(e.name, func(t *testing.T) {
+			dsn := e.newDSN(t)
+			a, b := open(t, dsn), open(t, dsn)
+			var wg sync.WaitGroup
+			got := make([][]byte, 8)
+			for i := range got {
+				s := a
+				if i%2 == 1 {
+					s = b
+				}
+				wg.Go(func() {
+					var err error
+					if got[i], err = s.Secret(t.Context(), "shared", 16); err != nil {
+						t.Error(err)
+					}
+				})
+			}
+			wg.Wait()
+			for _, g := range got {
+				if !bytes.Equal(g, got[0]) {
+					t.Errorf("secrets differ: %x and %x", g, got[0])
+				}
+			}
+		})
+	}
+}
+
+// TestConcurrentWriters has several goroutines write at once through one
+// SQLite store; none may fail with SQLITE_BUSY.
+func TestConcurrentWriters(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "ferry.db"))
+	ctx := t.Context()
+	u, _, err := s.EnsureUser(ctx, "me", 1<<40)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := s.DriveOf(ctx, u.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	const writers, each = 8, 25
+	for w := range writers {
+		wg.Go(func() {
+			dir, _, err := s.CreateItem(ctx, ferry.NewItem{ParentID: d.RootID, Name: fmt.Sprint("w", w), Folder: true}, ferry.ConflictFail)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			for i := range each {
+				key := fmt.Sprintf("k%d-%d", w, i)
+				it, _, err := s.CreateItem(ctx, ferry.NewItem{ParentID: dir.ID, Name: key, Content: ferry.Content{Size: 1, BlobKey: key}}, ferry.ConflictFail)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if _, _, err := s.Children(ctx, dir.ID, ferry.ListQuery{}); err != nil {
+					t.Error(err)
+					return
+				}
+				if i%2 == 0 {
+					if err := s.DeleteItem(ctx, it.ID, ""); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	got, err := s.Drive(ctx, d.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := int64(writers * (each / 2)); got.Used != want {
+		t.Errorf("Used = %d, want %d", got.Used, want)
+	}
+}
+
+func TestOpenErrors(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	if err := os.WriteFile(file, []byte("not a database"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, dsn := range []string{
+		"",
+		filepath.Join(dir, "a?b.db"),
+		filepath.Join(file, "below-a-file.db"),
+		file,
+		"postgres://nobody@127.0.0.1:1/none?connect_timeout=1",
+		"postgres://%zz",
+	} {
+		s, err := sqlstore.Open(t.Context(), dsn)
+		if err == nil {
+			s.Close()
+			t.Errorf("Open(%q) succeeded", dsn)
+		}
+	}
+}
+
+// TestMigrationTable checks that goose's bookkeeping stays out of River's
+// way (River owns the river_* tables and may share the database).
+func TestMigrationTable(t *testing.T) {
+	for _, e := range engines() {
+		t.Run(e.name, func(t *testing.T) {
+			s := open(t, e.newDSN(t))
+			var n int
+			if err := s.DB().QueryRowContext(t.Context(), `SELECT count(*) FROM ferry_migrations`).Scan(&n); err != nil || n == 0 {
+				t.Errorf("ferry_migrations has %d rows, %v", n, err)
+			}
+		})
+	}
+}
