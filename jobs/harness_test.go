@@ -133,7 +133,7 @@ func (h *harness) run() {
 	q := h.q
 	go func() { done <- q.Run(ctx) }()
 	var once sync.Once
-	h.stop = func() {
+	stop := func() {
 		once.Do(func() {
 			cancel()
 			if err := <-done; err != nil {
@@ -141,9 +141,11 @@ func (h *harness) run() {
 			}
 		})
 	}
+	h.stop = stop
+	fc := h.fetch
 	h.t.Cleanup(func() {
-		h.stop()
-		h.fetch.Close()
+		stop()
+		fc.Close()
 		checkNoLeaks(h.t)
 	})
 }
