@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ferrydrive/ferry"
 	"github.com/ferrydrive/ferry/graph"
 )
 
@@ -269,4 +270,44 @@ func TestDownloadURLTTLAndPublicURL(t *testing.T) {
 	u := f["@microsoft.graph.downloadUrl"].(string)
 	e.clock.advance(61 * time.Second)
 	e.do("GET", u, nil, noAuth()).wantError(t, http.StatusNotFound, "itemNotFound")
+}
+
+func TestQuota(t *testing.T) {
+	e := newEnv(t)
+	u, _, err := e.store.EnsureUser(t.Context(), "small", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := e.store.CreateToken(t.Context(), u.ID, ferry.Scopes{ferry.ScopeReadWrite})
+	if err != nil {
+		t.Fatal(err)
+	}
+	as := bearer(tok)
+	state := func() string {
+		t.Helper()
+		d := e.do("GET", "/v1.0/me/drive", nil, as).must(t, http.StatusOK).json(t)
+		return d["quota"].(map[string]any)["state"].(string)
+	}
+	if s := state(); s != "normal" {
+		t.Errorf("empty drive: state %q", s)
+	}
+	e.do("PUT", "/v1.0/me/drive/root:/a.bin:/content", strings.Repeat("a", 95), as).must(t, http.StatusCreated)
+	if s := state(); s != "nearing" {
+		t.Errorf("95 of 100 bytes: state %q, want nearing", s)
+	}
+	before := e.blobCount()
+	e.do("PUT", "/v1.0/me/drive/root:/b.bin:/content", strings.Repeat("b", 10), as).wantError(t, http.StatusInsufficientStorage, "quotaLimitReached")
+	if after := e.blobCount(); after != before {
+		t.Errorf("an upload over quota left its blob: %d before, %d after", before, after)
+	}
+	e.do("PUT", "/v1.0/me/drive/root:/b.bin:/content", strings.Repeat("b", 5), as).must(t, http.StatusCreated)
+	if s := state(); s != "critical" {
+		t.Errorf("100 of 100 bytes: state %q, want critical", s)
+	}
+	// A name conflict at commit frees the blob too.
+	before = e.blobCount()
+	e.do("PUT", "/v1.0/me/drive/root:/b.bin:/content?@microsoft.graph.conflictBehavior=fail", "", as).wantError(t, http.StatusConflict, "nameAlreadyExists")
+	if after := e.blobCount(); after != before {
+		t.Errorf("a refused upload left its blob: %d before, %d after", before, after)
+	}
 }

@@ -423,3 +423,10 @@ func sortedKeys(m map[string]any) []string {
 	sort.Strings(ks)
 	return ks
 }
+
+// mustID returns the id of the item at a path.
+func mustID(t *testing.T, e *env, path string) ferry.ItemID {
+	t.Helper()
+	r := e.do("GET", "/v1.0/me/drive/root:"+escapePath(path), nil).must(t, http.StatusOK).json(t)
+	return ferry.ItemID(r["id"].(string))
+}

@@ -33,14 +33,17 @@ type jobError struct {
 }
 
 // failedStatus maps a failed job's error code to the monitor's status code.
-// Codes not listed answer 500. Never a 2xx: the .NET SDK would read any
-// 2xx but 202 as success.
+// Codes not listed (generalException, …) answer 500. Never a 2xx: the .NET
+// SDK would read any 2xx but 202 as success. A source or target that was
+// not found (itemNotFound) answers 400, not 404, so that no client takes
+// the failure for an expired monitor.
 var failedStatus = map[string]int{
-	"nameAlreadyExists":   http.StatusConflict,
-	"quotaLimitReached":   http.StatusInsufficientStorage,
-	"maxFileSizeExceeded": http.StatusRequestEntityTooLarge,
 	"invalidRequest":      http.StatusBadRequest,
+	"itemNotFound":        http.StatusBadRequest,
 	"accessDenied":        http.StatusForbidden,
+	"nameAlreadyExists":   http.StatusConflict,
+	"maxFileSizeExceeded": http.StatusRequestEntityTooLarge,
+	"quotaLimitReached":   http.StatusInsufficientStorage,
 	"notSupported":        http.StatusNotImplemented,
 }
 

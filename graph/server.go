@@ -1,7 +1,24 @@
 // Package graph serves the OneDrive / Microsoft Graph compatible drive API:
 // drives, items, simple uploads, downloads through signed URLs, upload from
 // URL and its monitors. It speaks HTTP and JSON only; everything else goes
-// through the ferry domain interfaces.
+// through the ferry domain interfaces. routes.go lists every route.
+//
+// Where Graph leaves a choice open, Ferry answers:
+//
+//   - children of a file: 200 with an empty value list;
+//   - content of a folder (GET …/content): 400 invalidRequest;
+//   - deleting the root: 403 accessDenied;
+//   - a forged, expired or dangling download URL: 404 itemNotFound;
+//   - a Range with several ranges, or a malformed one: 200 with the whole
+//     file; a single unsatisfiable range: 416 with Content-Range bytes */size;
+//   - unknown paths: 400 invalidRequest "API not found"; a known path with
+//     the wrong method: 405 notAllowed with Allow; paths with ".", ".." or
+//     empty segments: 400;
+//   - a failed job's monitor: the status of failedStatus in monitor.go
+//     (409 nameAlreadyExists, 507 quotaLimitReached, 400 for refused or
+//     missing sources, 500 otherwise); cancelled: 410;
+//   - the expected SHA-256 of an upload from URL: the body field
+//     "@ferry.sha256", 64 hex digits.
 package graph
 
 import (
