@@ -47,7 +47,7 @@ const jobCols = `id, operation, user_id, user_name, drive_id, parent_id, name, c
 	expect_sha256, source_item, status, bytes, total, bytes_per_second, resource_id, error_code,
 	error_message, created, updated, finished`
 
-func errJobNotFound(id string) error {
+func errJobNotFound() error {
 	return ferry.Errorf(ferry.NotFound, "monitor not found")
 }
 
@@ -111,7 +111,7 @@ func (s *Store) Job(ctx context.Context, id string) (*ferry.Job, error) {
 		&j.ExpectSHA256, &j.SourceItem, &j.Status, &j.Bytes, &j.Total, &j.BytesPerSecond, &j.ResourceID, &j.ErrorCode,
 		&j.ErrorMessage, &created, &updated, &finished)
 	if notFound(err) {
-		return nil, errJobNotFound(id)
+		return nil, errJobNotFound()
 	}
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: job: %w", err)
@@ -127,7 +127,7 @@ func (s *Store) jobExists(ctx context.Context, c conn, id string) error {
 		return fmt.Errorf("sqlstore: job: %w", err)
 	}
 	if n == 0 {
-		return errJobNotFound(id)
+		return errJobNotFound()
 	}
 	return nil
 }
@@ -184,7 +184,7 @@ func (s *Store) StartJob(ctx context.Context, id string, limit int) (bool, error
 		var status ferry.JobStatus
 		err := t.row(ctx, `SELECT user_id, status FROM ferry_jobs WHERE id = ?`, id).Scan(&user, &status)
 		if notFound(err) {
-			return errJobNotFound(id)
+			return errJobNotFound()
 		}
 		if err != nil {
 			return fmt.Errorf("sqlstore: start job: %w", err)
@@ -254,7 +254,7 @@ func (s *Store) FinishJob(ctx context.Context, id string, status ferry.JobStatus
 		return err
 	}
 	if n == 0 {
-		return errJobNotFound(id)
+		return errJobNotFound()
 	}
 	return nil
 }
@@ -272,7 +272,7 @@ func (s *Store) SaveJobCheckpoint(ctx context.Context, id, stagingID string, dat
 		return err
 	}
 	if n == 0 {
-		return errJobNotFound(id)
+		return errJobNotFound()
 	}
 	return nil
 }
@@ -284,7 +284,7 @@ func (s *Store) JobCheckpoint(ctx context.Context, id string) (string, []byte, e
 	var data []byte
 	err := s.c.row(ctx, `SELECT staging_id, checkpoint FROM ferry_jobs WHERE id = ?`, id).Scan(&staging, &data)
 	if notFound(err) {
-		return "", nil, errJobNotFound(id)
+		return "", nil, errJobNotFound()
 	}
 	if err != nil {
 		return "", nil, fmt.Errorf("sqlstore: checkpoint: %w", err)

@@ -246,6 +246,13 @@ func TestConcurrentWriters(t *testing.T) {
 	if want := int64(writers * (each / 2)); got.Used != want {
 		t.Errorf("Used = %d, want %d", got.Used, want)
 	}
+	var sum int64
+	if err := s.DB().QueryRowContext(ctx, `SELECT COALESCE(SUM(size), 0) FROM items WHERE drive_id = ?`, string(d.ID)).Scan(&sum); err != nil {
+		t.Fatal(err)
+	}
+	if sum != got.Used {
+		t.Errorf("drive usage counter %d differs from the sum of item sizes %d", got.Used, sum)
+	}
 }
 
 func TestOpenErrors(t *testing.T) {
