@@ -174,6 +174,9 @@ func TestListChildrenOrderAndSelect(t *testing.T) {
 	}
 	golden(t, "children", e.do("GET", "/v1.0/me/drive/root:/d:/children?$top=2", nil).must(t, http.StatusOK).body)
 
+	if h := e.do("HEAD", "/v1.0/me/drive/root:/d:/children", nil).must(t, http.StatusOK); len(h.body) != 0 {
+		t.Errorf("HEAD children: body %q", h.body)
+	}
 	// The children of a file: an empty list.
 	r = e.do("GET", "/v1.0/me/drive/root:/d/a.txt:/children", nil).must(t, http.StatusOK).json(t)
 	if v, ok := r["value"].([]any); !ok || len(v) != 0 {

@@ -46,11 +46,17 @@ func handleItemRequest(log *slog.Logger, accounts ferry.AccountStore, prefixSegm
 			return
 		}
 		h, ok := ops[itemRoute{r.Method, ref.action}]
+		if !ok && r.Method == http.MethodHead {
+			h, ok = ops[itemRoute{http.MethodGet, ref.action}] // the server drops the body
+		}
 		if !ok {
 			var allow []string
 			for k := range ops {
 				if k.action == ref.action {
 					allow = append(allow, k.method)
+					if k.method == http.MethodGet {
+						allow = append(allow, http.MethodHead)
+					}
 				}
 			}
 			if len(allow) == 0 {

@@ -22,15 +22,14 @@ func addRoutes(mux *http.ServeMux, cfg Config, d Deps, urls *urlBuilder, sign *s
 	log := d.Log
 	view := &itemView{urls: urls, sign: sign}
 
+	// HEAD is served by the GET handler of the same action.
 	itemOps := map[itemRoute]http.Handler{
 		{http.MethodGet, ""}:          handleGetItem(log, d.Items, view),
-		{http.MethodHead, ""}:         handleGetItem(log, d.Items, view),
 		{http.MethodPatch, ""}:        handleUpdateItem(log, d.Items, view),
 		{http.MethodDelete, ""}:       handleDeleteItem(log, d.Items),
 		{http.MethodGet, "children"}:  handleListChildren(log, d.Items, view),
 		{http.MethodPost, "children"}: handleCreateChild(log, d.Items, d.Jobs, view),
 		{http.MethodGet, "content"}:   handleGetContent(log, d.Items, view),
-		{http.MethodHead, "content"}:  handleGetContent(log, d.Items, view),
 		{http.MethodPut, "content"}:   handlePutContent(log, d.Items, d.Blobs, cfg.MaxUploadSize, view),
 	}
 
