@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -89,8 +90,10 @@ func (w *downloadWorker) Work(ctx context.Context, rj *river.Job[downloadArgs]) 
 			// so the slot is still ours: continue it.
 		default:
 			// The user is at PerUserRunning: wait without using an
-			// attempt, staying notStarted.
-			return river.JobSnooze(q.cfg.Snooze)
+			// attempt, staying notStarted. The jitter spreads a burst's
+			// retries. River fetches at a bounded rate, so a long queue
+			// of waiting jobs costs bounded database work.
+			return river.JobSnooze(q.cfg.Snooze + rand.N(q.cfg.Snooze/2+1))
 		}
 	}
 	return w.attempt(ctx, rj, j)
@@ -239,17 +242,24 @@ func (q *Queue) openDownload(ctx context.Context, j *ferry.Job) (*download, erro
 			d.st = st
 		}
 	}
-	if d.cp.Offset > 0 {
-		if err := d.h.UnmarshalBinary(d.cp.Hash); err != nil {
-			q.log.Warn("jobs: unreadable hash state; starting over", "job", j.ID, "err", err)
-			d.h, d.cp.Offset = blob.NewHasher(), 0
-		}
+	if d.st == nil {
+		d.cp.Offset = 0
 	}
 	if d.st != nil && d.cp.Offset > 0 {
 		// The checkpoint is written after Sync, so the staged bytes cover
 		// it; a staging area shorter than that was tampered with.
 		if size, err := d.st.Size(); err != nil || size < d.cp.Offset {
-			d.h, d.cp.Offset = blob.NewHasher(), 0
+			d.cp.Offset = 0
+		}
+	}
+	if d.cp.Offset > 0 {
+		if err := d.h.UnmarshalBinary(d.cp.Hash); err != nil {
+			// Hash state from another version: hash the staged bytes again
+			// rather than fetch them again.
+			q.log.Warn("jobs: unreadable hash state; rehashing", "job", j.ID, "err", err)
+			if d.h, err = blob.Rehash(ctx, d.st, d.cp.Offset); err != nil {
+				d.h, d.cp.Offset = blob.NewHasher(), 0
+			}
 		}
 	}
 	d.offset = d.cp.Offset
@@ -588,16 +598,22 @@ func newMeter(window time.Duration) *meter { return &meter{window: window} }
 
 // add records that bytes had arrived by now and returns the bytes per
 // second over the window.
+// The window starts at the newest sample at least window old, so a quiet
+// gap longer than the window still averages over it. A count that went
+// down (the download restarted) starts the window afresh.
 func (m *meter) add(now time.Time, bytes int64) float64 {
+	if n := len(m.samples); n > 0 && bytes < m.samples[n-1].bytes {
+		m.samples = m.samples[:0]
+	}
 	m.samples = append(m.samples, sample{now, bytes})
 	i := 0
-	for i < len(m.samples)-1 && now.Sub(m.samples[i].at) > m.window {
+	for i < len(m.samples)-1 && now.Sub(m.samples[i+1].at) >= m.window {
 		i++
 	}
 	m.samples = m.samples[i:]
 	first := m.samples[0]
 	dt := now.Sub(first.at).Seconds()
-	if dt <= 0 || bytes < first.bytes {
+	if dt <= 0 {
 		return 0
 	}
 	return float64(bytes-first.bytes) / dt
