@@ -1,0 +1,235 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is everything `ferry serve` can be told. Only this package reads
+// configuration; each other package receives just the values it needs.
+type Config struct {
+	Listen         string
+	Data           string
+	DB             string
+	PublicURL      string
+	FetchAllow     []netip.Prefix
+	Workers        int
+	TrustedProxies []netip.Prefix
+
+	Quota            int64         // default quota of a new user's drive
+	MaxImportSize    int64         // largest file an upload from URL may fetch
+	MaxUploadSize    int64         // largest simple PUT upload
+	MonitorRetention time.Duration // how long a finished job's monitor stays readable
+	DownloadURLTTL   time.Duration // lifetime of a download URL
+	PerUserImports   int           // imports one user may have running at once
+	ImportRate       float64       // sustained new imports per second per user before 429
+	ImportBurst      int           // new imports per user accepted at once before the rate applies
+	ConnectTimeout   time.Duration
+	HeaderTimeout    time.Duration
+	IdleTimeout      time.Duration
+	NodeID           string
+}
+
+const (
+	kib = int64(1) << 10
+	mib = kib << 10
+	gib = mib << 10
+	tib = gib << 10
+)
+
+// defaultConfig holds the defaults of DESIGN.md §4; outside checks rely on them.
+func defaultConfig() Config {
+	return Config{
+		Listen:           "127.0.0.1:8080",
+		Data:             "./ferry-data",
+		Workers:          4,
+		Quota:            tib,
+		MaxImportSize:    100 * gib,
+		MaxUploadSize:    250 * mib,
+		MonitorRetention: 24 * time.Hour,
+		DownloadURLTTL:   time.Hour,
+		PerUserImports:   4,
+		ImportRate:       5,
+		ImportBurst:      1000,
+		ConnectTimeout:   10 * time.Second,
+		HeaderTimeout:    30 * time.Second,
+		IdleTimeout:      20 * time.Second,
+	}
+}
+
+// serveFlags registers every serve setting on fs. Each flag --name has an
+// environment variable FERRY_NAME (dashes become underscores) of the same
+// meaning; a flag given on the command line beats its variable.
+func serveFlags(fs *flag.FlagSet, c *Config) {
+	fs.StringVar(&c.Listen, "listen", c.Listen, "address to serve on (`host:port`; :0 picks a free port)")
+	fs.StringVar(&c.Data, "data", c.Data, "folder for the SQLite file and local blobs")
+	fs.StringVar(&c.DB, "db", c.DB, "database: empty for SQLite in --data, or a postgres:// DSN")
+	fs.StringVar(&c.PublicURL, "public-url", c.PublicURL, "base for absolute URLs (default: from each request)")
+	fs.Var(prefixList{&c.FetchAllow}, "fetch-allow", "comma-separated CIDRs that upload from URL may reach despite the SSRF guard, on any port")
+	fs.IntVar(&c.Workers, "workers", c.Workers, "concurrent upload-from-URL downloads on this node")
+	fs.Var(prefixList{&c.TrustedProxies}, "trusted-proxies", "comma-separated CIDRs of reverse proxies whose X-Forwarded-Proto/Host are believed")
+	fs.Var(sizeValue{&c.Quota}, "quota", "drive quota of new users (e.g. 1TiB)")
+	fs.Var(sizeValue{&c.MaxImportSize}, "max-import-size", "largest file an upload from URL may fetch")
+	fs.Var(sizeValue{&c.MaxUploadSize}, "max-upload-size", "largest simple PUT upload")
+	fs.DurationVar(&c.MonitorRetention, "monitor-retention", c.MonitorRetention, "how long a finished job's monitor stays readable")
+	fs.DurationVar(&c.DownloadURLTTL, "download-url-ttl", c.DownloadURLTTL, "lifetime of a download URL")
+	fs.IntVar(&c.PerUserImports, "per-user-imports", c.PerUserImports, "imports one user may have running at once; the rest wait as notStarted")
+	fs.Float64Var(&c.ImportRate, "import-rate", c.ImportRate, "sustained new imports per second per user before 429")
+	fs.IntVar(&c.ImportBurst, "import-burst", c.ImportBurst, "new imports per user accepted at once before --import-rate applies")
+	fs.DurationVar(&c.ConnectTimeout, "fetch-connect-timeout", c.ConnectTimeout, "upload from URL: connect timeout")
+	fs.DurationVar(&c.HeaderTimeout, "fetch-header-timeout", c.HeaderTimeout, "upload from URL: response header timeout")
+	fs.DurationVar(&c.IdleTimeout, "fetch-idle-timeout", c.IdleTimeout, "upload from URL: fail a read after this long without bytes")
+	fs.StringVar(&c.NodeID, "node-id", c.NodeID, "stable name of this node among several on one PostgreSQL database (default: derived from host and --data)")
+}
+
+// parseFlags parses args into fs, then fills every flag that was not given
+// from its FERRY_* environment variable.
+func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		if given[f.Name] {
+			return
+		}
+		name := envName(f.Name)
+		if v := getenv(name); v != "" {
+			if err := f.Value.Set(v); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", name, err))
+			}
+		}
+	})
+	return errors.Join(errs...)
+}
+
+func envName(flagName string) string {
+	return "FERRY_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// Validate reports the first setting that cannot work.
+func (c *Config) Validate() error {
+	switch {
+	case c.Listen == "":
+		return errors.New("--listen is empty")
+	case c.DB == "" && c.Data == "":
+		return errors.New("give --data or --db")
+	case c.Workers < 1:
+		return errors.New("--workers must be at least 1")
+	case c.PerUserImports < 1:
+		return errors.New("--per-user-imports must be at least 1")
+	case c.Quota <= 0, c.MaxImportSize <= 0, c.MaxUploadSize <= 0:
+		return errors.New("sizes must be positive")
+	case c.ImportRate <= 0 || c.ImportBurst < 1:
+		return errors.New("--import-rate must be positive and --import-burst at least 1")
+	case c.MonitorRetention <= 0 || c.DownloadURLTTL <= 0:
+		return errors.New("durations must be positive")
+	}
+	if c.PublicURL != "" {
+		u, err := url.Parse(c.PublicURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("--public-url %q must be an absolute http(s) URL", c.PublicURL)
+		}
+	}
+	return nil
+}
+
+// prefixList is a flag.Value for a comma-separated list of CIDRs; a bare
+// address means just that address.
+type prefixList struct{ p *[]netip.Prefix }
+
+func (l prefixList) String() string {
+	if l.p == nil {
+		return ""
+	}
+	s := make([]string, len(*l.p))
+	for i, p := range *l.p {
+		s[i] = p.String()
+	}
+	return strings.Join(s, ",")
+}
+
+func (l prefixList) Set(v string) error {
+	var out []netip.Prefix
+	for _, f := range strings.Split(v, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		if !strings.Contains(f, "/") {
+			a, err := netip.ParseAddr(f)
+			if err != nil {
+				return fmt.Errorf("%q is not a CIDR or address", f)
+			}
+			out = append(out, netip.PrefixFrom(a, a.BitLen()))
+			continue
+		}
+		p, err := netip.ParsePrefix(f)
+		if err != nil {
+			return fmt.Errorf("%q is not a CIDR", f)
+		}
+		out = append(out, p.Masked())
+	}
+	*l.p = out
+	return nil
+}
+
+// sizeValue is a flag.Value for byte sizes such as 250MiB, 1TiB or 4096.
+type sizeValue struct{ p *int64 }
+
+func (s sizeValue) String() string {
+	if s.p == nil {
+		return ""
+	}
+	return formatSize(*s.p)
+}
+
+func (s sizeValue) Set(v string) error {
+	n, err := parseSize(v)
+	if err != nil {
+		return err
+	}
+	*s.p = n
+	return nil
+}
+
+var sizeUnits = []struct {
+	suffix string
+	mult   int64
+}{
+	{"TiB", tib}, {"GiB", gib}, {"MiB", mib}, {"KiB", kib},
+	{"TB", 1e12}, {"GB", 1e9}, {"MB", 1e6}, {"KB", 1e3}, {"B", 1},
+}
+
+func parseSize(v string) (int64, error) {
+	t := strings.TrimSpace(v)
+	mult := int64(1)
+	for _, u := range sizeUnits {
+		if strings.HasSuffix(strings.ToUpper(t), strings.ToUpper(u.suffix)) {
+			t, mult = strings.TrimSpace(t[:len(t)-len(u.suffix)]), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n <= 0 || n > (1<<62)/mult {
+		return 0, fmt.Errorf("%q is not a size like 250MiB or 1TiB", v)
+	}
+	return n * mult, nil
+}
+
+func formatSize(n int64) string {
+	for _, u := range sizeUnits[:4] {
+		if n >= u.mult && n%u.mult == 0 {
+			return strconv.FormatInt(n/u.mult, 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(n, 10)
+}
