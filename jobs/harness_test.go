@@ -418,6 +418,29 @@ func serveCut(w http.ResponseWriter, r *http.Request, data []byte, cut int, stal
 	panic(http.ErrAbortHandler)
 }
 
+// serveDrip announces all of data, sends its first cut bytes, then one
+// byte every 20 ms until the client goes away.
+func serveDrip(w http.ResponseWriter, r *http.Request, data []byte, cut int) {
+	w.Header().Set("ETag", `"v1"`)
+	w.Header().Set("Content-Length", strconv.Itoa(len(data)))
+	w.WriteHeader(http.StatusOK)
+	w.Write(data[:cut])
+	w.(http.Flusher).Flush()
+	// Then a byte at a time, well within the idle timeout, until the
+	// client leaves: the download neither ends nor stalls by itself.
+	for i := cut; i < len(data); i++ {
+		select {
+		case <-r.Context().Done():
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
+		if _, err := w.Write(data[i : i+1]); err != nil {
+			return
+		}
+		w.(http.Flusher).Flush()
+	}
+}
+
 // rangeStart parses the start of a "bytes=N-" Range header; -1 if none.
 func rangeStart(hd http.Header) int64 {
 	v, ok := strings.CutPrefix(hd.Get("Range"), "bytes=")
