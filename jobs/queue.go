@@ -302,6 +302,9 @@ func (q *Queue) Enqueue(ctx context.Context, j *ferry.Job) error {
 	if j.Operation != ferry.OpDownloadURL {
 		return ferry.Errorf(ferry.NotSupported, "jobs of kind %s are not supported", j.Operation)
 	}
+	if _, err := ferry.ValidateSourceURL(j.SourceURL); err != nil {
+		return err
+	}
 	if err := q.allow(j.UserID); err != nil {
 		return err
 	}

@@ -29,6 +29,10 @@ func TestEnqueue(t *testing.T) {
 		if got.Status != ferry.StatusNotStarted || got.Total != -1 || got.Bytes != 0 || got.Operation != ferry.OpDownloadURL {
 			t.Errorf("queued job = %s, %d/%d, %s; want notStarted, 0/-1, DownloadUrl", got.Status, got.Bytes, got.Total, got.Operation)
 		}
+		bad := &ferry.Job{UserID: h.user.ID, DriveID: h.drive.ID, ParentID: h.drive.RootID, SourceURL: "file:///etc/passwd"}
+		if err := h.q.Enqueue(t.Context(), bad); ferry.KindOf(err) != ferry.Invalid || bad.ID != "" {
+			t.Errorf("Enqueue(file URL) = %v (ID %q), want Invalid and no job", err, bad.ID)
+		}
 		if _, err := h.q.Job(t.Context(), "mon_NOSUCHJOB"); ferry.KindOf(err) != ferry.NotFound {
 			t.Errorf("Job(unknown) = %v, want NotFound", err)
 		}
