@@ -121,7 +121,8 @@ func AddRange(list []Range, r Range) ([]Range, bool) {
 
 // SessionStore keeps upload sessions.
 type SessionStore interface {
-	// CreateSession stores s; the caller has set ID, StagingID and Expires.
+	// CreateSession stores s; the caller has set ID, StagingID and Expires
+	// (Invalid if one is missing). A taken ID is Conflict.
 	CreateSession(ctx context.Context, s *UploadSession) error
 	// Session returns a live session, or NotFound (code
 	// uploadSessionNotFound) if it does not exist or has expired.
@@ -130,7 +131,9 @@ type SessionStore interface {
 	// been staged, and extends the expiry to expires. It fails with
 	// InvalidRange (code fragmentOverlap) when r overlaps bytes already
 	// recorded, and with Invalid (code fragmentLengthMismatch) when total
-	// differs from the size already known. It is atomic against concurrent
+	// differs from the size already known; an empty r, or one outside
+	// [0, total), is Invalid; a missing or expired session is NotFound
+	// (code uploadSessionNotFound). It is atomic against concurrent
 	// fragments of the same session.
 	AddFragment(ctx context.Context, id string, r Range, total int64, expires time.Time) (*UploadSession, error)
 	// DeleteSession removes a session record. Deleting a missing session is

@@ -190,3 +190,15 @@ func (d dialect) lockUserSQL() string {
 	}
 	return ""
 }
+
+// forUpdate is appended to a SELECT of one row that the transaction goes on
+// to change from what it read (read, check, write back). On PostgreSQL it
+// locks the row, so concurrent transactions on that row queue and each sees
+// the previous one's result; SQLite needs nothing, since its write
+// transactions are serial (see lockDriveSQL).
+func (d dialect) forUpdate() string {
+	if d.postgres {
+		return ` FOR UPDATE`
+	}
+	return ""
+}

@@ -303,11 +303,15 @@ func (s *Store) DeleteJobsFinishedBefore(ctx context.Context, t time.Time) (int,
 	return int(n), err
 }
 
-// StagingInUse lists the staging areas that jobs which have not ended still
-// refer to, so that a sweep of orphaned staging areas spares them.
+// StagingInUse lists the staging areas that jobs which have not ended, and
+// upload sessions not yet deleted (expired ones included: their sweep owns
+// those bytes), still refer to, so that a sweep of orphaned staging areas
+// spares them.
 func (s *Store) StagingInUse(ctx context.Context) ([]string, error) {
-	rows, err := s.c.query(ctx, `SELECT DISTINCT staging_id FROM ferry_jobs
-		WHERE staging_id <> '' AND status NOT IN `+finalStatuses+` ORDER BY staging_id`)
+	rows, err := s.c.query(ctx, `SELECT staging_id FROM ferry_jobs
+		WHERE staging_id <> '' AND status NOT IN `+finalStatuses+`
+		UNION SELECT staging_id FROM upload_sessions WHERE staging_id <> ''
+		ORDER BY 1`)
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: staging in use: %w", err)
 	}
