@@ -27,6 +27,8 @@ type body struct {
 	got  int64
 	err  error // sticky: once set, every Read returns it
 
+	scratch [1]byte
+
 	idle  time.Duration
 	base  time.Time    // monotonic origin for last
 	last  atomic.Int64 // time.Since(base) at the last read that made progress
@@ -59,7 +61,7 @@ func (b *body) Read(p []byte) (int, error) {
 	if b.want >= 0 {
 		rem := b.want - b.got
 		if rem == 0 {
-			b.err = io.EOF
+			b.finish()
 			return 0, io.EOF
 		}
 		if int64(len(p)) > rem {
@@ -73,12 +75,19 @@ func (b *body) Read(p []byte) (int, error) {
 	}
 	if err != nil {
 		b.err = b.translate(err)
-		if n > 0 && b.err == io.EOF && b.want >= 0 && b.got == b.want {
-			return n, io.EOF
-		}
 		return n, b.err
 	}
 	return n, nil
+}
+
+// finish ends a body that delivered all its bytes, on the Read after the
+// last byte (never in the same Read, so data is not held back waiting for
+// the end of the stream). It reads the underlying body to its end (one byte
+// of scratch; anything beyond Length is dropped), because the transport
+// reuses a connection only after seeing io.EOF.
+func (b *body) finish() {
+	b.err = io.EOF
+	_, _ = b.rc.Read(b.scratch[:])
 }
 
 func (b *body) translate(err error) error {

@@ -83,6 +83,7 @@ type Error struct {
 	Err     error
 }
 
+// Error returns the message and, for logs, the cause.
 func (e *Error) Error() string {
 	if e.Err != nil {
 		return e.Message + ": " + e.Err.Error()
@@ -90,6 +91,7 @@ func (e *Error) Error() string {
 	return e.Message
 }
 
+// Unwrap returns the cause.
 func (e *Error) Unwrap() error { return e.Err }
 
 // IsPermanent reports whether err is an *Error that retrying cannot fix.

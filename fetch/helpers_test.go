@@ -86,6 +86,13 @@ func newOrigin(t *testing.T, h http.HandlerFunc) *httptest.Server {
 	return srv
 }
 
+// newOriginB is newOrigin for benchmarks; it returns the origin's URL.
+func newOriginB(b *testing.B, h http.HandlerFunc) string {
+	srv := httptest.NewServer(h)
+	b.Cleanup(srv.Close)
+	return srv.URL
+}
+
 // releaseAtCleanup closes release when the test ends, before the origins
 // started earlier shut down (cleanups run last-in first-out), so stalling
 // handlers that wait on it return.

@@ -341,3 +341,48 @@ func TestUntrustedCertificate(t *testing.T) {
 	_, err := c.Open(t.Context(), fetch.Request{URL: tls})
 	fetchError(t, err, fetch.CodeTLSCertificate, true)
 }
+
+// TestConnectionReused checks that a body read to its length hands the
+// connection back for reuse: two downloads, one dial. The origin answers a
+// range with a chunked 206, so the length comes from Content-Range and the
+// transport sees the end only if fetch reads past the last byte.
+func TestConnectionReused(t *testing.T) {
+	data := testData(50_000)
+	proceed := make(chan struct{})
+	srv := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Range", fmt.Sprintf("bytes 1-%d/%d", len(data)-1, len(data)))
+		w.WriteHeader(http.StatusPartialContent)
+		w.Write(data[1:])
+		w.(http.Flusher).Flush() // forces chunked encoding
+		// Hold the final chunk back until the client has all the data, so
+		// it cannot arrive in the same read.
+		select {
+		case <-proceed:
+		case <-r.Context().Done():
+		}
+	})
+	c := newClient(t, fetch.Options{Allow: allowLoopback})
+	dials := watchDials(c)
+	for range 2 {
+		resp, err := c.Open(t.Context(), fetch.Request{URL: srv.URL, Offset: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.Length != int64(len(data)-1) {
+			t.Fatalf("got Length %d, want %d", resp.Length, len(data)-1)
+		}
+		// Read exactly Length bytes, as a caller that trusts Length would.
+		buf := make([]byte, resp.Length)
+		if _, err := io.ReadFull(resp.Body, buf); err != nil {
+			t.Fatal(err)
+		}
+		proceed <- struct{}{}
+		if n, err := resp.Body.Read(buf); n != 0 || err != io.EOF {
+			t.Fatalf("after Length bytes: got %d, %v; want 0, io.EOF", n, err)
+		}
+		resp.Body.Close()
+	}
+	if allowed, _ := dials.snapshot(); len(allowed) != 1 {
+		t.Errorf("got %d dials (%v), want 1", len(allowed), allowed)
+	}
+}
