@@ -21,8 +21,8 @@
 //     and no packet reaches it. The policy is code.dny.dev/ssrf's default:
 //     TCP only, ports 80 and 443 only, and no IANA special-purpose IPv4 range
 //     (loopback, private, link-local and metadata, CGNAT, unspecified,
-//     multicast…), no IPv6 outside 2000::/3 or in its special ranges; IPv4-
-//     mapped and NAT64 IPv6 forms of any IPv4 address are refused too.
+//     multicast…), no IPv6 outside 2000::/3 or in its special ranges; the
+//     IPv4-mapped and NAT64 IPv6 forms of any IPv4 address are refused too.
 //
 // Options.Allow (the --fetch-allow flag) names networks that are reachable
 // despite this, on any port: for tests and intranets. The guard is never
