@@ -92,6 +92,16 @@ func (g gzipErrors) Read(p []byte) (int, error) {
 // at maxJSONBody (413 above), may be gzip-encoded, and may carry unknown
 // fields; a field of the wrong type is a 400 that names it.
 func decode[T any](r *http.Request) (T, error) {
+	return decodeBody[T](r, false)
+}
+
+// decodeOptional is decode for requests whose body may be left out: an
+// empty (or all white space) body gives the zero T.
+func decodeOptional[T any](r *http.Request) (T, error) {
+	return decodeBody[T](r, true)
+}
+
+func decodeBody[T any](r *http.Request, optional bool) (T, error) {
 	var v T
 	body, err := bodyReader(r)
 	if err != nil {
@@ -108,6 +118,9 @@ func decode[T any](r *http.Request) (T, error) {
 		return v, ferry.Errorf(ferry.TooLarge, "the JSON body is larger than %d bytes", maxJSONBody).WithCode("maxRequestSizeExceeded")
 	}
 	if len(bytes.TrimSpace(data)) == 0 {
+		if optional {
+			return v, nil
+		}
 		return v, ferry.Errorf(ferry.Invalid, "a JSON request body is required")
 	}
 	if err := json.Unmarshal(data, &v); err != nil {

@@ -87,7 +87,7 @@ func newEnv(t *testing.T, configure ...func(*graph.Config)) *env {
 		f(&cfg)
 	}
 	h := graph.NewHandler(cfg, graph.Deps{
-		Accounts: store, Items: store, Blobs: blobs, Jobs: e.jobs, Now: e.clock.now,
+		Accounts: store, Items: store, Blobs: blobs, Jobs: e.jobs, Sessions: store, Now: e.clock.now,
 	})
 	e.srv = httptest.NewServer(h)
 	t.Cleanup(e.srv.Close)
@@ -261,6 +261,7 @@ var volatile = map[string]bool{
 	"id": true, "driveId": true, "eTag": true, "cTag": true, "createdDateTime": true,
 	"lastModifiedDateTime": true, "date": true, "request-id": true, "resourceId": true,
 	"@microsoft.graph.downloadUrl": true, "@odata.nextLink": true, "resourceLocation": true,
+	"uploadUrl": true, "expirationDateTime": true,
 }
 
 func normalize(v any) any {

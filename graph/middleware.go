@@ -70,8 +70,8 @@ func (s *statusRecorder) Write(p []byte) (int, error) {
 
 func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
-// logRequests logs one line per request. Capability paths (download and
-// monitor tokens) are shortened so that the logs never hold a usable URL.
+// logRequests logs one line per request. Capability paths (download,
+// monitor and upload-session tokens) are shortened so that the logs never hold a usable URL.
 func logRequests(log *slog.Logger, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -87,7 +87,7 @@ func logRequests(log *slog.Logger, next http.Handler) http.Handler {
 }
 
 func redactPath(p string) string {
-	for _, prefix := range []string{"/download/", "/monitor/"} {
+	for _, prefix := range []string{"/download/", "/monitor/", "/upload/"} {
 		if strings.HasPrefix(p, prefix) {
 			return prefix + "…"
 		}

@@ -17,20 +17,31 @@ import (
 // prefix hands them to parseItemRef, and the itemOps table below picks the
 // operation by method and action.
 //
-// Capability URLs need no token: /monitor/{id} and /download/{token}.
+// Capability URLs need no token: /monitor/{id}, /download/{token} and the
+// upload sessions' /upload/{id} (PUT a fragment, GET the status, POST to
+// commit, DELETE to cancel).
 func addRoutes(mux *http.ServeMux, cfg Config, d Deps, urls *urlBuilder, sign *signer) {
 	log := d.Log
 	view := &itemView{urls: urls, sign: sign}
+	var up *uploads // nil without a session store: the session routes answer 501
+	if d.Sessions != nil {
+		up = &uploads{
+			accounts: d.Accounts, items: d.Items, blobs: d.Blobs, sessions: d.Sessions,
+			now: d.Now, ttl: cfg.SessionTTL, maxFragment: cfg.MaxFragmentSize, busy: newInflight(),
+		}
+	}
 
 	// HEAD is served by the GET handler of the same action.
 	itemOps := map[itemRoute]http.Handler{
-		{http.MethodGet, ""}:          handleGetItem(log, d.Items, view),
-		{http.MethodPatch, ""}:        handleUpdateItem(log, d.Items, view),
-		{http.MethodDelete, ""}:       handleDeleteItem(log, d.Items),
-		{http.MethodGet, "children"}:  handleListChildren(log, d.Items, view),
-		{http.MethodPost, "children"}: handleCreateChild(log, d.Items, d.Jobs, view),
-		{http.MethodGet, "content"}:   handleGetContent(log, d.Items, view),
-		{http.MethodPut, "content"}:   handlePutContent(log, d.Items, d.Blobs, cfg.MaxUploadSize, view),
+		{http.MethodGet, ""}:                     handleGetItem(log, d.Items, view),
+		{http.MethodPatch, ""}:                   handleUpdateItem(log, d.Items, view),
+		{http.MethodDelete, ""}:                  handleDeleteItem(log, d.Items),
+		{http.MethodGet, "children"}:             handleListChildren(log, d.Items, view),
+		{http.MethodPost, "children"}:            handleCreateChild(log, d.Items, d.Jobs, view),
+		{http.MethodGet, "content"}:              handleGetContent(log, d.Items, view),
+		{http.MethodPut, "content"}:              handlePutContent(log, d.Items, d.Blobs, cfg.MaxUploadSize, view),
+		{http.MethodPost, "createUploadSession"}: handleCreateUploadSession(log, d.Items, up, urls),
+		{http.MethodPost, "copy"}:                handleCopy(log, d.Items, d.Jobs, urls),
 	}
 
 	mux.Handle("GET /healthz", handleHealthz())
@@ -52,6 +63,11 @@ func addRoutes(mux *http.ServeMux, cfg Config, d Deps, urls *urlBuilder, sign *s
 	mux.Handle("GET /monitor/{id}", handleGetMonitor(log, d.Jobs, urls))
 	mux.Handle("DELETE /monitor/{id}", handleCancelMonitor(log, d.Jobs, urls))
 	mux.Handle("/monitor/{id}", methodNotAllowed(log, http.MethodGet, http.MethodHead, http.MethodDelete))
+	mux.Handle("PUT /upload/{id}", handlePutFragment(log, up, view))
+	mux.Handle("GET /upload/{id}", handleGetUploadSession(log, up))
+	mux.Handle("POST /upload/{id}", handleCommitUploadSession(log, up, view))
+	mux.Handle("DELETE /upload/{id}", handleCancelUploadSession(log, up))
+	mux.Handle("/upload/{id}", methodNotAllowed(log, http.MethodDelete, http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut))
 	mux.Handle("GET /download/{token}", handleDownload(log, d.Items, d.Blobs, sign))
 	mux.Handle("/download/{token}", methodNotAllowed(log, http.MethodGet, http.MethodHead))
 	mux.Handle("/", handleNoRoute(log))

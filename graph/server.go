@@ -1,7 +1,8 @@
 // Package graph serves the OneDrive / Microsoft Graph compatible drive API:
-// drives, items, simple uploads, downloads through signed URLs, upload from
-// URL and its monitors. It speaks HTTP and JSON only; everything else goes
-// through the ferry domain interfaces. routes.go lists every route.
+// drives, items, simple uploads, resumable upload sessions, downloads
+// through signed URLs, upload from URL, copy and their monitors. It speaks
+// HTTP and JSON only; everything else goes through the ferry domain
+// interfaces. routes.go lists every route.
 //
 // Where Graph leaves a choice open, Ferry answers:
 //
@@ -18,7 +19,18 @@
 //     (409 nameAlreadyExists, 507 quotaLimitReached, 400 for refused or
 //     missing sources, 500 otherwise); cancelled: 410;
 //   - the expected SHA-256 of an upload from URL: the body field
-//     "@ferry.sha256", 64 hex digits.
+//     "@ferry.sha256", 64 hex digits;
+//   - upload sessions: fragments in any order (Graph wants them in order);
+//     a fragment overlapping bytes already received or still arriving:
+//     416 invalidRange, inner fragmentOverlap; the conflict behaviour of
+//     createUploadSession defaults to replace and is applied again at
+//     commit; a commit that fails on a name conflict (409) or the quota
+//     (507) discards the session and its bytes; DELETE of an unknown
+//     session: 404; a fileSize in the request binds the session's total;
+//     If-Match on the path form makes the session replace that file;
+//   - copy: no Prefer needed; conflict default fail; a destination in
+//     another drive: 404 itemNotFound; copying the root, or a folder into
+//     itself or its subtree: 400.
 package graph
 
 import (
@@ -33,8 +45,10 @@ import (
 
 // Defaults for the zero values of Config.
 const (
-	DefaultMaxUploadSize  = 250 << 20
-	DefaultDownloadURLTTL = time.Hour
+	DefaultMaxUploadSize   = 250 << 20
+	DefaultDownloadURLTTL  = time.Hour
+	DefaultSessionTTL      = 24 * time.Hour
+	DefaultMaxFragmentSize = 60 << 20
 )
 
 // Config holds the HTTP layer's settings.
@@ -54,6 +68,12 @@ type Config struct {
 	DownloadURLTTL time.Duration
 	// SigningKey is the HMAC key that signs download URLs. Required.
 	SigningKey []byte
+	// SessionTTL is how long an upload session lives without receiving a
+	// fragment; each fragment extends it. Zero means DefaultSessionTTL.
+	SessionTTL time.Duration
+	// MaxFragmentSize caps one upload-session fragment, in bytes (413
+	// above it). Zero means DefaultMaxFragmentSize, Graph's 60 MiB.
+	MaxFragmentSize int64
 }
 
 // Deps are the domain services the API calls.
@@ -63,6 +83,9 @@ type Deps struct {
 	Items    ferry.ItemStore
 	Blobs    ferry.BlobStore
 	Jobs     ferry.JobQueue
+	// Sessions keeps upload sessions. When nil, createUploadSession and
+	// the upload URLs answer 501 notSupported.
+	Sessions ferry.SessionStore
 	Now      func() time.Time // nil means time.Now
 }
 
@@ -81,6 +104,12 @@ func NewHandler(cfg Config, d Deps) http.Handler {
 	}
 	if cfg.DownloadURLTTL <= 0 {
 		cfg.DownloadURLTTL = DefaultDownloadURLTTL
+	}
+	if cfg.SessionTTL <= 0 {
+		cfg.SessionTTL = DefaultSessionTTL
+	}
+	if cfg.MaxFragmentSize <= 0 {
+		cfg.MaxFragmentSize = DefaultMaxFragmentSize
 	}
 	if d.Log == nil {
 		d.Log = slog.New(slog.DiscardHandler)
