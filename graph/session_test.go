@@ -239,6 +239,7 @@ func TestUploadSessionOutOfOrder(t *testing.T) {
 	wantRanges(t, frag(5).must(t, http.StatusAccepted), "0-"+fmt.Sprint(5*slice-1))
 	wantRanges(t, frag(2).must(t, http.StatusAccepted), s(0, 2), s(3, 5))
 	wantRanges(t, frag(0).must(t, http.StatusAccepted), s(1, 2), s(3, 5))
+	golden(t, "upload-session-status", e.do("GET", up, nil, noAuth()).must(t, http.StatusOK).body)
 	wantRanges(t, frag(4).must(t, http.StatusAccepted), s(1, 2), s(3, 4))
 	wantRanges(t, frag(1).must(t, http.StatusAccepted), s(3, 4))
 	e.checkFile(frag(3).must(t, http.StatusCreated).json(t), data)
