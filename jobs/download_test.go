@@ -58,8 +58,9 @@ func TestOrigins(t *testing.T) {
 	}, {
 		name: "stall resumes",
 		config: func(c *jobs.Config) {
-			// Long enough to see the job waiting between attempts.
-			c.RetryBase, c.RetryMax = time.Second, time.Second
+			// The job waits until the test lets it go (jobs.RetryNow),
+			// so that its waiting status cannot be missed.
+			c.RetryBase, c.RetryMax = time.Hour, time.Hour
 		},
 		handle: func(w http.ResponseWriter, r *http.Request, n int64) {
 			if n == 1 {
@@ -345,6 +346,10 @@ func TestOrigins(t *testing.T) {
 				})
 				if c.name == "stall resumes" {
 					h.wait(j.ID, "waiting", func(j *ferry.Job) bool { return j.Status == ferry.StatusWaiting })
+					if got := o.requests.Load(); got != 1 {
+						t.Errorf("origin saw %d requests while the job waits, want 1", got)
+					}
+					retryNow(t, h)
 				}
 				c.check(t, h, o, h.waitFinal(j.ID))
 			})

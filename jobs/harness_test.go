@@ -477,3 +477,20 @@ func (w *testWriter) Write(p []byte) (int, error) {
 	}
 	return len(p), nil
 }
+
+// retryNow ends the backoff of the queue's one retrying job, waiting for
+// River to record the failed attempt first.
+func retryNow(t *testing.T, h *harness) {
+	t.Helper()
+	for range 6000 {
+		n, err := jobs.RetryNow(t.Context(), h.q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n > 0 {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatal("no River job became retryable")
+}

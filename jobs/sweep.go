@@ -6,8 +6,9 @@ import (
 	"time"
 )
 
-// sweepLoop deletes expired monitors, orphaned staging areas, blob files
-// no item knows, and blobs no item uses any more: once at start, then every
+// sweepLoop deletes expired monitors, expired upload sessions with their
+// staged bytes, orphaned staging areas, blob files no item knows, and
+// blobs no item uses any more: once at start, then every
 // SweepEvery until ctx is done. Errors are logged; the next round retries.
 func (q *Queue) sweepLoop(ctx context.Context) {
 	t := time.NewTicker(q.cfg.SweepEvery)
@@ -29,6 +30,7 @@ func (q *Queue) sweep(ctx context.Context) {
 	}{
 		{"idle rate limiters", q.pruneLimiters},
 		{"expired monitors", q.sweepJobs},
+		{"expired upload sessions", q.sweepSessions},
 		{"orphaned staging", q.sweepStaging},
 		{"unknown blobs", q.sweepUnknownBlobs},
 		{"unreferenced blobs", q.sweepUnreferencedBlobs},
@@ -52,6 +54,38 @@ func (q *Queue) sweepJobs(ctx context.Context) error {
 		q.log.Debug("jobs: deleted expired monitors", "count", n)
 	}
 	return nil
+}
+
+// sweepSessions removes the staging areas and then the records of upload
+// sessions that have expired, in batches until none are left. The order
+// matters: a crash between the two leaves the record, and the next sweep
+// finishes the job (removing a missing area is not an error). Until a
+// session's record is gone, StagingInUse counts its area, so the orphan
+// sweep never races a live session.
+func (q *Queue) sweepSessions(ctx context.Context) error {
+	const batch = 100
+	for {
+		expired, err := q.store.ExpiredSessions(ctx, time.Now(), batch)
+		if err != nil {
+			return err
+		}
+		for _, s := range expired {
+			if s.StagingID != "" {
+				if err := q.blobs.RemoveStaging(ctx, s.StagingID); err != nil {
+					return fmt.Errorf("remove staging of session %s: %w", s.ID, err)
+				}
+			}
+			if err := q.store.DeleteSession(ctx, s.ID); err != nil {
+				return fmt.Errorf("delete session %s: %w", s.ID, err)
+			}
+		}
+		if len(expired) > 0 {
+			q.log.Debug("jobs: deleted expired upload sessions", "count", len(expired))
+		}
+		if len(expired) < batch {
+			return nil
+		}
+	}
 }
 
 // sweepStaging removes staging areas that no job refers to and that have

@@ -1,0 +1,141 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/riverqueue/river"
+
+	"github.com/ferrydrive/ferry"
+)
+
+// copyQueue is the River queue copies run on. Copies are short and
+// metadata-only (the copied files share the source's blobs), so they get
+// workers of their own: a node busy with hours-long downloads must not keep
+// a copy queued behind them.
+const copyQueue = "ferry_copy"
+
+// copyAttempts bounds the attempts of a copy whose store reports a
+// transient error (Unavailable); every other error ends the job at once.
+const copyAttempts = 5
+
+// copyArgs is River's job for one copy. Like downloadArgs it carries only
+// the monitor ID; the source, destination and conflict behaviour stay in
+// the store's job row.
+type copyArgs struct {
+	JobID string `json:"job_id"`
+}
+
+// Kind names the River job kind. Changing it orphans queued jobs.
+func (copyArgs) Kind() string { return "ferry_copy" }
+
+// InsertOpts puts copies on their own queue.
+func (copyArgs) InsertOpts() river.InsertOpts { return river.InsertOpts{Queue: copyQueue} }
+
+// copyWorker runs copyArgs jobs.
+type copyWorker struct {
+	river.WorkerDefaults[copyArgs]
+	q *Queue
+}
+
+// NextRetry spaces the attempts of a copy that hit a transient store error.
+func (w *copyWorker) NextRetry(rj *river.Job[copyArgs]) time.Time {
+	return time.Now().Add(w.q.backoff(rj.Attempt-1, nil))
+}
+
+// Work runs a copy: one ItemStore.CopyItem, which copies the item (and a
+// folder's subtree) in one transaction, sharing blobs.
+//
+// A copy takes no per-user running slot: it does not download, and it is
+// over in moments, so it must not wait behind a user's long imports. It
+// still moves through inProgress so that the monitor tells queued from
+// running.
+//
+// Cancel: a queued copy is cancelled at once by Queue.Cancel. A copy whose
+// cancel arrives while it runs ends with the copy's own outcome (completed
+// or failed), not cancelled: the copy is one transaction that is either
+// wholly done or not done at all, and undoing a finished copy would delete
+// an item the user may already see. Only a cancelPending seen before the
+// copy starts ends it as cancelled.
+func (w *copyWorker) Work(ctx context.Context, rj *river.Job[copyArgs]) error {
+	q := w.q
+	id := rj.Args.JobID
+	j, err := q.store.Job(ctx, id)
+	switch {
+	case ferry.KindOf(err) == ferry.NotFound:
+		return nil // expired and deleted
+	case err != nil:
+		return fmt.Errorf("jobs: load %s: %w", id, err)
+	case j.Status.Final():
+		return nil // e.g. cancelled while queued
+	case j.Status == ferry.StatusCancelPending:
+		return q.finishCancelled(ctx, id)
+	}
+	// Limit 0: no per-user limit. An inProgress row left by a crash is
+	// not started again; that is fine, the copy below runs regardless.
+	if _, err := q.store.StartJob(ctx, id, 0); err != nil {
+		return fmt.Errorf("jobs: start %s: %w", id, err)
+	}
+	// Look once more: a cancel may have won the race with StartJob.
+	if j, err = q.store.Job(ctx, id); err != nil {
+		return fmt.Errorf("jobs: load %s: %w", id, err)
+	}
+	switch {
+	case j.Status.Final():
+		return nil
+	case j.Status == ferry.StatusCancelPending:
+		return q.finishCancelled(ctx, id)
+	}
+
+	// The copy is one short transaction: once begun it is not cut by a
+	// stop (River waits for it in StopAndCancel), so that a stop never
+	// turns a copy that was about to succeed into a retry.
+	bg, stop := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
+	defer stop()
+	it, err := q.store.CopyItem(bg, j.SourceItem, j.ParentID, j.Name, j.Conflict, j.UserName)
+	if err != nil {
+		return w.fail(bg, rj, j, err)
+	}
+	size := it.Size // 0 for a folder
+	if err := q.store.UpdateJobProgress(bg, j.ID, size, size, 0); err != nil {
+		q.log.Warn("jobs: final progress", "job", j.ID, "err", err)
+	}
+	if err := q.store.FinishJob(bg, j.ID, ferry.StatusCompleted, it.ID, "", "The item was copied."); err != nil {
+		// The copy exists; only the monitor could not say so. A retry
+		// would copy a second time, so River must not make one.
+		q.log.Error("jobs: finish copy", "job", j.ID, "item", it.ID, "err", err)
+		return river.JobCancel(fmt.Errorf("jobs: finish %s: %w", j.ID, err))
+	}
+	return nil
+}
+
+// fail ends a copy as failed with the Graph code for err (commitFailure:
+// a source deleted after the copy was accepted is itemNotFound, like a
+// missing destination), or, for a transient store error with attempts
+// left, marks it waiting and returns the error so that River tries again.
+func (w *copyWorker) fail(ctx context.Context, rj *river.Job[copyArgs], j *ferry.Job, err error) error {
+	q := w.q
+	if ferry.KindOf(err) == ferry.Unavailable && rj.Attempt < copyAttempts {
+		ok, serr := q.store.SetJobStatus(ctx, j.ID, ferry.StatusWaiting, ferry.StatusInProgress)
+		if serr != nil {
+			return errors.Join(err, serr)
+		}
+		if !ok { // cancel asked meanwhile; nothing was copied
+			return q.finishCancelled(ctx, j.ID)
+		}
+		q.log.Info("jobs: copy failed; will retry", "job", j.ID, "attempt", rj.Attempt, "err", err)
+		return err
+	}
+	f := commitFailure(err)
+	if ferry.KindOf(err) == ferry.Internal || ferry.KindOf(err) == ferry.Unavailable {
+		q.log.Error("jobs: copy failed", "job", j.ID, "err", err)
+	} else {
+		q.log.Info("jobs: copy failed", "job", j.ID, "code", f.code, "err", err)
+	}
+	if ferr := q.store.FinishJob(ctx, j.ID, ferry.StatusFailed, "", f.code, f.msg); ferr != nil {
+		return fmt.Errorf("jobs: finish %s: %w", j.ID, ferr)
+	}
+	return nil
+}
