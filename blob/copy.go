@@ -11,28 +11,38 @@ import (
 	"io"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/ferrydrive/ferry"
 )
 
 const (
-	// bufSize is the size of pooled copy buffers.
+	// bufSize is the size of pooled copy buffers. Copy writes whole
+	// buffers at multiples of bufSize in the file, so that a store that
+	// can write aligned buffers directly (fsblob uses O_DIRECT) skips the
+	// page cache.
 	bufSize = 1 << 20
+	// bufAlign is the memory alignment of pooled buffers, enough for
+	// direct I/O.
+	bufAlign = 4096
 	// buffersPerCopy bounds the memory of one Copy: the reader fills one
 	// buffer while the hasher works through the others.
 	buffersPerCopy = 4
-	// segmentMin is how many written bytes the reader collects before it
-	// hands them to the hasher, unless segmentAge has passed.
-	segmentMin = 256 << 10
-	// segmentAge bounds how long written bytes wait for the hasher (and
-	// so for progress) when the source trickles.
+	// segmentAge bounds how long read bytes wait before they are written
+	// and hashed (and so count for progress) when the source trickles.
 	segmentAge = 200 * time.Millisecond
 )
 
-// bufPool holds *[]byte of bufSize bytes, shared by all copies, so memory
-// stays flat whatever the file sizes and however many copies ran before.
+// bufPool holds *[]byte of bufSize bytes aligned to bufAlign, shared by
+// all copies, so memory stays flat whatever the file sizes and however
+// many copies ran before.
 var bufPool = sync.Pool{New: func() any {
-	b := make([]byte, bufSize)
+	b := make([]byte, bufSize+bufAlign)
+	skip := 0
+	if r := int(uintptr(unsafe.Pointer(unsafe.SliceData(b))) % bufAlign); r != 0 {
+		skip = bufAlign - r
+	}
+	b = b[skip : skip+bufSize : skip+bufSize]
 	return &b
 }}
 
@@ -94,8 +104,8 @@ type segment struct {
 // outlives the call.
 //
 // progress, if not nil, is called with the running total of bytes written
-// and hashed, at most every 256 KiB to 1 MiB of data or every 200 ms when
-// the source trickles, and once more at the end. It runs on the hashing
+// and hashed, once per 1 MiB buffer, or every 200 ms when the source
+// trickles, and once more at the end. It runs on the hashing
 // goroutine while that goroutine holds h still, so it may save h with
 // h.MarshalBinary for a checkpoint (after syncing dst), but it must not
 // write to h, and it should be quick: the copy waits for it.
@@ -138,43 +148,66 @@ func Copy(ctx context.Context, dst ferry.Staging, off int64, src io.Reader, h *H
 }
 
 // copyLoop reads src and writes dst, passing written bytes to the hasher
-// through segs and taking buffers from free. It owns one buffer at a time
-// and hands its last segment, with the buffer, to the hasher before
-// returning.
+// through segs and taking buffers from free. It owns one buffer at a time.
+//
+// Reads fill a buffer before it is written, so the store sees whole 1 MiB
+// writes at aligned offsets (only the first buffer is shortened, to end
+// on a multiple of bufSize, and the last may be short). When the source
+// trickles, the bytes read so far are written and hashed every segmentAge
+// anyway; the full buffer is then written once more from its start, so
+// that it still goes out as one aligned write.
+//
+// Every byte read is written and hashed before copyLoop returns, except
+// after a write error, so the total it reports is exactly what dst holds.
 func copyLoop(ctx context.Context, dst ferry.Staging, off int64, src io.Reader, limit int64, segs chan<- segment, free <-chan *[]byte) (int64, error) {
 	var (
-		total    int64
-		buf      = <-free
-		fill     int // bytes of *buf written
-		sent     int // bytes of *buf handed to the hasher
-		lastSent = time.Now()
-		err      error
+		buf       = <-free
+		bufOff    = off                        // file offset of (*buf)[0]
+		capacity  = bufSize - int(off%bufSize) // bytes this buffer takes
+		fill      int                          // bytes of *buf read
+		written   int                          // bytes of *buf written and hashed
+		lastFlush = time.Now()
+		err       error
 	)
+	// flush writes the bytes read but not yet written and hands them to
+	// the hasher. A full, aligned buffer is written whole.
+	flush := func() error {
+		if fill == written {
+			return nil
+		}
+		from := written
+		if fill == bufSize {
+			from = 0
+		}
+		w, werr := dst.WriteAt((*buf)[from:fill], bufOff+int64(from))
+		if werr == nil && w < fill-from {
+			werr = io.ErrShortWrite
+		}
+		// Bytes a failed write still stored count, as the contract of
+		// Copy says: dst holds them and h must absorb them.
+		if end := from + w; end > written {
+			segs <- segment{p: (*buf)[written:end], total: bufOff + int64(end) - off}
+			written = end
+			lastFlush = time.Now()
+		}
+		return werr
+	}
+	read := func() int64 { return bufOff + int64(fill) - off }
+	var werr error
 	for {
 		if err = ctx.Err(); err != nil {
 			break
 		}
-		want := len(*buf) - fill
-		if limit >= 0 && int64(want) > limit-total {
-			want = int(limit-total) + 1 // one byte more shows the source is too large
+		want := capacity - fill
+		if limit >= 0 && int64(want) > limit-read() {
+			want = int(limit-read()) + 1 // one byte more shows the source is too large
 		}
 		n, rerr := src.Read((*buf)[fill : fill+want])
-		over := limit >= 0 && total+int64(n) > limit
+		over := limit >= 0 && read()+int64(n) > limit
 		if over {
-			n = int(limit - total)
+			n = int(limit - read())
 		}
-		if n > 0 {
-			w, werr := dst.WriteAt((*buf)[fill:fill+n], off+total)
-			fill += w
-			total += int64(w)
-			if werr == nil && w < n {
-				werr = io.ErrShortWrite
-			}
-			if werr != nil {
-				err = werr
-				break
-			}
-		}
+		fill += n
 		if over {
 			err = limitError(limit)
 			break
@@ -186,23 +219,27 @@ func copyLoop(ctx context.Context, dst ferry.Staging, off int64, src io.Reader, 
 			err = fmt.Errorf("blob: read source: %w", rerr)
 			break
 		}
-		switch {
-		case fill == len(*buf):
-			segs <- segment{p: (*buf)[sent:fill], buf: buf, total: total}
-			buf, fill, sent = <-free, 0, 0
-			lastSent = time.Now()
-		case fill-sent >= segmentMin:
-			segs <- segment{p: (*buf)[sent:fill], total: total}
-			sent = fill
-			lastSent = time.Now()
-		case fill > sent:
-			if now := time.Now(); now.Sub(lastSent) >= segmentAge {
-				segs <- segment{p: (*buf)[sent:fill], total: total}
-				sent = fill
-				lastSent = now
+		if fill == capacity {
+			if werr = flush(); werr != nil {
+				break
+			}
+			segs <- segment{buf: buf} // recycled once the hasher is past it
+			bufOff += int64(fill)
+			buf, capacity, fill, written = <-free, bufSize, 0, 0
+			continue
+		}
+		if time.Since(lastFlush) >= segmentAge {
+			if werr = flush(); werr != nil {
+				break
 			}
 		}
 	}
-	segs <- segment{p: (*buf)[sent:fill], buf: buf, total: total}
-	return total, err
+	if werr == nil {
+		werr = flush()
+	}
+	if werr != nil {
+		err = werr // a failed write outranks why reading stopped
+	}
+	segs <- segment{buf: buf}
+	return bufOff + int64(written) - off, err
 }

@@ -139,7 +139,7 @@ func (c *Config) setDefaults() {
 	setDefault(&c.Snooze, time.Second)
 	setDefault(&c.ProgressEvery, 500*time.Millisecond)
 	setDefault(&c.CheckpointEvery, time.Second)
-	setDefault(&c.CheckpointBytes, 8<<20)
+	setDefault(&c.CheckpointBytes, 128<<20)
 	setDefault(&c.StagingGrace, 10*time.Minute)
 	setDefault(&c.BlobGrace, time.Hour)
 	setDefault(&c.SweepEvery, time.Minute)

@@ -17,6 +17,9 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
+	"syscall"
+	"unsafe"
 
 	"github.com/ferrydrive/ferry"
 )
@@ -224,6 +227,48 @@ type staging struct {
 
 	mu sync.RWMutex
 	f  *os.File // nil after Close or Publish
+
+	// direct is a second handle opened with O_DIRECT on first use, for
+	// writes whose memory, offset and length are all aligned to
+	// directAlign; nil when unavailable (other systems, filesystems such
+	// as tmpfs that refuse it). Guarded by mu like f; directOnce makes the
+	// first aligned writers agree on it.
+	directOnce sync.Once
+	direct     *os.File
+	directOff  atomic.Bool // set once a direct write was refused
+}
+
+// directAlign is the alignment direct I/O needs of memory, file offsets
+// and lengths: 4096 covers both 512-byte and 4 KiB logical blocks.
+const directAlign = 4096
+
+// aligned reports whether a write may go through the direct handle.
+func aligned(p []byte, off int64) bool {
+	return len(p) > 0 && len(p)%directAlign == 0 && off%directAlign == 0 &&
+		uintptr(unsafe.Pointer(unsafe.SliceData(p)))%directAlign == 0
+}
+
+// directFile returns the O_DIRECT handle, opening it on first use. The
+// caller holds mu for reading.
+func (st *staging) directFile() *os.File {
+	if oDirect == 0 {
+		return nil
+	}
+	st.directOnce.Do(func() {
+		f, err := os.OpenFile(st.f.Name(), os.O_WRONLY|oDirect, 0)
+		if err == nil {
+			st.direct = f
+		}
+	})
+	return st.direct
+}
+
+// closeDirect closes the direct handle; the caller holds mu for writing.
+func (st *staging) closeDirect() {
+	if st.direct != nil {
+		st.direct.Close()
+		st.direct = nil
+	}
 }
 
 var errClosed = errors.New("fsblob: staging area is closed")
@@ -243,6 +288,20 @@ func (st *staging) WriteAt(p []byte, off int64) (int, error) {
 	f, err := st.file()
 	if err != nil {
 		return 0, err
+	}
+	if aligned(p, off) && !st.directOff.Load() {
+		if d := st.directFile(); d != nil {
+			n, err := d.WriteAt(p, off)
+			if err == nil {
+				return n, nil
+			}
+			if n != 0 || !errors.Is(err, syscall.EINVAL) {
+				return n, fmt.Errorf("fsblob: write staging %s: %w", st.id, err)
+			}
+			// EINVAL: this filesystem or device does not take these
+			// direct writes after all; the buffered handle does.
+			st.directOff.Store(true)
+		}
 	}
 	n, err := f.WriteAt(p, off)
 	if err != nil {
@@ -308,6 +367,7 @@ func (st *staging) Publish(ctx context.Context, size int64) (string, error) {
 		return "", err
 	}
 	st.f = nil
+	st.closeDirect()
 	err = f.Truncate(size)
 	if err == nil {
 		err = f.Sync()
@@ -355,6 +415,7 @@ func (st *staging) Close() error {
 	}
 	err := st.f.Close()
 	st.f = nil
+	st.closeDirect()
 	if err != nil {
 		return fmt.Errorf("fsblob: close staging %s: %w", st.id, err)
 	}
