@@ -26,8 +26,8 @@ const (
 	// direct I/O.
 	bufAlign = 4096
 	// buffersPerCopy bounds the memory of one Copy: the reader fills one
-	// buffer while the hasher works through the others.
-	buffersPerCopy = 4
+	// buffer while the hashers work through the others.
+	buffersPerCopy = 8
 	// segmentAge bounds how long read bytes wait before they are written
 	// and hashed (and so count for progress) when the source trickles.
 	segmentAge = 200 * time.Millisecond
@@ -73,8 +73,9 @@ func OverQuota(err error) error {
 	}).WithCode("quotaLimitReached")
 }
 
-// segment is a run of written bytes for the hasher. buf is set on a
-// buffer's last segment: the hasher recycles the buffer after it.
+// segment is a run of written bytes for the hashers. A segment with buf
+// set (and no bytes) says the buffer is done with: it is recycled once
+// every hasher is past it.
 type segment struct {
 	p     []byte
 	buf   *[]byte
@@ -84,9 +85,10 @@ type segment struct {
 // Copy streams src into dst from offset off, feeding every byte written
 // to h, and returns the number of bytes written.
 //
-// Reading and writing run on the calling goroutine while hashing runs on
-// another, so that on two cores the transfer and the (more expensive)
-// hashing overlap. Both goroutines share at most four pooled 1 MiB
+// Reading and writing run on the calling goroutine, SHA-1 and quickXorHash
+// on a second and SHA-256 on a third, each at its own pace, so that on two
+// cores the transfer and the (more expensive) hashing overlap without
+// waiting for one another. They share at most buffersPerCopy pooled 1 MiB
 // buffers; memory does not grow with the size of src.
 //
 // limit < 0 means no limit. Otherwise Copy reads at most limit+1 bytes and
@@ -105,50 +107,80 @@ type segment struct {
 //
 // progress, if not nil, is called with the running total of bytes written
 // and hashed, once per 1 MiB buffer, or every 200 ms when the source
-// trickles, and once more at the end. It runs on the hashing
-// goroutine while that goroutine holds h still, so it may save h with
-// h.MarshalBinary for a checkpoint (after syncing dst), but it must not
-// write to h, and it should be quick: the copy waits for it.
+// trickles, and once more at the end. It runs on a hashing goroutine
+// while h is still changing: it must not touch h (save h after Copy
+// returns), and it should be quick, since that goroutine waits for it.
 func Copy(ctx context.Context, dst ferry.Staging, off int64, src io.Reader, h *Hasher, limit int64, progress func(total int64)) (int64, error) {
-	segs := make(chan segment, buffersPerCopy)
 	free := make(chan *[]byte, buffersPerCopy)
 	for range buffersPerCopy {
 		free <- bufPool.Get().(*[]byte)
 	}
-	hashed := make(chan struct{})
-	go func() {
-		defer close(hashed)
-		var sh *splitHasher
-		if h != nil {
-			sh = newSplitHasher(h)
-			defer sh.Close()
+	// Each hashing stage gets every segment; a buffer goes back to free
+	// once every stage is past it, which the last one to arrive sees.
+	type stage struct {
+		segs chan segment
+		hash func(p []byte)
+	}
+	var stages []stage
+	if h != nil {
+		stages = []stage{
+			{make(chan segment, 2*buffersPerCopy), func(p []byte) { h.qx.Write(p); h.sha1.Write(p) }},
+			{make(chan segment, 2*buffersPerCopy), func(p []byte) { h.sha256.Write(p) }},
 		}
-		var reported int64
-		for s := range segs {
-			if sh != nil {
-				sh.Write(s.p)
-			}
-			if s.buf != nil {
-				free <- s.buf // never blocks: free holds every buffer there is
-			}
-			if progress != nil && s.total > reported {
-				progress(s.total)
-				reported = s.total
-			}
+	} else {
+		stages = []stage{{make(chan segment, 2*buffersPerCopy), func([]byte) {}}}
+	}
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		pending = map[*[]byte]int{} // buffer → stages not yet past it
+	)
+	release := func(buf *[]byte) {
+		mu.Lock()
+		pending[buf]++
+		last := pending[buf] == len(stages)
+		if last {
+			delete(pending, buf)
 		}
-	}()
+		mu.Unlock()
+		if last {
+			free <- buf // never blocks: free holds every buffer there is
+		}
+	}
+	for i, st := range stages {
+		wg.Go(func() {
+			var reported int64
+			for seg := range st.segs {
+				st.hash(seg.p)
+				if seg.buf != nil {
+					release(seg.buf)
+				}
+				if i == 0 && progress != nil && seg.total > reported {
+					progress(seg.total)
+					reported = seg.total
+				}
+			}
+		})
+	}
+	send := func(seg segment) {
+		for _, st := range stages {
+			st.segs <- seg
+		}
+	}
 
-	total, err := copyLoop(ctx, dst, off, src, limit, segs, free)
-	close(segs)
-	<-hashed
+	total, err := copyLoop(ctx, dst, off, src, limit, send, free)
+	for _, st := range stages {
+		close(st.segs)
+	}
+	wg.Wait()
 	for range buffersPerCopy {
 		bufPool.Put(<-free)
 	}
 	return total, err
 }
 
-// copyLoop reads src and writes dst, passing written bytes to the hasher
-// through segs and taking buffers from free. It owns one buffer at a time.
+// copyLoop reads src and writes dst, passing written bytes to the hashers
+// through send and taking buffers from free. It owns one buffer at a time.
 //
 // Reads fill a buffer before it is written, so the store sees whole 1 MiB
 // writes at aligned offsets (only the first buffer is shortened, to end
@@ -159,7 +191,7 @@ func Copy(ctx context.Context, dst ferry.Staging, off int64, src io.Reader, h *H
 //
 // Every byte read is written and hashed before copyLoop returns, except
 // after a write error, so the total it reports is exactly what dst holds.
-func copyLoop(ctx context.Context, dst ferry.Staging, off int64, src io.Reader, limit int64, segs chan<- segment, free <-chan *[]byte) (int64, error) {
+func copyLoop(ctx context.Context, dst ferry.Staging, off int64, src io.Reader, limit int64, send func(segment), free <-chan *[]byte) (int64, error) {
 	var (
 		buf       = <-free
 		bufOff    = off                        // file offset of (*buf)[0]
@@ -186,7 +218,7 @@ func copyLoop(ctx context.Context, dst ferry.Staging, off int64, src io.Reader, 
 		// Bytes a failed write still stored count, as the contract of
 		// Copy says: dst holds them and h must absorb them.
 		if end := from + w; end > written {
-			segs <- segment{p: (*buf)[written:end], total: bufOff + int64(end) - off}
+			send(segment{p: (*buf)[written:end], total: bufOff + int64(end) - off})
 			written = end
 			lastFlush = time.Now()
 		}
@@ -223,7 +255,7 @@ func copyLoop(ctx context.Context, dst ferry.Staging, off int64, src io.Reader, 
 			if werr = flush(); werr != nil {
 				break
 			}
-			segs <- segment{buf: buf} // recycled once the hasher is past it
+			send(segment{buf: buf}) // recycled once the hashers are past it
 			bufOff += int64(fill)
 			buf, capacity, fill, written = <-free, bufSize, 0, 0
 			continue
@@ -240,6 +272,6 @@ func copyLoop(ctx context.Context, dst ferry.Staging, off int64, src io.Reader, 
 	if werr != nil {
 		err = werr // a failed write outranks why reading stopped
 	}
-	segs <- segment{buf: buf}
+	send(segment{buf: buf})
 	return bufOff + int64(written) - off, err
 }

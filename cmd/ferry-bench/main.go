@@ -8,7 +8,7 @@
 // It prints each round, the median ratio Ferry/curl, and Ferry's peak
 // resident memory (VmHWM).
 //
-//	go run ./cmd/ferry-bench -size 1GiB -rounds 3
+//	go run ./cmd/ferry-bench -size 1GiB -rounds 5
 package main
 
 import (
@@ -47,7 +47,7 @@ func main() {
 func run(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("ferry-bench", flag.ContinueOnError)
 	sizeFlag := fs.String("size", "1GiB", "size of the test file (KiB, MiB, GiB suffixes)")
-	rounds := fs.Int("rounds", 3, "rounds; each runs curl once and Ferry once")
+	rounds := fs.Int("rounds", 5, "rounds; each runs curl once and Ferry once")
 	ferryBin := fs.String("ferry", "", "ferry binary to run (default: go build ./cmd/ferry into a temp folder)")
 	workDir := fs.String("dir", "", "folder for the test file and data (default: a temp folder; removed after)")
 	if err := fs.Parse(args); err != nil {
