@@ -106,3 +106,16 @@ func TestOtherUsersDriveIsInvisible(t *testing.T) {
 	}
 	e.do("GET", "/v1.0/me/drive/root:/planted.txt", nil).wantError(t, http.StatusNotFound, "itemNotFound")
 }
+
+// TestHealthzReportsDatabase: /healthz needs no token and reports 503,
+// Graph-shaped with a whole-second Retry-After, once the database is gone.
+func TestHealthzReportsDatabase(t *testing.T) {
+	e := newEnv(t)
+	e.do("GET", "/healthz", nil, noAuth()).must(t, http.StatusOK)
+	e.store.Close()
+	r := e.do("GET", "/healthz", nil, noAuth())
+	r.wantError(t, http.StatusServiceUnavailable, "serviceNotAvailable")
+	if got := r.Header.Get("Retry-After"); got != "1" {
+		t.Errorf("Retry-After = %q, want 1", got)
+	}
+}

@@ -43,6 +43,7 @@ var failedStatus = map[string]int{
 	"accessDenied":        http.StatusForbidden,
 	"nameAlreadyExists":   http.StatusConflict,
 	"maxFileSizeExceeded": http.StatusRequestEntityTooLarge,
+	"timeout":             http.StatusGatewayTimeout,
 	"quotaLimitReached":   http.StatusInsufficientStorage,
 	"notSupported":        http.StatusNotImplemented,
 }

@@ -1,9 +1,11 @@
 package graph
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/ferrydrive/ferry"
 )
@@ -44,7 +46,7 @@ func addRoutes(mux *http.ServeMux, cfg Config, d Deps, urls *urlBuilder, sign *s
 		{http.MethodPost, "copy"}:                handleCopy(log, d.Items, d.Jobs, urls),
 	}
 
-	mux.Handle("GET /healthz", handleHealthz())
+	mux.Handle("GET /healthz", handleHealthz(log, d.Accounts))
 	for _, version := range []string{"/v1.0", "/v2.0"} {
 		for _, drive := range []struct {
 			prefix   string
@@ -73,9 +75,17 @@ func addRoutes(mux *http.ServeMux, cfg Config, d Deps, urls *urlBuilder, sign *s
 	mux.Handle("/", handleNoRoute(log))
 }
 
-// handleHealthz answers 200 while the server can serve.
-func handleHealthz() http.Handler {
+// handleHealthz answers 200 while the server can serve: its database
+// answers a query within two seconds. Otherwise 503.
+func handleHealthz(log *slog.Logger, accounts ferry.AccountStore) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if _, err := accounts.UserCount(ctx); err != nil {
+			writeError(w, r, log, &ferry.Error{Kind: ferry.Unavailable, RetryAfter: 1,
+				Message: "the server cannot reach its database", Err: err})
+			return
+		}
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Write([]byte("ok\n"))
 	})

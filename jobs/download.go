@@ -56,6 +56,10 @@ func (w *downloadWorker) NextRetry(rj *river.Job[downloadArgs]) time.Time {
 // the job's status became cancelPending.
 var errCancelRequested = errors.New("jobs: cancel requested")
 
+// errTooLong is the cause of a download's context ending because
+// Config.MaxDuration passed since its first attempt began.
+var errTooLong = errors.New("jobs: download took longer than allowed")
+
 // Work runs one attempt of a download. Failures that are the job's own
 // (bad origin, quota, hash) end the job and return nil; transient ones
 // leave it waiting and return an error so that River retries it.
@@ -110,7 +114,12 @@ func (w *downloadWorker) attempt(ctx context.Context, rj *river.Job[downloadArgs
 	defer d.close()
 
 	bestBefore := d.cp.Best
-	dctx, cancel := context.WithCancelCause(ctx)
+	if d.cp.Started.IsZero() {
+		d.cp.Started = time.Now().UTC()
+	}
+	tctx, stopTimer := context.WithDeadlineCause(ctx, d.cp.Started.Add(q.cfg.MaxDuration), errTooLong)
+	defer stopTimer()
+	dctx, cancel := context.WithCancelCause(tctx)
 	var wg sync.WaitGroup
 	wg.Go(func() { d.report(dctx, cancel) })
 	err = d.fetchRange(dctx, d.cp.Offset, 0)
@@ -132,6 +141,9 @@ func (w *downloadWorker) attempt(ctx context.Context, rj *river.Job[downloadArgs
 	case errors.Is(cause, errCancelRequested):
 		d.close()
 		return q.finishCancelled(bg, j.ID)
+	case errors.Is(cause, errTooLong):
+		return d.fail(bg, &failure{code: "timeout", err: err,
+			msg: fmt.Sprintf("The download did not finish within %v.", q.cfg.MaxDuration)})
 	case ctx.Err() != nil:
 		// River is stopping: keep what was staged and let the next start
 		// resume at once. Snoozing does not use up an attempt.
@@ -198,6 +210,9 @@ type checkpointData struct {
 	ContentType  string `json:"contentType,omitempty"`
 	Stalls       int    `json:"stalls,omitempty"` // consecutive attempts without new bytes
 	Best         int64  `json:"best,omitempty"`   // most bytes staged by any attempt
+	// Started is when the first attempt began; Config.MaxDuration counts
+	// from it, so time spent queued behind other jobs does not count.
+	Started time.Time `json:"started,omitzero"`
 }
 
 // download is one attempt's state. Its fields are used by the attempt's

@@ -93,6 +93,7 @@ type Config struct {
 	MaxFileSize    int64         // largest import in bytes; default 100 GiB
 	Retention      time.Duration // how long monitors stay readable after the end; default 24h
 	MaxStalls      int           // consecutive attempts that add no bytes before failing; default 3
+	MaxDuration    time.Duration // a download fails this long after its first attempt began; default 24h
 	// NodeID names this node stably across restarts (River's client ID, at
 	// most 100 bytes). At start the queue takes back the River jobs that
 	// this node was running when it stopped. Default: the host name.
@@ -134,6 +135,7 @@ func (c *Config) setDefaults() {
 	setDefault(&c.MaxFileSize, 100<<30)
 	setDefault(&c.Retention, 24*time.Hour)
 	setDefault(&c.MaxStalls, 3)
+	setDefault(&c.MaxDuration, 24*time.Hour)
 	setDefault(&c.RetryBase, time.Second)
 	setDefault(&c.RetryMax, 30*time.Second)
 	setDefault(&c.Snooze, time.Second)

@@ -454,3 +454,29 @@ func TestOrphanSweep(t *testing.T) {
 		t.Fatal("orphans were never swept")
 	})
 }
+
+// TestMaxDuration: a download that keeps trickling, never stalling, still
+// ends, failed with code timeout, once MaxDuration has passed since its
+// first attempt began, and leaves nothing staged.
+func TestMaxDuration(t *testing.T) {
+	data := randomBytes(1<<20, 9)
+	eachDB(t, func(t *testing.T, dsn string) {
+		cfg := testConfig(t)
+		cfg.MaxDuration = 400 * time.Millisecond
+		h := newHarness(t, dsn, testQuota, cfg)
+		o := newOrigin(t, func(w http.ResponseWriter, r *http.Request, n int64) {
+			serveDrip(w, r, data, 100<<10)
+		})
+		h.run()
+		j := h.enqueue(o.url("/f"), "slow.bin")
+		final := h.waitFinal(j.ID)
+		if final.Status != ferry.StatusFailed || final.ErrorCode != "timeout" {
+			t.Fatalf("status %s code %q, want failed with timeout", final.Status, final.ErrorCode)
+		}
+		if final.Bytes == 0 {
+			t.Error("the drip delivered no bytes before the deadline; the test proves nothing")
+		}
+		h.wantNoStaging()
+		h.wantNoFiles()
+	})
+}

@@ -33,6 +33,7 @@ type Config struct {
 	ConnectTimeout   time.Duration
 	HeaderTimeout    time.Duration
 	IdleTimeout      time.Duration
+	MaxDuration      time.Duration // an import fails this long after its first attempt began
 	NodeID           string
 }
 
@@ -60,6 +61,7 @@ func defaultConfig() Config {
 		ConnectTimeout:   10 * time.Second,
 		HeaderTimeout:    30 * time.Second,
 		IdleTimeout:      20 * time.Second,
+		MaxDuration:      24 * time.Hour,
 	}
 }
 
@@ -85,6 +87,7 @@ func serveFlags(fs *flag.FlagSet, c *Config) {
 	fs.DurationVar(&c.ConnectTimeout, "fetch-connect-timeout", c.ConnectTimeout, "upload from URL: connect timeout")
 	fs.DurationVar(&c.HeaderTimeout, "fetch-header-timeout", c.HeaderTimeout, "upload from URL: response header timeout")
 	fs.DurationVar(&c.IdleTimeout, "fetch-idle-timeout", c.IdleTimeout, "upload from URL: fail a read after this long without bytes")
+	fs.DurationVar(&c.MaxDuration, "fetch-max-duration", c.MaxDuration, "upload from URL: fail an import this long after its first attempt began")
 	fs.StringVar(&c.NodeID, "node-id", c.NodeID, "stable name of this node among several on one PostgreSQL database (default: derived from host and --data)")
 }
 
@@ -130,7 +133,7 @@ func (c *Config) Validate() error {
 		return errors.New("sizes must be positive")
 	case c.ImportRate <= 0 || c.ImportBurst < 1:
 		return errors.New("--import-rate must be positive and --import-burst at least 1")
-	case c.MonitorRetention <= 0 || c.DownloadURLTTL <= 0:
+	case c.MonitorRetention <= 0 || c.DownloadURLTTL <= 0 || c.MaxDuration <= 0:
 		return errors.New("durations must be positive")
 	}
 	if c.PublicURL != "" {

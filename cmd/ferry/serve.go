@@ -116,6 +116,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		Burst:          cfg.ImportBurst,
 		MaxFileSize:    cfg.MaxImportSize,
 		Retention:      cfg.MonitorRetention,
+		MaxDuration:    cfg.MaxDuration,
 		NodeID:         nodeID(cfg),
 		Log:            log,
 	}, store, blobs, fetcher)
