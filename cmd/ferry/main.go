@@ -34,7 +34,10 @@ func (e usageError) Error() string { return e.msg }
 
 func exitCode(err error) int {
 	var u usageError
-	if errors.As(err, &u) || errors.Is(err, flag.ErrHelp) {
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		return 0 // --help asked for the usage, which was printed
+	case errors.As(err, &u):
 		return 2
 	}
 	return 1
