@@ -1,6 +1,9 @@
 // Package ferrytest holds conformance suites for the ferry interfaces, in
-// the style of testing/fstest.TestFS, and in-memory fakes that pass them.
-// Every implementation, fakes included, runs the same suite, so the
-// interface doc comments and the implementations cannot drift apart.
-// Only tests import this package.
+// the style of testing/fstest.TestFS: TestBlobStore, TestItemStore,
+// TestAccountStore, TestJobStore and TestSessionStore. Every
+// implementation runs the same suite, so the interface doc comments and
+// the implementations cannot drift apart: sqlstore on SQLite and on
+// PostgreSQL, fsblob, and the in-memory fakes NewBlobStore and
+// NewSessionStore (for unit tests that need no disk or database), which
+// pass the same suites. Only tests import this package.
 package ferrytest
