@@ -325,3 +325,43 @@ func unsatisfiedSize(v string) (int64, bool) {
 	}
 	return n, true
 }
+
+// Check applies, without connecting anywhere, every rule that can be
+// judged from the URL alone: http or https, a host, no user:password, no
+// legacy numeric host spelling, and, when the host is an IP address
+// literal, the same address and port policy the dialer enforces. A host
+// name passes: what it resolves to is judged at dial time, on every
+// connection. Check lets a caller refuse an obviously forbidden URL when
+// the request arrives rather than later. Errors are permanent *Error.
+func (c *Client) Check(rawURL string) error {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return permanent(CodeBadURL, "the source URL is not a valid URL", nil)
+	}
+	if e := c.guard.checkURL(u); e != nil {
+		return e
+	}
+	a, err := netip.ParseAddr(strings.Trim(u.Hostname(), "[]"))
+	if err != nil {
+		return nil // a name
+	}
+	port := uint16(80)
+	if u.Scheme == "https" {
+		port = 443
+	}
+	if p := u.Port(); p != "" {
+		n, err := strconv.ParseUint(p, 10, 16)
+		if err != nil {
+			return permanent(CodeBadURL, "the source URL has an invalid port", nil)
+		}
+		port = uint16(n)
+	}
+	network := "tcp4"
+	if a.Is6() {
+		network = "tcp6"
+	}
+	if err := c.guard.check(network, netip.AddrPortFrom(a, port).String()); err != nil {
+		return permanent(CodeAddressRefused, refusedMessage(u.Hostname(), err.(*refusedError).reason), err)
+	}
+	return nil
+}

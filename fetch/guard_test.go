@@ -1,6 +1,7 @@
 package fetch_test
 
 import (
+	"errors"
 	"net/http"
 	"net/netip"
 	"syscall"
@@ -97,5 +98,45 @@ func TestLeakDetector(t *testing.T) {
 	srv.Close()
 	if leaks := waitForLeaks(); len(leaks) > 0 {
 		t.Fatalf("goroutines left after closing body, client and origin:\n%s", leaks[0])
+	}
+}
+
+// TestCheck: Check refuses, without connecting, what the URL alone shows to
+// be forbidden, and leaves host names to the dial-time guard.
+func TestCheck(t *testing.T) {
+	def := newClient(t, fetch.Options{})
+	allow := newClient(t, fetch.Options{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}})
+	for _, tt := range []struct {
+		c    *fetch.Client
+		url  string
+		code string // "" means allowed
+	}{
+		{def, "http://127.0.0.1/", fetch.CodeAddressRefused},
+		{def, "http://127.1/", fetch.CodeAddressRefused},
+		{def, "http://2130706433/", fetch.CodeAddressRefused},
+		{def, "http://[::1]/", fetch.CodeAddressRefused},
+		{def, "http://[::ffff:127.0.0.1]/", fetch.CodeAddressRefused},
+		{def, "http://169.254.169.254/latest/meta-data", fetch.CodeAddressRefused},
+		{def, "http://[fd00:ec2::254]/", fetch.CodeAddressRefused},
+		{def, "http://10.0.0.1/", fetch.CodeAddressRefused},
+		{def, "http://0.0.0.0/", fetch.CodeAddressRefused},
+		{def, "http://8.8.8.8:8080/", fetch.CodeAddressRefused},
+		{def, "http://8.8.8.8/", ""},
+		{def, "https://[2606:4700::1111]/", ""},
+		{def, "http://example.org/a", ""}, // names are judged when dialed
+		{def, "ftp://8.8.8.8/", fetch.CodeBadScheme},
+		{def, "http://u:p@8.8.8.8/", fetch.CodeCredentialsInURL},
+		{def, "http://8.8.8.8:99999/", fetch.CodeBadURL},
+		{allow, "http://127.0.0.1:8080/", ""},
+		{allow, "http://127.0.0.2/", fetch.CodeAddressRefused},
+	} {
+		err := tt.c.Check(tt.url)
+		var fe *fetch.Error
+		switch {
+		case tt.code == "" && err != nil:
+			t.Errorf("Check(%q) = %v, want allowed", tt.url, err)
+		case tt.code != "" && (!errors.As(err, &fe) || fe.Code != tt.code || !fe.Permanent):
+			t.Errorf("Check(%q) = %v, want a permanent %s", tt.url, err, tt.code)
+		}
 	}
 }

@@ -11,6 +11,7 @@ package jobs
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -326,6 +327,13 @@ func (q *Queue) Enqueue(ctx context.Context, j *ferry.Job) error {
 	case ferry.OpDownloadURL:
 		if _, err := ferry.ValidateSourceURL(j.SourceURL); err != nil {
 			return err
+		}
+		// Refuse now what the URL alone shows to be forbidden (a private
+		// IP literal, a port other than 80/443); names are judged when
+		// dialed, on every connection.
+		var fe *fetch.Error
+		if err := q.fetch.Check(j.SourceURL); errors.As(err, &fe) {
+			return (&ferry.Error{Kind: ferry.Invalid, Message: fe.Message, Err: err}).WithCode(fe.Code)
 		}
 	case ferry.OpCopy:
 		if j.SourceItem == "" || j.ParentID == "" {

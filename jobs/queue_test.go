@@ -33,6 +33,14 @@ func TestEnqueue(t *testing.T) {
 		if err := h.q.Enqueue(t.Context(), bad); ferry.KindOf(err) != ferry.Invalid || bad.ID != "" {
 			t.Errorf("Enqueue(file URL) = %v (ID %q), want Invalid and no job", err, bad.ID)
 		}
+		// A forbidden IP literal is refused when the request arrives.
+		for _, u := range []string{"http://169.254.169.254/latest", "http://127.0.0.2/x", "http://[::1]/x", "http://8.8.8.8:25/x"} {
+			bad := &ferry.Job{UserID: h.user.ID, DriveID: h.drive.ID, ParentID: h.drive.RootID, SourceURL: u}
+			err := h.q.Enqueue(t.Context(), bad)
+			if ferry.KindOf(err) != ferry.Invalid || ferry.CodeOf(err) != "addressRefused" || bad.ID != "" {
+				t.Errorf("Enqueue(%s) = %v (code %q, ID %q), want Invalid addressRefused and no job", u, err, ferry.CodeOf(err), bad.ID)
+			}
+		}
 		if _, err := h.q.Job(t.Context(), "mon_NOSUCHJOB"); ferry.KindOf(err) != ferry.NotFound {
 			t.Errorf("Job(unknown) = %v, want NotFound", err)
 		}
