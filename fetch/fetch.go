@@ -345,16 +345,9 @@ func (c *Client) Check(rawURL string) error {
 	if err != nil {
 		return nil // a name
 	}
-	port := uint16(80)
-	if u.Scheme == "https" {
-		port = 443
-	}
-	if p := u.Port(); p != "" {
-		n, err := strconv.ParseUint(p, 10, 16)
-		if err != nil {
-			return permanent(CodeBadURL, "the source URL has an invalid port", nil)
-		}
-		port = uint16(n)
+	port, perr := urlPort(u)
+	if perr != nil {
+		return perr
 	}
 	network := "tcp4"
 	if a.Is6() {

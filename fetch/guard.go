@@ -94,16 +94,9 @@ func (g *guard) checkURL(u *url.URL) *Error {
 	if !ok {
 		return permanent(CodeBadURL, "the source URL's host "+host+" is not a valid IP address", nil)
 	}
-	port := uint16(80)
-	if u.Scheme == "https" {
-		port = 443
-	}
-	if p := u.Port(); p != "" {
-		n, err := strconv.ParseUint(p, 10, 16)
-		if err != nil {
-			return permanent(CodeBadURL, "the source URL has an invalid port", nil)
-		}
-		port = uint16(n)
+	port, perr := urlPort(u)
+	if perr != nil {
+		return perr
 	}
 	network := "tcp4"
 	if err := g.check(network, netip.AddrPortFrom(a, port).String()); err != nil {
@@ -200,4 +193,20 @@ func allDigits(s string) bool {
 		}
 	}
 	return s != ""
+}
+
+// urlPort is the TCP port a request to u connects to.
+func urlPort(u *url.URL) (uint16, *Error) {
+	p := u.Port()
+	switch {
+	case p != "":
+		n, err := strconv.ParseUint(p, 10, 16)
+		if err != nil {
+			return 0, permanent(CodeBadURL, "the source URL has an invalid port", nil)
+		}
+		return uint16(n), nil
+	case u.Scheme == "https":
+		return 443, nil
+	}
+	return 80, nil
 }
