@@ -77,9 +77,8 @@ func OverQuota(err error) error {
 // set (and no bytes) says the buffer is done with: it is recycled once
 // every hasher is past it.
 type segment struct {
-	p     []byte
-	buf   *[]byte
-	total int64 // bytes written by the Copy up to the end of p
+	p   []byte
+	buf *[]byte
 }
 
 // Copy streams src into dst from offset off, feeding every byte written
@@ -105,11 +104,11 @@ type segment struct {
 // range of a download fetched in parallel (see Rehash). No goroutine
 // outlives the call.
 //
-// progress, if not nil, is called with the running total of bytes written
-// and hashed, once per 1 MiB buffer, or every 200 ms when the source
-// trickles, and once more at the end. It runs on a hashing goroutine
-// while h is still changing: it must not touch h (save h after Copy
-// returns), and it should be quick, since that goroutine waits for it.
+// progress, if not nil, is called on the calling goroutine after every
+// read that returned bytes, with the running count of bytes received from
+// src, and once more at the end with the total written. It reports what
+// arrived, for display: bytes still in a buffer when a source stalls count
+// too. It must be cheap (an atomic store): it runs once per read.
 func Copy(ctx context.Context, dst ferry.Staging, off int64, src io.Reader, h *Hasher, limit int64, progress func(total int64)) (int64, error) {
 	free := make(chan *[]byte, buffersPerCopy)
 	for range buffersPerCopy {
@@ -147,17 +146,12 @@ func Copy(ctx context.Context, dst ferry.Staging, off int64, src io.Reader, h *H
 			free <- buf // never blocks: free holds every buffer there is
 		}
 	}
-	for i, st := range stages {
+	for _, st := range stages {
 		wg.Go(func() {
-			var reported int64
 			for seg := range st.segs {
 				st.hash(seg.p)
 				if seg.buf != nil {
 					release(seg.buf)
-				}
-				if i == 0 && progress != nil && seg.total > reported {
-					progress(seg.total)
-					reported = seg.total
 				}
 			}
 		})
@@ -168,7 +162,11 @@ func Copy(ctx context.Context, dst ferry.Staging, off int64, src io.Reader, h *H
 		}
 	}
 
-	total, err := copyLoop(ctx, dst, off, src, limit, send, free)
+	if progress == nil {
+		progress = func(int64) {}
+	}
+	total, err := copyLoop(ctx, dst, off, src, limit, send, free, progress)
+	progress(total)
 	for _, st := range stages {
 		close(st.segs)
 	}
@@ -191,7 +189,7 @@ func Copy(ctx context.Context, dst ferry.Staging, off int64, src io.Reader, h *H
 //
 // Every byte read is written and hashed before copyLoop returns, except
 // after a write error, so the total it reports is exactly what dst holds.
-func copyLoop(ctx context.Context, dst ferry.Staging, off int64, src io.Reader, limit int64, send func(segment), free <-chan *[]byte) (int64, error) {
+func copyLoop(ctx context.Context, dst ferry.Staging, off int64, src io.Reader, limit int64, send func(segment), free <-chan *[]byte, progress func(int64)) (int64, error) {
 	var (
 		buf       = <-free
 		bufOff    = off                        // file offset of (*buf)[0]
@@ -218,7 +216,7 @@ func copyLoop(ctx context.Context, dst ferry.Staging, off int64, src io.Reader, 
 		// Bytes a failed write still stored count, as the contract of
 		// Copy says: dst holds them and h must absorb them.
 		if end := from + w; end > written {
-			send(segment{p: (*buf)[written:end], total: bufOff + int64(end) - off})
+			send(segment{p: (*buf)[written:end]})
 			written = end
 			lastFlush = time.Now()
 		}
@@ -240,6 +238,9 @@ func copyLoop(ctx context.Context, dst ferry.Staging, off int64, src io.Reader, 
 			n = int(limit - read())
 		}
 		fill += n
+		if n > 0 {
+			progress(read())
+		}
 		if over {
 			err = limitError(limit)
 			break

@@ -170,6 +170,11 @@ func (w *downloadWorker) attempt(ctx context.Context, rj *river.Job[downloadArgs
 	if err := d.checkpoint(bg); err != nil {
 		return fmt.Errorf("jobs: checkpoint %s: %w", j.ID, err)
 	}
+	// While it waits, the monitor shows what is staged, not what the last
+	// progress tick happened to see.
+	if err := q.store.UpdateJobProgress(bg, j.ID, d.offset, d.total.Load(), 0); err != nil {
+		q.log.Warn("jobs: progress", "job", j.ID, "err", err)
+	}
 	ok, serr := q.store.SetJobStatus(bg, j.ID, ferry.StatusWaiting, ferry.StatusInProgress)
 	if serr != nil {
 		return fmt.Errorf("jobs: mark %s waiting: %w", j.ID, serr)
@@ -309,6 +314,20 @@ func (d *download) reset() {
 	d.total.Store(-1)
 }
 
+// errSourceChanged says the origin answered a resumed request with bytes
+// of another version of the file.
+var errSourceChanged = transientError("the source changed while downloading")
+
+// changed reports whether a response to a resumed request carries a
+// validator other than the one the staged bytes came with: a different
+// strong ETag, or, when neither side has one, a different Last-Modified.
+func (d *download) changed(resp *fetch.Response) bool {
+	if d.cp.ETag != "" || resp.ETag != "" {
+		return resp.ETag != d.cp.ETag
+	}
+	return d.cp.LastModified != "" && resp.LastModified != "" && resp.LastModified != d.cp.LastModified
+}
+
 // validator is the If-Range value for resuming: the strong ETag, else
 // Last-Modified.
 func (d *download) validator() string {
@@ -328,7 +347,8 @@ func (d *download) fetchRange(ctx context.Context, off, end int64) error {
 	for {
 		err := d.fetchOnce(ctx, off, end)
 		var fe *fetch.Error
-		if err != nil && off > 0 && !restarted && errors.As(err, &fe) && fe.Restart {
+		restart := errors.Is(err, errSourceChanged) || (errors.As(err, &fe) && fe.Restart)
+		if err != nil && off > 0 && !restarted && restart {
 			// The origin cannot continue these bytes: start over, once.
 			d.reset()
 			off, restarted = 0, true
@@ -353,6 +373,12 @@ func (d *download) fetchOnce(ctx context.Context, off, end int64) error {
 	}
 	defer resp.Body.Close()
 
+	if off > 0 && resp.Offset == off && d.changed(resp) {
+		// A 206 for another version of the file: the origin ignored
+		// If-Range. Splicing it onto the staged bytes would make a file
+		// that never existed; fetch it again from the start.
+		return errSourceChanged
+	}
 	if resp.Offset != off || (off > 0 && d.cp.Total >= 0 && resp.Total >= 0 && resp.Total != d.cp.Total) {
 		// 200 to a range request: the origin ignores ranges or the file
 		// changed (If-Range did not match). A 206 with another total

@@ -56,6 +56,24 @@ func TestOrigins(t *testing.T) {
 			wantResumed(t, o, data, half)
 		},
 	}, {
+		name: "206 of a changed file (If-Range ignored) restarts from zero",
+		handle: func(w http.ResponseWriter, r *http.Request, n int64) {
+			serveVersions(w, r, n, data, small, `"v1"`, `"v2"`)
+		},
+		check: func(t *testing.T, h *harness, o *origin, j *ferry.Job) {
+			h.wantCompleted(j, small, "x.bin")
+			wantRestartedWhole(t, o)
+		},
+	}, {
+		name: "206 with another Last-Modified and no ETag restarts from zero",
+		handle: func(w http.ResponseWriter, r *http.Request, n int64) {
+			serveVersions(w, r, n, data, small, "", "")
+		},
+		check: func(t *testing.T, h *harness, o *origin, j *ferry.Job) {
+			h.wantCompleted(j, small, "x.bin")
+			wantRestartedWhole(t, o)
+		},
+	}, {
 		name: "stall resumes",
 		config: func(c *jobs.Config) {
 			// The job waits until the test lets it go (jobs.RetryNow),
@@ -345,9 +363,14 @@ func TestOrigins(t *testing.T) {
 					}
 				})
 				if c.name == "stall resumes" {
-					h.wait(j.ID, "waiting", func(j *ferry.Job) bool { return j.Status == ferry.StatusWaiting })
+					w := h.wait(j.ID, "waiting", func(j *ferry.Job) bool { return j.Status == ferry.StatusWaiting })
 					if got := o.requests.Load(); got != 1 {
 						t.Errorf("origin saw %d requests while the job waits, want 1", got)
+					}
+					// The monitor of a waiting job shows the bytes staged:
+					// all that arrived before the stall.
+					if w.Bytes != int64(half) {
+						t.Errorf("waiting job shows %d bytes, want %d", w.Bytes, half)
 					}
 					retryNow(t, h)
 				}
@@ -386,3 +409,42 @@ var gzipped = func() []byte {
 	zw.Close()
 	return b.Bytes()
 }()
+
+// serveVersions is an origin whose file changes after the first request
+// broke off, and which ignores If-Range: the resumed request gets a 206 of
+// the new version (new validator), the one after that the whole new file.
+// With empty ETags only Last-Modified tells the versions apart.
+func serveVersions(w http.ResponseWriter, r *http.Request, n int64, v1, v2 []byte, etag1, etag2 string) {
+	lm := modTime
+	if n == 1 {
+		if etag1 != "" {
+			w.Header().Set("ETag", etag1)
+		}
+		w.Header().Set("Last-Modified", lm.Format(http.TimeFormat))
+		w.Header().Set("Content-Length", strconv.Itoa(len(v1)))
+		w.WriteHeader(http.StatusOK)
+		w.Write(v1[:len(v2)/2])
+		w.(http.Flusher).Flush()
+		panic(http.ErrAbortHandler)
+	}
+	if etag2 != "" {
+		w.Header().Set("ETag", etag2)
+	}
+	r.Header.Del("If-Range") // the misbehaviour: serve the range whatever the validator
+	http.ServeContent(w, r, "", lm.Add(time.Hour), bytes.NewReader(v2))
+}
+
+// wantRestartedWhole checks that after the resumed request, the origin was
+// asked for the whole file again.
+func wantRestartedWhole(t *testing.T, o *origin) {
+	t.Helper()
+	if got := o.requests.Load(); got != 3 {
+		t.Fatalf("origin saw %d requests, want 3 (first, resumed, whole again)", got)
+	}
+	if rg := o.header(2).Get("Range"); rg == "" {
+		t.Errorf("the second request did not resume (no Range)")
+	}
+	if rg := o.header(3).Get("Range"); rg != "" {
+		t.Errorf("the third request asked for %q, want the whole file", rg)
+	}
+}
