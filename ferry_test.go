@@ -39,6 +39,8 @@ func TestValidateName(t *testing.T) {
 		{strings.Repeat("x", 255), false, true},
 		{strings.Repeat("x", 256), false, false},
 		{"\xff\xfe", false, false},
+		{"\ufffd", false, false},
+		{"a\ufffdb.txt", false, false},
 	} {
 		t.Run(fmt.Sprintf("%q/folder=%v", tt.name, tt.folder), func(t *testing.T) {
 			err := ferry.ValidateName(tt.name, tt.folder)

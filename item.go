@@ -111,8 +111,8 @@ const reservedNameChars = `/\*<>?:|"`
 
 // ValidateName checks a file or folder name against the OneDrive Personal
 // rules: not empty, not "." or "..", at most 255 characters, valid UTF-8, no
-// control characters, none of / \ * < > ? : | ", no leading or trailing
-// space, and no trailing "." on folders. '#' and '%' are allowed.
+// control characters or U+FFFD, none of / \ * < > ? : | ", no leading or
+// trailing space, and no trailing "." on folders. '#' and '%' are allowed.
 func ValidateName(name string, folder bool) error {
 	switch {
 	case name == "":
@@ -131,8 +131,13 @@ func ValidateName(name string, folder bool) error {
 		return Errorf(Invalid, "a folder name must not end with '.'").WithCode("invalidName")
 	}
 	for _, r := range name {
-		if r < 0x20 || r == 0x7f {
+		switch {
+		case r < 0x20 || r == 0x7f:
 			return Errorf(Invalid, "the name contains a control character").WithCode("invalidName")
+		case r == utf8.RuneError:
+			// What JSON decoding makes of a lone UTF-16 surrogate or of
+			// bytes that are not UTF-8: the name the client meant is lost.
+			return Errorf(Invalid, "the name contains an invalid character (U+FFFD)").WithCode("invalidName")
 		}
 	}
 	return nil

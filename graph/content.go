@@ -79,9 +79,10 @@ func handlePutContent(log *slog.Logger, items ferry.ItemStore, blobs ferry.BlobS
 				writeError(w, r, log, err)
 				return
 			}
-			if ifMatch != "" && ifMatch != "*" {
-				// A precondition names an existing file; check it before
-				// taking the bytes (the store checks again at commit).
+			if ifMatch != "" {
+				// A precondition names an existing file ("*": any, but one
+				// must exist, RFC 9110 §13.1.1); check it before taking the
+				// bytes (the store checks again at commit).
 				existing, err = items.ItemByPath(ctx, parent.ID, []string{name})
 				if ferry.KindOf(err) == ferry.NotFound {
 					err = ferry.Errorf(ferry.Modified, "If-Match names a file that does not exist")

@@ -198,7 +198,7 @@ func handleGetItem(log *slog.Logger, items ferry.ItemStore, view *itemView) http
 			}
 			di.Children = make([]any, 0, len(kids))
 			for _, k := range kids {
-				di.Children = append(di.Children, view.render(r, t.drive, k, names))
+				di.Children = append(di.Children, selectFields(view.render(r, t.drive, k, names), q.childSelects))
 			}
 			if next != "" {
 				p := apiVersion(r) + "/drives/" + url.PathEscape(string(t.drive.ID)) + "/items/" + url.PathEscape(string(it.ID)) + "/children"
@@ -223,6 +223,39 @@ type listQuery struct {
 	ferry.ListQuery
 	selects        []string
 	expandChildren bool
+	childSelects   []string // $select inside $expand=children(…)
+}
+
+// splitFields splits a $select list into its trimmed, non-empty names.
+func splitFields(s string) []string {
+	var out []string
+	for f := range strings.SplitSeq(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// splitOutsideParens splits s at the commas that are not inside
+// parentheses: "children($select=id,name),thumbnails" gives two parts.
+func splitOutsideParens(s string) []string {
+	var out []string
+	depth, start := 0, 0
+	for i, c := range s {
+		switch c {
+		case '(':
+			depth++
+		case ')':
+			depth = max(depth-1, 0)
+		case ',':
+			if depth == 0 {
+				out = append(out, s[start:i])
+				start = i + 1
+			}
+		}
+	}
+	return append(out, s[start:])
 }
 
 // queryValue reads an OData option spelled with or without '$'.
@@ -242,17 +275,22 @@ func queryValue(q url.Values, names ...string) (string, bool) {
 func parseListQuery(q url.Values, listing bool) (listQuery, error) {
 	var lq listQuery
 	if s, ok := queryValue(q, "select"); ok {
-		for f := range strings.SplitSeq(s, ",") {
-			if f = strings.TrimSpace(f); f != "" {
-				lq.selects = append(lq.selects, f)
-			}
-		}
+		lq.selects = splitFields(s)
 	}
 	if s, ok := queryValue(q, "expand"); ok {
-		for f := range strings.SplitSeq(s, ",") {
-			f, _, _ = strings.Cut(strings.TrimSpace(f), "(")
-			if f == "children" {
-				lq.expandChildren = true
+		for _, f := range splitOutsideParens(s) {
+			name, opts, _ := strings.Cut(strings.TrimSpace(f), "(")
+			if strings.TrimSpace(name) != "children" {
+				continue
+			}
+			lq.expandChildren = true
+			// children($select=id,name) or children(select=id,name);
+			// several options are separated by ';'.
+			for o := range strings.SplitSeq(strings.TrimSuffix(opts, ")"), ";") {
+				k, v, _ := strings.Cut(strings.TrimSpace(o), "=")
+				if strings.TrimPrefix(k, "$") == "select" {
+					lq.childSelects = splitFields(v)
+				}
 			}
 		}
 	}

@@ -499,7 +499,7 @@ func newSession(ctx context.Context, r *http.Request, items ferry.ItemStore, t *
 	if bodyName != "" && bodyName != s.Name {
 		return nil, ferry.Errorf(ferry.Invalid, "item.name %q differs from the name %q in the address", bodyName, s.Name)
 	}
-	if im := strings.TrimSpace(r.Header.Get("If-Match")); im != "" && im != "*" {
+	if im := strings.TrimSpace(r.Header.Get("If-Match")); im != "" { // "*" too: a file must exist
 		switch {
 		case existing == nil:
 			return nil, ferry.Errorf(ferry.Modified, "If-Match names a file that does not exist")
