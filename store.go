@@ -25,6 +25,17 @@ type ListQuery struct {
 // safe for concurrent use, keep names unique within a parent ignoring case
 // (NameKey), and apply every change atomically: a crash never leaves a
 // half-made item.
+//
+// A folder's Size is the total size of the files in its subtree, as
+// OneDrive reports it, in every item a method returns; the root's Size
+// equals the drive's Used. Every change to file bytes updates the sizes of
+// all folders above it in the same transaction.
+//
+// The conflict behaviour replace (CreateItem, UpdateItem, CopyItem) only
+// replaces an item of the same kind. When the taken name belongs to an
+// item of the other kind (a file where a folder would go, or a folder
+// where a file would go), replace fails with NameConflict and nothing
+// changes: one name clash must never delete a folder's tree.
 type ItemStore interface {
 	// Item returns the item with the given ID, or an error of kind
 	// NotFound.
@@ -46,9 +57,12 @@ type ItemStore interface {
 	// CreateItem creates a folder (n.Folder) or a file (n.Content.BlobKey
 	// set) under n.ParentID. When the name is taken, c decides: fail gives
 	// NameConflict; rename picks "name 1", "name 2", … (RenameCandidate);
-	// replace keeps the existing item's ID when a file replaces a file (its
-	// content and version change) and otherwise deletes the existing item
-	// (recursively) first. replaced reports whether an item was replaced.
+	// replace works only on an item of the same kind. A file replacing a
+	// file keeps the existing item's ID (its content and version change);
+	// a folder replacing a folder deletes the existing folder with its
+	// whole subtree and creates a new, empty folder with a new ID. When the
+	// existing item is of the other kind, replace fails with NameConflict
+	// and nothing changes. replaced reports whether an item was replaced.
 	// NotFound if the parent is missing, Invalid if it is a file or the
 	// name is invalid, QuotaExceeded if the drive would go over its quota.
 	CreateItem(ctx context.Context, n NewItem, c ConflictBehavior) (it *Item, replaced bool, err error)
@@ -58,16 +72,25 @@ type ItemStore interface {
 	ReplaceContent(ctx context.Context, id ItemID, c Content, ifMatch, by string) (*Item, error)
 	// UpdateItem renames, moves or retouches an item. Moving a folder into
 	// itself or a descendant, or moving the root, is Invalid; a taken name
-	// is NameConflict unless u.Conflict says otherwise; a stale u.IfMatch
-	// is Modified.
+	// is NameConflict unless u.Conflict says otherwise: rename picks a free
+	// name; replace deletes the item holding the name if it is of the same
+	// kind (a folder with its whole subtree), and the updated item keeps
+	// its own ID. Replace is NameConflict, changing nothing, when the item
+	// holding the name is of the other kind, and Invalid when it holds the
+	// updated item. A stale u.IfMatch is Modified.
 	UpdateItem(ctx context.Context, id ItemID, u ItemUpdate) (*Item, error)
 	// DeleteItem deletes an item and, for a folder, everything below it.
 	// Deleting the root is Forbidden; a stale ifMatch is Modified.
 	DeleteItem(ctx context.Context, id ItemID, ifMatch string) error
 	// CopyItem copies the item id, and for a folder its whole subtree, into
 	// the folder parent under name ("" keeps the source's name), applying
-	// c to a taken name. Copied files share the source's blobs. The copy
-	// counts against the destination drive's quota (QuotaExceeded).
+	// c to the top item's name if it is taken: fail gives NameConflict,
+	// rename picks a free name, and replace deletes the existing item if
+	// it is of the same kind (a folder with its whole subtree) before the
+	// copy, with new IDs, takes its place. Replace is NameConflict, changing
+	// nothing, when the existing item is of the other kind, and Invalid
+	// when it holds the source. Copied files share the source's blobs. The
+	// copy counts against the destination drive's quota (QuotaExceeded).
 	CopyItem(ctx context.Context, id, parent ItemID, name string, c ConflictBehavior, by string) (*Item, error)
 
 	// UnreferencedBlobs returns up to limit blob keys that no item uses any

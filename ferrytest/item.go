@@ -38,6 +38,7 @@ func TestItemStore(t *testing.T, newStore func(t *testing.T) Stores) {
 		{"NamesIgnoreCase", testNamesIgnoreCase},
 		{"ConflictRename", testConflictRename},
 		{"ConflictReplace", testConflictReplace},
+		{"ReplaceOtherKind", testReplaceOtherKind},
 		{"ItemByPath", testItemByPath},
 		{"Path", testPath},
 		{"ChildCount", testChildCount},
@@ -52,6 +53,8 @@ func TestItemStore(t *testing.T, newStore func(t *testing.T) Stores) {
 		{"Quota", testQuota},
 		{"Copy", testCopy},
 		{"CopyFolder", testCopyFolder},
+		{"FolderSizes", testFolderSizes},
+		{"FolderSizesAcrossDrives", testFolderSizesAcrossDrives},
 		{"ConcurrentCreate", testConcurrentCreate},
 		{"ConcurrentMoves", testConcurrentMoves},
 		{"ConcurrentQuota", testConcurrentQuota},
@@ -163,6 +166,30 @@ func allChildren(t *testing.T, s ferry.ItemStore, parent ferry.ItemID, q ferry.L
 	}
 	t.Fatal("Children never returned an empty cursor")
 	return nil
+}
+
+// snapshot returns every item below the folder base (base included), as
+// Item reads it, keyed by ID: two snapshots are equal only if nothing in
+// the subtree changed, not even a version.
+func snapshot(t *testing.T, s ferry.ItemStore, base ferry.ItemID) map[ferry.ItemID]*ferry.Item {
+	t.Helper()
+	top, err := s.Item(t.Context(), base)
+	if err != nil {
+		t.Fatalf("Item(%s): %v", base, err)
+	}
+	out := map[ferry.ItemID]*ferry.Item{base: top}
+	queue := []ferry.ItemID{base}
+	for len(queue) > 0 {
+		id := queue[0]
+		queue = queue[1:]
+		for _, it := range allChildren(t, s, id, ferry.ListQuery{Limit: 1000}) {
+			out[it.ID] = it
+			if it.Folder {
+				queue = append(queue, it.ID)
+			}
+		}
+	}
+	return out
 }
 
 func itemIDs(items []*ferry.Item) []ferry.ItemID {
@@ -394,38 +421,40 @@ func testConflictReplace(t *testing.T, s Stores) {
 
 	t.Run("FolderOverFile", func(t *testing.T) {
 		old := d.file(t, d.root, "b", 5)
-		it, replaced, err := s.Items.CreateItem(ctx, ferry.NewItem{DriveID: d.drive.ID, ParentID: d.root, Name: "b", Folder: true}, ferry.ConflictReplace)
-		if err != nil {
-			t.Fatalf("replace: %v", err)
+		d.wantUsed(t, 30)
+		_, replaced, err := s.Items.CreateItem(ctx, ferry.NewItem{DriveID: d.drive.ID, ParentID: d.root, Name: "b", Folder: true}, ferry.ConflictReplace)
+		wantKind(t, "replace a file with a folder", err, ferry.NameConflict)
+		if replaced {
+			t.Error("a refused replace reported replaced")
 		}
-		if !replaced || it.ID == old.ID || !it.Folder {
-			t.Errorf("folder over file = %+v, replaced %v; want a new folder", it, replaced)
+		if got := d.item(t, old.ID); !cmp.Equal(got, old) {
+			t.Errorf("the file changed (-before +after):\n%s", cmp.Diff(old, got))
 		}
-		d.gone(t, old.ID)
-		wantUnreferenced(t, s.Items, old.BlobKey, true)
-		d.wantUsed(t, 25)
+		wantUnreferenced(t, s.Items, old.BlobKey, false)
+		d.wantUsed(t, 30)
 	})
 
 	t.Run("FileOverFolder", func(t *testing.T) {
 		dir := d.folder(t, d.root, "c")
 		sub := d.folder(t, dir.ID, "sub")
 		inner := d.file(t, sub.ID, "inner.bin", 7)
-		d.wantUsed(t, 32)
-		c := newContent(3)
-		it, replaced, err := s.Items.CreateItem(ctx, ferry.NewItem{DriveID: d.drive.ID, ParentID: d.root, Name: "c", Content: c}, ferry.ConflictReplace)
-		if err != nil {
-			t.Fatalf("replace: %v", err)
+		d.wantUsed(t, 37)
+		before := snapshot(t, s.Items, d.root)
+		_, replaced, err := s.Items.CreateItem(ctx, ferry.NewItem{DriveID: d.drive.ID, ParentID: d.root, Name: "C", Content: newContent(3)}, ferry.ConflictReplace)
+		wantKind(t, "replace a folder with a file", err, ferry.NameConflict)
+		if replaced {
+			t.Error("a refused replace reported replaced")
 		}
-		if !replaced || it.ID == dir.ID || it.Folder {
-			t.Errorf("file over folder = %+v, replaced %v; want a new file", it, replaced)
+		if diff := cmp.Diff(before, snapshot(t, s.Items, d.root)); diff != "" {
+			t.Errorf("the drive changed (-before +after):\n%s", diff)
 		}
-		for _, id := range []ferry.ItemID{dir.ID, sub.ID, inner.ID} {
-			d.gone(t, id)
-		}
-		wantUnreferenced(t, s.Items, inner.BlobKey, true)
-		d.wantUsed(t, 28)
+		d.item(t, inner.ID)
+		wantUnreferenced(t, s.Items, inner.BlobKey, false)
+		d.wantUsed(t, 37)
 	})
 
+	// A folder "replacing" a folder is a new, empty folder: the old one goes
+	// with its subtree.
 	t.Run("FolderOverFolder", func(t *testing.T) {
 		dir := d.folder(t, d.root, "d")
 		inner := d.file(t, dir.ID, "x", 2)
@@ -433,11 +462,13 @@ func testConflictReplace(t *testing.T, s Stores) {
 		if err != nil {
 			t.Fatalf("replace: %v", err)
 		}
-		if !replaced || it.ID == dir.ID || it.ChildCount != 0 || it.Name != "D" {
+		if !replaced || it.ID == dir.ID || it.ChildCount != 0 || it.Name != "D" || it.Size != 0 {
 			t.Errorf("folder over folder = %+v, replaced %v; want a new empty folder", it, replaced)
 		}
+		d.gone(t, dir.ID)
 		d.gone(t, inner.ID)
-		d.wantUsed(t, 28)
+		wantUnreferenced(t, s.Items, inner.BlobKey, true)
+		d.wantUsed(t, 37)
 	})
 
 	t.Run("NoConflict", func(t *testing.T) {
@@ -446,6 +477,84 @@ func testConflictReplace(t *testing.T, s Stores) {
 			t.Errorf("replace without a conflict: replaced %v, %v; want false, nil", replaced, err)
 		}
 	})
+}
+
+// testReplaceOtherKind checks that replace never puts a file where a folder
+// is, or a folder where a file is, through any of the three methods that
+// take a conflict behaviour: the clash is NameConflict and nothing changes.
+func testReplaceOtherKind(t *testing.T, s Stores) {
+	d := newTestDrive(t, s, "alice", bigQuota)
+	ctx := t.Context()
+	tree := d.folder(t, d.root, "tree")
+	sub := d.folder(t, tree.ID, "sub")
+	d.file(t, tree.ID, "t1", 3)
+	d.file(t, sub.ID, "t2", 4)
+	file := d.file(t, d.root, "f.txt", 5)
+	other := d.folder(t, d.root, "other")
+	loose := d.file(t, other.ID, "TREE", 6) // a file named like the folder
+	inner := d.folder(t, other.ID, "F.txt") // a folder named like the file
+	d.file(t, inner.ID, "inside", 1)        // a folder with something in it
+	const used = 3 + 4 + 5 + 6 + 1
+	d.wantUsed(t, used)
+	before := snapshot(t, s.Items, d.root)
+	name := func(s string) *string { return &s }
+	for _, tt := range []struct {
+		what string
+		do   func() error
+	}{
+		{"CreateItem: a file over a folder", func() error {
+			_, _, err := s.Items.CreateItem(ctx, ferry.NewItem{DriveID: d.drive.ID, ParentID: d.root, Name: "Tree", Content: newContent(2)}, ferry.ConflictReplace)
+			return err
+		}},
+		{"CreateItem: a folder over a file", func() error {
+			_, _, err := s.Items.CreateItem(ctx, ferry.NewItem{DriveID: d.drive.ID, ParentID: d.root, Name: "f.txt", Folder: true}, ferry.ConflictReplace)
+			return err
+		}},
+		{"CopyItem: a file over a folder", func() error {
+			_, err := s.Items.CopyItem(ctx, file.ID, d.root, "TREE", ferry.ConflictReplace, "")
+			return err
+		}},
+		{"CopyItem: a file over a folder, keeping its name", func() error {
+			_, err := s.Items.CopyItem(ctx, loose.ID, d.root, "", ferry.ConflictReplace, "")
+			return err
+		}},
+		{"CopyItem: a folder over a file", func() error {
+			_, err := s.Items.CopyItem(ctx, inner.ID, d.root, "", ferry.ConflictReplace, "")
+			return err
+		}},
+		{"UpdateItem: rename a file over a folder", func() error {
+			_, err := s.Items.UpdateItem(ctx, file.ID, ferry.ItemUpdate{Name: name("tree"), Conflict: ferry.ConflictReplace})
+			return err
+		}},
+		{"UpdateItem: move a file over a folder", func() error {
+			_, err := s.Items.UpdateItem(ctx, loose.ID, ferry.ItemUpdate{ParentID: &d.root, Conflict: ferry.ConflictReplace})
+			return err
+		}},
+		{"UpdateItem: rename a folder over a file", func() error {
+			_, err := s.Items.UpdateItem(ctx, tree.ID, ferry.ItemUpdate{Name: name("F.TXT"), Conflict: ferry.ConflictReplace})
+			return err
+		}},
+		{"UpdateItem: move a folder over a file", func() error {
+			_, err := s.Items.UpdateItem(ctx, inner.ID, ferry.ItemUpdate{ParentID: &d.root, Conflict: ferry.ConflictReplace})
+			return err
+		}},
+	} {
+		err := tt.do()
+		wantKind(t, tt.what, err, ferry.NameConflict)
+		if msg := ferry.Message(err); err != nil && !strings.Contains(msg, "already exists") {
+			t.Errorf("%s: message %q does not say the name exists", tt.what, msg)
+		}
+		if diff := cmp.Diff(before, snapshot(t, s.Items, d.root)); diff != "" {
+			t.Fatalf("%s changed the drive (-before +after):\n%s", tt.what, diff)
+		}
+		d.wantUsed(t, used)
+	}
+	// The same names still replace items of their own kind.
+	if _, err := s.Items.CopyItem(ctx, file.ID, other.ID, "tree", ferry.ConflictReplace, ""); err != nil {
+		t.Errorf("replace a file with a copied file: %v", err)
+	}
+	d.gone(t, loose.ID)
+	d.wantUsed(t, used-6+5)
 }
 
 func testItemByPath(t *testing.T, s Stores) {
@@ -1160,6 +1269,8 @@ func testConcurrentMoves(t *testing.T, s Stores) {
 	ctx := t.Context()
 	x := d.folder(t, d.root, "X")
 	y := d.folder(t, d.root, "Y")
+	d.file(t, x.ID, "in x", 3)
+	d.file(t, y.ID, "in y", 5)
 	root := d.root
 	for round := range 5 {
 		var errX, errY error
@@ -1182,6 +1293,7 @@ func testConcurrentMoves(t *testing.T, s Stores) {
 				t.Fatalf("round %d: move back: %v", round, err)
 			}
 		}
+		d.wantSizes(t)
 	}
 }
 
@@ -1206,4 +1318,5 @@ func testConcurrentQuota(t *testing.T, s Stores) {
 		t.Errorf("%d creates of 20 bytes fit in a quota of 100, want 5", ok)
 	}
 	d.wantUsed(t, 100)
+	d.wantSizes(t)
 }

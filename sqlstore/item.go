@@ -53,6 +53,16 @@ func errNameTaken(name string) error {
 	return ferry.Errorf(ferry.NameConflict, "an item named %q already exists", name)
 }
 
+// errOtherKind refuses to let "replace" put a file in a folder's place or a
+// folder in a file's: one name clash must never wipe a tree (clients such
+// as rclone and the SDKs replace by default).
+func errOtherKind(old *ferry.Item) error {
+	if old.Folder {
+		return ferry.Errorf(ferry.NameConflict, "a folder named %q already exists; replace only replaces a file with a file", old.Name)
+	}
+	return ferry.Errorf(ferry.NameConflict, "a file named %q already exists; replace only replaces a folder with a folder", old.Name)
+}
+
 // nullable stores "" as NULL, for parent_id and blob_key.
 func nullable(s string) any {
 	if s == "" {
@@ -333,6 +343,38 @@ func (s *Store) addUsed(ctx context.Context, c conn, drive ferry.DriveID, delta 
 	return nil
 }
 
+// addSize changes the size of the folder id and of every folder above it
+// by delta. A folder's size is the total size of the files in its subtree,
+// kept in step by every change to file bytes below it, so reads never sum a
+// subtree. The caller holds the drive lock (lockDrives): no move can change
+// the ancestor chain while it is walked.
+func (s *Store) addSize(ctx context.Context, c conn, id ferry.ItemID, delta int64) error {
+	if delta == 0 || id == "" {
+		return nil
+	}
+	_, err := c.exec(ctx, `WITH RECURSIVE up(id, parent_id) AS (
+			SELECT id, parent_id FROM items WHERE id = ?
+			UNION ALL
+			SELECT i.id, i.parent_id FROM items i JOIN up ON i.id = up.parent_id
+		)
+		UPDATE items SET size = size + ? WHERE id IN (SELECT id FROM up)`, string(id), delta)
+	if err != nil {
+		return fmt.Errorf("sqlstore: size of %s: %w", id, err)
+	}
+	return nil
+}
+
+// charge adds delta file bytes below the folder parent of the drive: to the
+// drive's usage, where growth may fail with QuotaExceeded, and to the size
+// of parent and its ancestors. The root's size thus always equals the
+// drive's used bytes.
+func (s *Store) charge(ctx context.Context, c conn, drive ferry.DriveID, parent ferry.ItemID, delta int64) error {
+	if err := s.addUsed(ctx, c, drive, delta); err != nil {
+		return err
+	}
+	return s.addSize(ctx, c, parent, delta)
+}
+
 // refBlob records one more item using the blob key.
 func (s *Store) refBlob(ctx context.Context, c conn, key string, size int64) error {
 	_, err := c.exec(ctx, `INSERT INTO blobs (key, size, refs) VALUES (?, ?, 1)
@@ -352,7 +394,9 @@ func (s *Store) unrefBlob(ctx context.Context, c conn, key string, n int64) erro
 }
 
 // insertItem stores a new item and takes a reference to its blob; charge
-// says whether to charge its size to the drive here.
+// says whether to charge its size to the drive and its ancestors here (see
+// Store.charge). A new folder's size must be that of the files below it
+// that are inserted later, as for a copied subtree.
 func (s *Store) insertItem(ctx context.Context, c conn, it *ferry.Item, charge bool) error {
 	if it.BlobKey != "" {
 		if err := s.refBlob(ctx, c, it.BlobKey, it.Size); err != nil {
@@ -377,7 +421,7 @@ func (s *Store) insertItem(ctx context.Context, c conn, it *ferry.Item, charge b
 	if !charge {
 		return nil
 	}
-	return s.addUsed(ctx, c, it.DriveID, it.Size)
+	return s.charge(ctx, c, it.DriveID, it.ParentID, it.Size)
 }
 
 // subtreeCTE names the subtree rooted at the first '?' as sub(id, depth).
@@ -387,8 +431,9 @@ const subtreeCTE = `WITH RECURSIVE sub(id, depth) AS (
 	SELECT i.id, sub.depth + 1 FROM items i JOIN sub ON i.parent_id = sub.id
 )`
 
-// deleteTree deletes it and everything below it, releasing blob references
-// and drive usage.
+// deleteTree deletes it and everything below it, releasing blob references,
+// drive usage and the sizes of the folders above it. Only files count: a
+// folder's size already is the sum of its files.
 func (s *Store) deleteTree(ctx context.Context, c conn, it *ferry.Item) error {
 	rows, err := c.query(ctx, subtreeCTE+`
 		SELECT i.blob_key, count(*), CAST(sum(i.size) AS BIGINT) FROM items i JOIN sub ON sub.id = i.id
@@ -426,7 +471,7 @@ func (s *Store) deleteTree(ctx context.Context, c conn, it *ferry.Item) error {
 			return err
 		}
 	}
-	return s.addUsed(ctx, c, it.DriveID, -total)
+	return s.charge(ctx, c, it.DriveID, it.ParentID, -total)
 }
 
 // contains reports whether the item anc is id itself or one of its
@@ -544,8 +589,11 @@ func (s *Store) CreateItem(ctx context.Context, n ferry.NewItem, c ferry.Conflic
 					return err
 				}
 			case ferry.ConflictReplace:
+				if old.Folder != n.Folder {
+					return errOtherKind(old)
+				}
 				replaced = true
-				if !old.Folder && !n.Folder {
+				if !n.Folder {
 					// A file replacing a file keeps its ID: only the bytes
 					// and what describes them change.
 					fsModified := n.FSModified
@@ -604,7 +652,7 @@ func (s *Store) replaceContent(ctx context.Context, c conn, old *ferry.Item, ct 
 			return nil, err
 		}
 	}
-	if err := s.addUsed(ctx, c, old.DriveID, ct.Size-old.Size); err != nil {
+	if err := s.charge(ctx, c, old.DriveID, old.ParentID, ct.Size-old.Size); err != nil {
 		return nil, err
 	}
 	if name == "" {
@@ -740,6 +788,9 @@ func (s *Store) UpdateItem(ctx context.Context, id ferry.ItemID, u ferry.ItemUpd
 						return err
 					}
 				case ferry.ConflictReplace:
+					if other.Folder != cur.Folder {
+						return errOtherKind(other)
+					}
 					inside, err := s.contains(ctx, t, other.ID, cur.ID)
 					if err != nil {
 						return err
@@ -775,6 +826,16 @@ func (s *Store) UpdateItem(ctx context.Context, id ferry.ItemID, u ferry.ItemUpd
 		}
 		if err != nil {
 			return fmt.Errorf("sqlstore: update %s: %w", id, err)
+		}
+		if parent != cur.ParentID {
+			// The bytes below cur leave the old ancestors and join the new
+			// ones (common ancestors get both, which nets out).
+			if err := s.addSize(ctx, t, cur.ParentID, -cur.Size); err != nil {
+				return err
+			}
+			if err := s.addSize(ctx, t, parent, cur.Size); err != nil {
+				return err
+			}
 		}
 		it, err = s.item(ctx, t, id)
 		return err
@@ -871,6 +932,9 @@ func (s *Store) CopyItem(ctx context.Context, id, parent ferry.ItemID, name stri
 					return err
 				}
 			case ferry.ConflictReplace:
+				if other.Folder != src.Folder {
+					return errOtherKind(other)
+				}
 				inside, err := s.contains(ctx, t, other.ID, src.ID)
 				if err != nil {
 					return err
@@ -889,9 +953,13 @@ func (s *Store) CopyItem(ctx context.Context, id, parent ferry.ItemID, name stri
 		}
 		var total int64
 		for _, it := range tree {
-			total += it.Size
+			if !it.Folder { // a folder's size counts its files again
+				total += it.Size
+			}
 		}
-		if err := s.addUsed(ctx, t, dstDrive, total); err != nil {
+		// The copies keep the source folders' sizes, which count the same
+		// files; only the destination's ancestors change.
+		if err := s.charge(ctx, t, dstDrive, p.ID, total); err != nil {
 			return err
 		}
 		ts := now()

@@ -247,11 +247,14 @@ func TestConcurrentWriters(t *testing.T) {
 		t.Errorf("Used = %d, want %d", got.Used, want)
 	}
 	var sum int64
-	if err := s.DB().QueryRowContext(ctx, `SELECT COALESCE(SUM(size), 0) FROM items WHERE drive_id = ?`, string(d.ID)).Scan(&sum); err != nil {
+	if err := s.DB().QueryRowContext(ctx, `SELECT COALESCE(SUM(size), 0) FROM items WHERE drive_id = ? AND NOT folder`, string(d.ID)).Scan(&sum); err != nil {
 		t.Fatal(err)
 	}
 	if sum != got.Used {
-		t.Errorf("drive usage counter %d differs from the sum of item sizes %d", got.Used, sum)
+		t.Errorf("drive usage counter %d differs from the sum of file sizes %d", got.Used, sum)
+	}
+	if root, err := s.Item(ctx, d.RootID); err != nil || root.Size != got.Used {
+		t.Errorf("root = %+v, %v; want the size %d, the drive's Used", root, err, got.Used)
 	}
 }
 
@@ -286,6 +289,73 @@ func TestMigrationTable(t *testing.T) {
 			var n int
 			if err := s.DB().QueryRowContext(t.Context(), `SELECT count(*) FROM ferry_migrations`).Scan(&n); err != nil || n == 0 {
 				t.Errorf("ferry_migrations has %d rows, %v", n, err)
+			}
+		})
+	}
+}
+
+// TestFolderSizeMigration checks that migration 3 computes the sizes of
+// folders made before the store kept them: it forgets the sizes and that
+// the migration ran, and opens the database again.
+func TestFolderSizeMigration(t *testing.T) {
+	for _, e := range engines() {
+		t.Run(e.name, func(t *testing.T) {
+			ctx := t.Context()
+			dsn := e.newDSN(t)
+			s := open(t, dsn)
+			u, _, err := s.EnsureUser(ctx, "me", 1<<30)
+			if err != nil {
+				t.Fatal(err)
+			}
+			d, err := s.DriveOf(ctx, u.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			mk := func(parent ferry.ItemID, name string, size int64) ferry.ItemID {
+				t.Helper()
+				n := ferry.NewItem{ParentID: parent, Name: name, Folder: size < 0}
+				if size >= 0 {
+					n.Content = ferry.Content{Size: size, BlobKey: "blob-" + name}
+				}
+				it, _, err := s.CreateItem(ctx, n, ferry.ConflictFail)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return it.ID
+			}
+			a := mk(d.RootID, "a", -1)
+			b := mk(a, "b", -1)
+			empty := mk(a, "empty", -1)
+			mk(a, "a1", 1)
+			mk(b, "b1", 10)
+			mk(b, "b2", 10) // same size twice: both count
+			mk(d.RootID, "r", 100)
+			for _, q := range []string{
+				`UPDATE items SET size = 0 WHERE folder`,
+				`DELETE FROM ferry_migrations WHERE version_id = 3`,
+			} {
+				if _, err := s.DB().ExecContext(ctx, q); err != nil {
+					t.Fatalf("%s: %v", q, err)
+				}
+			}
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			s = open(t, dsn)
+			for _, tt := range []struct {
+				id   ferry.ItemID
+				want int64
+			}{{d.RootID, 121}, {a, 21}, {b, 20}, {empty, 0}} {
+				it, err := s.Item(ctx, tt.id)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if it.Size != tt.want {
+					t.Errorf("after migrating, %q has size %d, want %d", it.Name, it.Size, tt.want)
+				}
+			}
+			if got, err := s.Drive(ctx, d.ID); err != nil || got.Used != 121 {
+				t.Errorf("Drive = %+v, %v; want Used 121", got, err)
 			}
 		})
 	}
