@@ -15,7 +15,8 @@ type Item struct {
 	Name     string // as the user spelled it; unique per parent, ignoring case
 	Folder   bool
 
-	// File content. Size is 0 for folders; BlobKey is empty for folders.
+	// Size is a file's length, or for a folder the total of the files in
+	// its subtree. The rest is file content; empty for folders.
 	Size     int64
 	MimeType string
 	Hashes   Hashes

@@ -98,7 +98,7 @@ func (w *copyWorker) Work(ctx context.Context, rj *river.Job[copyArgs]) error {
 	if err != nil {
 		return w.fail(bg, rj, j, err)
 	}
-	size := it.Size // 0 for a folder
+	size := it.Size // for a folder, the bytes of its subtree
 	if err := q.store.UpdateJobProgress(bg, j.ID, size, size, 0); err != nil {
 		q.log.Warn("jobs: final progress", "job", j.ID, "err", err)
 	}

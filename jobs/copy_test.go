@@ -227,12 +227,12 @@ func TestCopyFolder(t *testing.T) {
 		if j.Status != ferry.StatusCompleted || j.ResourceID == "" {
 			t.Fatalf("copy = %s (%s: %s); want completed", j.Status, j.ErrorCode, j.ErrorMessage)
 		}
-		if j.Bytes != 0 || j.Total != 0 || j.Percentage() != 100 {
-			t.Errorf("folder copy monitor = %d/%d, %v%%; want 0/0, 100%%", j.Bytes, j.Total, j.Percentage())
-		}
 		top, err := h.store.Item(t.Context(), j.ResourceID)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if want := int64(len(a) + len(b)); top.Size != want || j.Bytes != want || j.Total != want || j.Percentage() != 100 {
+			t.Errorf("folder copy: size %d, monitor %d/%d, %v%%; want %d everywhere and 100%%", top.Size, j.Bytes, j.Total, j.Percentage(), want)
 		}
 		if !top.Folder || top.Name != "dir copy" || top.ParentID != h.drive.RootID {
 			t.Fatalf("copy = %+v, want folder \"dir copy\" in the root", top)
