@@ -13,10 +13,23 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 )
 
+// minProcs is the fewest Ps the server runs with unless GOMAXPROCS says
+// otherwise. An import keeps three goroutines busy (the network reader and
+// two hashers); with only two Ps on a two-core machine the reader waits up
+// to a scheduler slice for a P whenever both hashers hold one, the socket
+// buffer fills and the origin pauses. With more Ps than cores the kernel
+// wakes the reader at once. On two cores this cut a 1 GiB import from
+// about 1.2x to about 1.1x curl's time (cmd/ferry-bench).
+const minProcs = 4
+
 func main() {
+	if os.Getenv("GOMAXPROCS") == "" && runtime.GOMAXPROCS(0) < minProcs {
+		runtime.GOMAXPROCS(minProcs)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
