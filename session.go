@@ -141,4 +141,10 @@ type SessionStore interface {
 	DeleteSession(ctx context.Context, id string) error
 	// ExpiredSessions returns up to limit sessions whose expiry is before t.
 	ExpiredSessions(ctx context.Context, t time.Time, limit int) ([]*UploadSession, error)
+	// SessionUsage reports what the live (unexpired) sessions of drive
+	// will add to it: bytes is the sum over them of the declared Size
+	// when it is known, else of the bytes received, and count is how many
+	// there are. The API counts bytes against the drive's quota before
+	// they are committed, and caps count.
+	SessionUsage(ctx context.Context, drive DriveID) (bytes int64, count int, err error)
 }

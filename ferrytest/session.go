@@ -33,6 +33,7 @@ func TestSessionStore(t *testing.T, newStore func(t *testing.T) ferry.SessionSto
 		{"ConcurrentSameFragment", testConcurrentSameFragment},
 		{"Delete", testDeleteSession},
 		{"ExpiredSessions", testExpiredSessions},
+		{"Usage", testSessionUsage},
 	} {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, newStore(t)) })
 	}
@@ -471,4 +472,47 @@ func testExpiredSessions(t *testing.T, s ferry.SessionStore) {
 		t.Errorf("ExpiredSessions after the sweep = %q, %v; want none", idsOf(got), err)
 	}
 	readSession(t, s, live.ID)
+}
+
+func testSessionUsage(t *testing.T, s ferry.SessionStore) {
+	ctx := t.Context()
+	want := func(what string, drive ferry.DriveID, bytes int64, count int) {
+		t.Helper()
+		b, n, err := s.SessionUsage(ctx, drive)
+		if err != nil || b != bytes || n != count {
+			t.Errorf("%s: SessionUsage(%s) = %d bytes, %d sessions, %v; want %d bytes, %d sessions", what, drive, b, n, err, bytes, count)
+		}
+	}
+	want("no sessions", "d1", 0, 0)
+
+	declared := createSession(t, s, newSession(1000)) // counts its whole declared size
+	want("a declared size", "d1", 1000, 1)
+	addFragment(t, s, declared, 0, 10, 1000)
+	want("a declared size, part received", "d1", 1000, 1)
+
+	// A session whose size is unknown counts the bytes it holds.
+	partial := newSession(-1)
+	partial.Received = []ferry.Range{{Start: 0, End: 100}, {Start: 200, End: 250}}
+	createSession(t, s, partial)
+	want("size unknown, 150 bytes received", "d1", 1150, 2)
+	empty := createSession(t, s, newSession(-1))
+	want("size unknown, nothing received", "d1", 1150, 3)
+	// A fragment tells the size: from then on the session counts all of it.
+	addFragment(t, s, empty, 0, 10, 5000)
+	want("size learnt from a fragment", "d1", 6150, 3)
+
+	// Other drives, expired and deleted sessions count for nothing.
+	other := newSession(777)
+	other.DriveID = "d2"
+	createSession(t, s, other)
+	expired := newSession(99)
+	expired.Expires = wholeSecond(-time.Hour)
+	createSession(t, s, expired)
+	want("beside another drive's and an expired session", "d1", 6150, 3)
+	want("the other drive", "d2", 777, 1)
+	if err := s.DeleteSession(ctx, declared.ID); err != nil {
+		t.Fatal(err)
+	}
+	want("after a deletion", "d1", 5150, 2)
+	want("a drive without sessions", "d9", 0, 0)
 }

@@ -124,6 +124,27 @@ func (m *SessionStore) ExpiredSessions(_ context.Context, t time.Time, limit int
 	return out[:min(len(out), max(limit, 0))], nil
 }
 
+// SessionUsage totals the live sessions of drive; see ferry.SessionStore.
+func (m *SessionStore) SessionUsage(_ context.Context, drive ferry.DriveID) (int64, int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var bytes int64
+	var count int
+	now := time.Now()
+	for _, us := range m.sessions {
+		if us.DriveID != drive || us.Expires.Before(now) {
+			continue
+		}
+		count++
+		if us.Size >= 0 {
+			bytes += us.Size
+		} else {
+			bytes += us.ReceivedBytes()
+		}
+	}
+	return bytes, count, nil
+}
+
 func cloneSession(us *ferry.UploadSession) *ferry.UploadSession {
 	c := *us
 	c.Received = slices.Clone(us.Received)

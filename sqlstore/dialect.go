@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ferrydrive/ferry"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
@@ -146,6 +147,33 @@ func (d dialect) uniqueViolation(err error) bool {
 		return se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE || se.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
 	}
 	return false
+}
+
+// badText reports whether err is PostgreSQL refusing text it was given:
+// bytes that are not UTF-8, or a NUL, which its text type cannot hold
+// (22021 character_not_in_repertoire), or a character it cannot convert,
+// such as \u0000 in jsonb (22P05 untranslatable_character). Such text can
+// only come from a client (an ID or a name in a URL or a body); SQLite
+// stores any bytes and never refuses it.
+func (d dialect) badText(err error) bool {
+	if pe, ok := errors.AsType[*pgconn.PgError](err); ok {
+		return pe.Code == "22021" || pe.Code == "22P05"
+	}
+	return false
+}
+
+// textError turns an error of badText into Invalid, with a message safe
+// for clients (the database's own names the bytes and the statement), and
+// passes every other error through unchanged. An error that already has a
+// Kind keeps it, so translating twice changes nothing.
+func (d dialect) textError(err error) error {
+	if err == nil || !d.badText(err) {
+		return err
+	}
+	if _, ok := errors.AsType[*ferry.Error](err); ok {
+		return err
+	}
+	return &ferry.Error{Kind: ferry.Invalid, Message: "the request holds text that is not valid UTF-8 or contains a NUL character", Err: err}
 }
 
 // transient reports whether err means "another transaction got in the way;

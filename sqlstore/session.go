@@ -133,6 +133,42 @@ func (s *Store) DeleteSession(ctx context.Context, id string) error {
 	return nil
 }
 
+// SessionUsage reports the bytes the drive's live upload sessions hold or
+// have declared, and how many there are; see ferry.SessionStore. A
+// session's received ranges are text, so the bytes are totalled here
+// rather than in SQL; a drive has few live sessions (the API caps them).
+func (s *Store) SessionUsage(ctx context.Context, drive ferry.DriveID) (int64, int, error) {
+	rows, err := s.c.query(ctx, `SELECT id, size, received FROM upload_sessions WHERE drive_id = ? AND expires >= ?`,
+		string(drive), millis(now()))
+	if err != nil {
+		return 0, 0, fmt.Errorf("sqlstore: session usage: %w", err)
+	}
+	defer rows.Close()
+	var bytes int64
+	var count int
+	for rows.Next() {
+		var id, received string
+		var size int64
+		if err := rows.Scan(&id, &size, &received); err != nil {
+			return 0, 0, fmt.Errorf("sqlstore: session usage: %w", err)
+		}
+		count++
+		if size >= 0 {
+			bytes += size
+			continue
+		}
+		list, err := parseRanges(received)
+		if err != nil {
+			return 0, 0, fmt.Errorf("sqlstore: session usage: session %s: %w", id, err)
+		}
+		bytes += (&ferry.UploadSession{Received: list}).ReceivedBytes()
+	}
+	if err := rows.Err(); err != nil {
+		return 0, 0, fmt.Errorf("sqlstore: session usage: %w", err)
+	}
+	return bytes, count, nil
+}
+
 // ExpiredSessions returns up to limit sessions whose expiry is before t,
 // the longest expired first; see ferry.SessionStore. A limit of 0 or less
 // gives none.

@@ -115,17 +115,34 @@ type conn struct {
 	d dialect
 }
 
+// Every statement goes through exec, query or row, which makes them the
+// store's error edge for text the database refuses (see badText): such an
+// error becomes Invalid here, once, so that no caller can let it through
+// as an internal error.
+
 func (c conn) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	return c.q.ExecContext(ctx, c.d.rebind(query), args...)
+	res, err := c.q.ExecContext(ctx, c.d.rebind(query), args...)
+	return res, c.d.textError(err)
 }
 
+// query runs a query. A refused argument shows in its error: both drivers
+// bind the arguments, and pgx reads the first row, before it returns.
 func (c conn) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	return c.q.QueryContext(ctx, c.d.rebind(query), args...)
+	rows, err := c.q.QueryContext(ctx, c.d.rebind(query), args...)
+	return rows, c.d.textError(err)
 }
 
-func (c conn) row(ctx context.Context, query string, args ...any) *sql.Row {
-	return c.q.QueryRowContext(ctx, c.d.rebind(query), args...)
+func (c conn) row(ctx context.Context, query string, args ...any) row {
+	return row{r: c.q.QueryRowContext(ctx, c.d.rebind(query), args...), d: c.d}
 }
+
+// row is a *sql.Row whose Scan error has passed the error edge.
+type row struct {
+	r *sql.Row
+	d dialect
+}
+
+func (r row) Scan(dest ...any) error { return r.d.textError(r.r.Scan(dest...)) }
 
 // maxAttempts bounds how often a transaction is run again after a
 // transient conflict.
@@ -162,7 +179,9 @@ func (s *Store) tryTx(ctx context.Context, fn func(tx *sql.Tx, c conn) error) er
 	}
 	if err := fn(tx, conn{q: tx, d: s.d}); err != nil {
 		tx.Rollback()
-		return err
+		// fn may hold statements that did not go through conn (River's
+		// InsertTx on the same transaction).
+		return s.d.textError(err)
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("sqlstore: commit: %w", err)
