@@ -223,8 +223,7 @@ func (c *Client) Open(ctx context.Context, req Request) (*Response, error) {
 		FinalURL:     final,
 	}
 	fail := func(e *Error) (*Response, error) {
-		drain(resp.Body)
-		cancel()
+		drain(resp.Body, cancel, c.idle)
 		return nil, e
 	}
 	switch resp.StatusCode {
@@ -246,8 +245,7 @@ func (c *Client) Open(ctx context.Context, req Request) (*Response, error) {
 		}
 		if size, ok := unsatisfiedSize(resp.Header.Get("Content-Range")); ok && req.IfRange != "" &&
 			req.End == 0 && size == req.Offset {
-			drain(resp.Body)
-			cancel()
+			drain(resp.Body, cancel, c.idle)
 			out.Body, out.Offset, out.Total, out.Length = http.NoBody, size, size, 0
 			return out, nil
 		}
@@ -261,11 +259,19 @@ func (c *Client) Open(ctx context.Context, req Request) (*Response, error) {
 	return out, nil
 }
 
+// drainTime bounds how long drain waits for an unwanted body.
+const drainTime = time.Second
+
 // drain reads a little of an unwanted body so the connection can be reused,
-// then closes it.
-func drain(rc io.ReadCloser) {
+// then closes it and ends the request through cancel. An origin that
+// announces a body and never sends it must not hold the caller: after
+// drainTime (or the idle timeout, if shorter) cancel cuts the read short.
+func drain(rc io.ReadCloser, cancel context.CancelFunc, idle time.Duration) {
+	t := time.AfterFunc(min(drainTime, idle), cancel)
 	_, _ = io.CopyN(io.Discard, rc, 4<<10)
+	t.Stop()
 	_ = rc.Close()
+	cancel()
 }
 
 // strongETag returns v unless it is a weak validator, which If-Range cannot

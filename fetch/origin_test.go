@@ -386,3 +386,27 @@ func TestConnectionReused(t *testing.T) {
 		t.Errorf("got %d dials (%v), want 1", len(allowed), allowed)
 	}
 }
+
+// TestErrorBodyNeverSent: an error status whose announced body never comes
+// must not hold Open until the caller's context ends; the drain of the
+// unwanted body is bounded.
+func TestErrorBodyNeverSent(t *testing.T) {
+	release := make(chan struct{})
+	for _, status := range []int{http.StatusServiceUnavailable, http.StatusNotFound} {
+		srv := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Length", "100")
+			w.WriteHeader(status)
+			w.(http.Flusher).Flush()
+			<-release
+		})
+		c := newClient(t, fetch.Options{Allow: allowLoopback, IdleTimeout: time.Minute})
+		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second) // a guard, far above the 1 s drain bound
+		_, err := c.Open(ctx, fetch.Request{URL: srv.URL + "/x"})
+		cancel()
+		var fe *fetch.Error
+		if !errors.As(err, &fe) || fe.Status != status {
+			t.Fatalf("status %d: Open = %v, want the origin's %d as a fetch error", status, err, status)
+		}
+	}
+	releaseAtCleanup(t, release)
+}
