@@ -1,7 +1,7 @@
 package graph
 
 import (
-	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 
@@ -39,8 +39,11 @@ func handleGetContent(log *slog.Logger, items ferry.ItemStore, view *itemView) h
 //
 // Content-Length over the limit is refused before reading (413), and the
 // limit holds while streaming too. gzip bodies are decoded. If-Match is
-// honoured (412). When the item cannot be committed, the published blob is
-// deleted again, so a failed upload leaves nothing behind.
+// honoured (412). A body that cannot be read (bad chunked encoding, a
+// connection cut short) is 400. When the store refuses the item, the
+// published blob is deleted again, so a refused upload leaves nothing
+// behind; when the outcome is unknown (an internal error) the blob stays
+// for the sweep, which deletes it if no item references it.
 func handlePutContent(log *slog.Logger, items ferry.ItemStore, blobs ferry.BlobStore, maxSize int64, view *itemView) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		t := targetOf(r)
@@ -102,11 +105,22 @@ func handlePutContent(log *slog.Logger, items ferry.ItemStore, blobs ferry.BlobS
 			writeError(w, r, log, err)
 			return
 		}
-		c, err := blob.Ingest(ctx, blobs, body, maxSize)
+		c, err := blob.Ingest(ctx, blobs, markedBody{body}, maxSize)
 		if err != nil {
-			if ferry.KindOf(err) == ferry.TooLarge && ferry.CodeOf(err) == "" {
+			var be *bodyError
+			switch {
+			case ctx.Err() != nil:
+				// The client has gone: nobody reads the answer, and the
+				// failure is not the server's.
+				log.DebugContext(ctx, "simple upload abandoned by the client", "err", err)
+				err = &ferry.Error{Kind: ferry.Invalid, Message: "the request was cancelled before its body arrived", Err: err}
+			case ferry.KindOf(err) == ferry.TooLarge && ferry.CodeOf(err) == "":
 				err = &ferry.Error{Kind: ferry.TooLarge, Code: "maxFileSizeExceeded",
 					Message: "the file is larger than the limit of a simple upload; use an upload session", Err: err}
+			case errors.As(err, &be) && ferry.KindOf(err) == ferry.Internal:
+				// Bad chunked encoding, a connection cut short: the
+				// client's fault. (Bad gzip has its own Invalid already.)
+				err = &ferry.Error{Kind: ferry.Invalid, Message: "the request body could not be read", Err: err}
 			}
 			writeError(w, r, log, err)
 			return
@@ -131,11 +145,10 @@ func handlePutContent(log *slog.Logger, items ferry.ItemStore, blobs ferry.BlobS
 			}, conflict)
 		}
 		if err != nil {
-			// Nothing references the new blob: free it even if the client
-			// has gone away.
-			if derr := blobs.Delete(context.WithoutCancel(ctx), c.BlobKey); derr != nil {
-				log.WarnContext(ctx, "could not delete the blob of a failed upload", "key", c.BlobKey, "err", derr)
-			}
+			// A refused item leaves the new blob unreferenced: free it even
+			// if the client has gone away. After any other error an item
+			// may reference it; the sweep removes it if none does.
+			deleteRefusedBlob(ctx, log, blobs, c.BlobKey, err)
 			writeError(w, r, log, err)
 			return
 		}

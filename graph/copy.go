@@ -13,20 +13,17 @@ import (
 // copyRequest is the optional body of POST {item}/copy. Empty strings
 // count as absent: rclone sends every field, unused ones as "".
 type copyRequest struct {
-	ParentReference *struct {
-		DriveID string `json:"driveId"`
-		ID      string `json:"id"`
-		Path    string `json:"path"`
-	} `json:"parentReference"`
-	Name           string `json:"name"`
-	Conflict       string `json:"@microsoft.graph.conflictBehavior"`
-	LegacyConflict string `json:"@name.conflictBehavior"`
+	ParentReference *parentReference `json:"parentReference"`
+	Name            string           `json:"name"`
+	Conflict        string           `json:"@microsoft.graph.conflictBehavior"`
+	LegacyConflict  string           `json:"@name.conflictBehavior"`
 }
 
 // handleCopy answers POST {item}/copy. It checks all it can before
 // answering: the source exists and is not the root (400), the destination
-// (parentReference id or path, default the source's folder) is a folder of
-// the caller's drive (another drive's id: 404), the name (default the
+// (parentReference id or path, default the source's folder; see
+// moveTarget) is a folder of the caller's drive (another drive, by driveId
+// or in the path: 404), the name (default the
 // source's) is valid, a folder is not copied into itself or its subtree
 // (400), and with conflict behaviour fail (the default; query parameter
 // @microsoft.graph.conflictBehavior) the name is free (409); an item may
@@ -59,15 +56,13 @@ func handleCopy(log *slog.Logger, items ferry.ItemStore, jobs ferry.JobQueue, ur
 		}
 		dest := src.ParentID
 		if pr := req.ParentReference; pr != nil {
-			if pr.DriveID != "" && pr.DriveID != string(t.drive.ID) {
-				writeError(w, r, log, ferry.Errorf(ferry.NotFound, "the destination drive does not exist"))
+			to, err := moveTarget(ctx, items, t.drive, pr)
+			if err != nil {
+				writeError(w, r, log, err)
 				return
 			}
-			if pr.ID != "" || pr.Path != "" {
-				if dest, err = moveTarget(ctx, items, t.drive, pr.ID, pr.Path); err != nil {
-					writeError(w, r, log, err)
-					return
-				}
+			if to != "" {
+				dest = to
 			}
 		}
 		name := src.Name

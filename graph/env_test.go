@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"io"
 	"net/http"
@@ -16,6 +17,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/ferrydrive/ferry"
 	"github.com/ferrydrive/ferry/blob/fsblob"
@@ -31,6 +33,8 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 // user "other".
 type env struct {
 	t      *testing.T
+	cfg    graph.Config
+	deps   graph.Deps
 	srv    *httptest.Server
 	store  *sqlstore.Store
 	blobs  *fsblob.Store
@@ -63,9 +67,16 @@ func (c *clock) advance(d time.Duration) {
 
 func newEnv(t *testing.T, configure ...func(*graph.Config)) *env {
 	t.Helper()
+	return newEnvOn(t, filepath.Join(t.TempDir(), "ferry.db"), configure...)
+}
+
+// newEnvOn is newEnv on the database dsn names (a SQLite file, or an empty
+// PostgreSQL database from ferrytest.PostgresDSN).
+func newEnvOn(t *testing.T, dsn string, configure ...func(*graph.Config)) *env {
+	t.Helper()
 	ctx := t.Context()
 	dir := t.TempDir()
-	store, err := sqlstore.Open(ctx, filepath.Join(dir, "ferry.db"))
+	store, err := sqlstore.Open(ctx, dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,12 +97,21 @@ func newEnv(t *testing.T, configure ...func(*graph.Config)) *env {
 	for _, f := range configure {
 		f(&cfg)
 	}
-	h := graph.NewHandler(cfg, graph.Deps{
-		Accounts: store, Items: store, Blobs: blobs, Jobs: e.jobs, Sessions: store, Now: e.clock.now,
-	})
-	e.srv = httptest.NewServer(h)
-	t.Cleanup(e.srv.Close)
+	e.cfg = cfg
+	e.deps = graph.Deps{Accounts: store, Items: store, Blobs: blobs, Jobs: e.jobs, Sessions: store, Now: e.clock.now}
+	e.serve(func(*graph.Deps) {})
 	return e
+}
+
+// serve starts the API again, on a new server, with the dependencies
+// change makes of e's (a wrapped store, a logger); requests go there from
+// then on.
+func (e *env) serve(change func(*graph.Deps)) {
+	e.t.Helper()
+	d := e.deps
+	change(&d)
+	e.srv = httptest.NewServer(graph.NewHandler(e.cfg, d))
+	e.t.Cleanup(e.srv.Close)
 }
 
 func (e *env) user(name string, scope ferry.Scope) (*ferry.User, *ferry.Drive, string) {
@@ -350,7 +370,18 @@ func (f *fakeJobs) Enqueue(ctx context.Context, j *ferry.Job) error {
 	return nil
 }
 
+// errBadText is what the fake queue answers for an id that PostgreSQL
+// would refuse to compare: the API must never pass one on.
+var errBadText = errors.New("fake queue: id is not valid UTF-8 or holds a control character")
+
+func badText(s string) bool {
+	return !utf8.ValidString(s) || strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 })
+}
+
 func (f *fakeJobs) Job(_ context.Context, id string) (*ferry.Job, error) {
+	if badText(id) {
+		return nil, errBadText
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	j, ok := f.jobs[id]
@@ -362,6 +393,9 @@ func (f *fakeJobs) Job(_ context.Context, id string) (*ferry.Job, error) {
 }
 
 func (f *fakeJobs) Cancel(_ context.Context, id string) (*ferry.Job, error) {
+	if badText(id) {
+		return nil, errBadText
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	j, ok := f.jobs[id]

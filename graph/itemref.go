@@ -3,6 +3,7 @@ package graph
 import (
 	"net/url"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/ferrydrive/ferry"
 )
@@ -38,7 +39,8 @@ func (ref itemRef) names() []string {
 // (root%3A%2Fa%2Fb%3A%2Fcontent, as the Go SDK does). Since ':' and '/' can
 // never be part of a name or an id, unescaping the whole string once and
 // then splitting is unambiguous; '%' and '#' in names arrive as %25 and %23
-// and survive the single unescape.
+// and survive the single unescape. An id that is not clean text (see
+// cleanText) is NotFound, a path name that is not is Invalid.
 func parseItemRef(escaped string) (itemRef, error) {
 	s, err := url.PathUnescape(escaped)
 	if err != nil {
@@ -57,6 +59,9 @@ func parseItemRef(escaped string) (itemRef, error) {
 		}
 		if end == 0 {
 			return itemRef{}, apiNotFound()
+		}
+		if !cleanText(s[:end]) {
+			return itemRef{}, errNoItem()
 		}
 		ref.id, rest = ferry.ItemID(s[:end]), s[end:]
 	default:
@@ -106,8 +111,26 @@ func cleanItemPath(p string) (string, error) {
 		case ".", "..":
 			return "", ferry.Errorf(ferry.Invalid, "the path must not contain %q segments", seg).WithCode("invalidPath")
 		}
+		if !cleanText(seg) {
+			return "", ferry.Errorf(ferry.Invalid, "the path holds bytes that are not UTF-8, or control characters").WithCode("invalidPath")
+		}
 	}
 	return p, nil
+}
+
+// cleanText reports whether s may be an ID or a name: valid UTF-8 without
+// the control characters ferry.ValidateName refuses. No stored ID or name
+// fails it, so a lookup of text that does is answered before any store
+// sees it (PostgreSQL refuses such text with an error rather than finding
+// nothing).
+func cleanText(s string) bool {
+	return utf8.ValidString(s) && !strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f })
+}
+
+// errNoItem is the answer for an item that does not exist, or that the
+// caller may not see.
+func errNoItem() error {
+	return ferry.Errorf(ferry.NotFound, "the item does not exist")
 }
 
 func apiNotFound() error {

@@ -78,6 +78,12 @@ func TestParseItemRefErrors(t *testing.T) {
 		"root:/a:/b:/c",
 		"items/ABC/",
 		"root:/" + strings.Repeat("a/", maxPathSegments+1),
+		// Names that are not UTF-8 or hold control characters.
+		"root:/%FF",
+		"root:/a%00b",
+		"root:/a%0Ab:/content",
+		"items/ABC:/x%7F:",
+		"root:/caf%E9",
 	} {
 		t.Run(in, func(t *testing.T) {
 			got, err := parseItemRef(in)
@@ -86,6 +92,19 @@ func TestParseItemRefErrors(t *testing.T) {
 			}
 			if k := ferry.KindOf(err); k != ferry.Invalid {
 				t.Errorf("parseItemRef(%q) error kind = %v, want %v", in, k, ferry.Invalid)
+			}
+		})
+	}
+}
+
+// TestParseItemRefBadID answers an item id no item can have as missing
+// (404), before any store is asked.
+func TestParseItemRefBadID(t *testing.T) {
+	for _, in := range []string{"items/%00", "items/%FF", "items/A%00B/content", "items/%FF:/a:", "items/A%1FB"} {
+		t.Run(in, func(t *testing.T) {
+			got, err := parseItemRef(in)
+			if k := ferry.KindOf(err); err == nil || k != ferry.NotFound {
+				t.Errorf("parseItemRef(%q) = %+v, %v; want an error of kind %v", in, got, err, ferry.NotFound)
 			}
 		})
 	}
@@ -118,19 +137,20 @@ func FuzzParseItemRef(f *testing.F) {
 	f.Fuzz(func(t *testing.T, in string) {
 		ref, err := parseItemRef(in)
 		if err != nil {
-			if ferry.KindOf(err) != ferry.Invalid {
-				t.Fatalf("parseItemRef(%q): error of kind %v, want invalid", in, ferry.KindOf(err))
+			// NotFound is only for an id that no item can have.
+			if k := ferry.KindOf(err); k != ferry.Invalid && k != ferry.NotFound {
+				t.Fatalf("parseItemRef(%q): error of kind %v, want invalid or not found", in, k)
 			}
 			return
 		}
-		if ref.id == "" || strings.ContainsAny(string(ref.id), ":/") {
+		if ref.id == "" || strings.ContainsAny(string(ref.id), ":/") || !cleanText(string(ref.id)) {
 			t.Fatalf("parseItemRef(%q): bad id %q", in, ref.id)
 		}
 		if strings.ContainsAny(ref.action, "/:") {
 			t.Fatalf("parseItemRef(%q): bad action %q", in, ref.action)
 		}
 		for _, n := range ref.names() {
-			if n == "" || n == "." || n == ".." || strings.ContainsAny(n, "/:") {
+			if n == "" || n == "." || n == ".." || strings.ContainsAny(n, "/:") || !cleanText(n) {
 				t.Fatalf("parseItemRef(%q): bad name %q in %q", in, n, ref.path)
 			}
 		}

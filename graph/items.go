@@ -98,6 +98,9 @@ func callerDrive(r *http.Request, accounts ferry.AccountStore) (*ferry.Drive, er
 	if id == "" {
 		return accounts.DriveOf(r.Context(), p.User.ID)
 	}
+	if !cleanText(id) {
+		return nil, ferry.Errorf(ferry.NotFound, "the drive does not exist")
+	}
 	d, err := accounts.Drive(r.Context(), ferry.DriveID(id))
 	if (err == nil && d.Owner != p.User.ID) || ferry.KindOf(err) == ferry.NotFound {
 		return nil, ferry.Errorf(ferry.NotFound, "the drive does not exist")
@@ -141,7 +144,7 @@ func resolveNames(ctx context.Context, items ferry.ItemStore, t *target, names [
 		it, err = items.ItemByPath(ctx, base, names)
 	}
 	if (err == nil && it.DriveID != t.drive.ID) || ferry.KindOf(err) == ferry.NotFound {
-		return nil, ferry.Errorf(ferry.NotFound, "the item does not exist")
+		return nil, errNoItem()
 	}
 	return it, err
 }
@@ -550,23 +553,29 @@ func handleCreateChild(log *slog.Logger, items ferry.ItemStore, jobs ferry.JobQu
 	})
 }
 
+// parentReference names the folder a PATCH moves an item to or a copy
+// goes to: by id, or else by path. Empty strings count as absent, as
+// rclone sends every field.
+type parentReference struct {
+	DriveID string `json:"driveId"`
+	ID      string `json:"id"`
+	Path    string `json:"path"`
+}
+
 // updateRequest is the body of PATCH {item}. Empty strings count as
 // absent, as rclone sends them; read-only fields are ignored.
 type updateRequest struct {
-	Name            *string `json:"name"`
-	ParentReference *struct {
-		ID      string `json:"id"`
-		Path    string `json:"path"`
-		DriveID string `json:"driveId"`
-	} `json:"parentReference"`
-	FileSystemInfo *fsInfoRequest `json:"fileSystemInfo"`
+	Name            *string          `json:"name"`
+	ParentReference *parentReference `json:"parentReference"`
+	FileSystemInfo  *fsInfoRequest   `json:"fileSystemInfo"`
 	Description    *string        `json:"description"`
 	Conflict       string         `json:"@microsoft.graph.conflictBehavior"`
 	LegacyConflict string         `json:"@name.conflictBehavior"`
 }
 
 // handleUpdateItem answers PATCH {item}: rename, move (parentReference id
-// or path such as /drive/root:/a/b), fileSystemInfo and description.
+// or path such as /drive/root:/a/b; see moveTarget), fileSystemInfo and
+// description.
 // If-Match is honoured (412); a taken name is 409 unless the conflict
 // annotation says otherwise.
 func handleUpdateItem(log *slog.Logger, items ferry.ItemStore, view *itemView) http.Handler {
@@ -606,17 +615,15 @@ func handleUpdateItem(log *slog.Logger, items ferry.ItemStore, view *itemView) h
 				return
 			}
 		}
-		if pr := req.ParentReference; pr != nil && (pr.ID != "" || pr.Path != "") {
-			if pr.DriveID != "" && pr.DriveID != string(t.drive.ID) {
-				writeError(w, r, log, ferry.Errorf(ferry.Invalid, "moving items between drives is not supported"))
-				return
-			}
-			dest, err := moveTarget(r.Context(), items, t.drive, pr.ID, pr.Path)
+		if pr := req.ParentReference; pr != nil {
+			dest, err := moveTarget(r.Context(), items, t.drive, pr)
 			if err != nil {
 				writeError(w, r, log, err)
 				return
 			}
-			u.ParentID = &dest
+			if dest != "" {
+				u.ParentID = &dest
+			}
 		}
 		it, err = items.UpdateItem(r.Context(), it.ID, u)
 		if err != nil {
@@ -632,25 +639,34 @@ func handleUpdateItem(log *slog.Logger, items ferry.ItemStore, view *itemView) h
 	})
 }
 
-// moveTarget resolves parentReference.id ("root" allowed) or, without an
-// id, parentReference.path (/drive/root:/a/b, /drives/{id}/root:/a, …)
-// inside the caller's drive.
-func moveTarget(ctx context.Context, items ferry.ItemStore, d *ferry.Drive, id, path string) (ferry.ItemID, error) {
-	t := &target{drive: d, ref: itemRef{id: ferry.ItemID(id)}}
-	if id == "" {
-		_, rest, ok := strings.Cut(path, "root:")
-		if !ok {
-			return "", ferry.Errorf(ferry.Invalid, "parentReference.path must look like /drive/root:/folder, not %q", path).WithCode("invalidPath")
+// moveTarget resolves a parentReference inside the caller's drive d: its
+// id ("root" allowed) or, without an id, its path (see parseParentPath);
+// "" when it names neither. A driveId, or a drive in the path, other than
+// d is NotFound, as another user's drive is invisible (and moving or
+// copying between drives is not supported), and so is an id that no item
+// can have.
+func moveTarget(ctx context.Context, items ferry.ItemStore, d *ferry.Drive, pr *parentReference) (ferry.ItemID, error) {
+	errNoDrive := func() error { return ferry.Errorf(ferry.NotFound, "the destination drive does not exist") }
+	if pr.DriveID != "" && pr.DriveID != string(d.ID) {
+		return "", errNoDrive()
+	}
+	t := &target{drive: d, ref: itemRef{id: ferry.ItemID(pr.ID)}}
+	switch {
+	case pr.ID != "":
+		if !cleanText(pr.ID) {
+			return "", errNoItem()
 		}
-		unescaped, err := url.PathUnescape(rest)
-		if err != nil {
-			return "", ferry.Errorf(ferry.Invalid, "parentReference.path is not correctly percent-encoded").WithCode("invalidPath")
-		}
-		clean, err := cleanItemPath(unescaped)
+	case pr.Path != "":
+		drive, path, err := parseParentPath(pr.Path)
 		if err != nil {
 			return "", err
 		}
-		t.ref = itemRef{id: ferry.RootAlias, path: clean}
+		if drive != "" && drive != string(d.ID) {
+			return "", errNoDrive()
+		}
+		t.ref = itemRef{id: ferry.RootAlias, path: path}
+	default:
+		return "", nil
 	}
 	dest, err := resolve(ctx, items, t)
 	if err != nil {
@@ -660,6 +676,41 @@ func moveTarget(ctx context.Context, items ferry.ItemStore, d *ferry.Drive, id, 
 		return "", ferry.Errorf(ferry.Invalid, "the new parent %q is a file, not a folder", dest.Name)
 	}
 	return dest.ID, nil
+}
+
+// parseParentPath parses parentReference.path, the form OneDrive writes
+// it in: /drive/root:, /me/drive/root: or /drives/{driveID}/root:,
+// followed by nothing, "/" or "/a/b" (percent-encoded names, an optional
+// trailing slash). It returns the drive ID the path names ("" for the
+// caller's own) and the clean path below the root ("" for the root).
+func parseParentPath(p string) (drive, path string, err error) {
+	bad := ferry.Errorf(ferry.Invalid, "parentReference.path must look like /drive/root:/folder, not %q", p).WithCode("invalidPath")
+	var rest string
+	switch {
+	case strings.HasPrefix(p, "/drive/root:"):
+		rest = p[len("/drive/root:"):]
+	case strings.HasPrefix(p, "/me/drive/root:"):
+		rest = p[len("/me/drive/root:"):]
+	case strings.HasPrefix(p, "/drives/"):
+		id, after, ok := strings.Cut(p[len("/drives/"):], "/")
+		if !ok || !strings.HasPrefix(after, "root:") {
+			return "", "", bad
+		}
+		if drive, err = url.PathUnescape(id); err != nil || drive == "" {
+			return "", "", bad
+		}
+		rest = after[len("root:"):]
+	default:
+		return "", "", bad
+	}
+	unescaped, err := url.PathUnescape(rest)
+	if err != nil {
+		return "", "", ferry.Errorf(ferry.Invalid, "parentReference.path is not correctly percent-encoded").WithCode("invalidPath")
+	}
+	if path, err = cleanItemPath(unescaped); err != nil {
+		return "", "", err
+	}
+	return drive, path, nil
 }
 
 // handleDeleteItem answers DELETE {item} with 204; If-Match is honoured.

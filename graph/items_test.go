@@ -288,7 +288,7 @@ func TestUpdateItem(t *testing.T) {
 	patch("/v1.0/me/drive/items/"+a["id"].(string), map[string]any{"parentReference": map[string]any{"path": "/drive/root:/b/taken.txt"}}).wantError(t, http.StatusBadRequest, "invalidRequest")
 	patch("/v1.0/me/drive/items/"+a["id"].(string), map[string]any{"parentReference": map[string]any{"path": "/drive/root:/nope"}}).wantError(t, http.StatusNotFound, "itemNotFound")
 	patch("/v1.0/me/drive/items/"+a["id"].(string), map[string]any{"parentReference": map[string]any{"path": "nowhere"}}).wantError(t, http.StatusBadRequest, "invalidRequest")
-	patch("/v1.0/me/drive/items/"+a["id"].(string), map[string]any{"parentReference": map[string]any{"id": "root", "driveId": "ELSEWHERE"}}).wantError(t, http.StatusBadRequest, "invalidRequest")
+	patch("/v1.0/me/drive/items/"+a["id"].(string), map[string]any{"parentReference": map[string]any{"id": "root", "driveId": "ELSEWHERE"}}).wantError(t, http.StatusNotFound, "itemNotFound")
 	patch("/v1.0/me/drive/items/"+a["id"].(string), map[string]any{"name": "bad|name"}).wantError(t, http.StatusBadRequest, "invalidRequest")
 	patch("/v1.0/me/drive/items/"+a["id"].(string), map[string]any{"name": 5}).wantError(t, http.StatusBadRequest, "invalidRequest")
 	patch("/v1.0/me/drive/items/NOPE", map[string]any{"name": "x"}).wantError(t, http.StatusNotFound, "itemNotFound")

@@ -101,14 +101,25 @@ func monitorAnswer(r *http.Request, urls *urlBuilder, j *ferry.Job) (int, jobSta
 	return http.StatusAccepted, s
 }
 
+// errNoMonitor is the answer for a monitor that never existed or has
+// expired; ids that no monitor can have get it too, before any store call.
+func errNoMonitor() error {
+	return ferry.Errorf(ferry.NotFound, "the monitor does not exist or has expired")
+}
+
 // handleGetMonitor answers GET /monitor/{id}. The unguessable id is the
 // only credential; an Authorization header is ignored. Never a redirect.
 func handleGetMonitor(log *slog.Logger, jobs ferry.JobQueue, urls *urlBuilder) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		j, err := jobs.Job(r.Context(), r.PathValue("id"))
+		id := r.PathValue("id")
+		if !cleanText(id) {
+			writeError(w, r, log, errNoMonitor())
+			return
+		}
+		j, err := jobs.Job(r.Context(), id)
 		if err != nil {
 			if ferry.KindOf(err) == ferry.NotFound {
-				err = ferry.Errorf(ferry.NotFound, "the monitor does not exist or has expired")
+				err = errNoMonitor()
 			}
 			writeError(w, r, log, err)
 			return
@@ -123,11 +134,16 @@ func handleGetMonitor(log *slog.Logger, jobs ferry.JobQueue, urls *urlBuilder) h
 // job that had not started). A finished job gives 409.
 func handleCancelMonitor(log *slog.Logger, jobs ferry.JobQueue, urls *urlBuilder) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		j, err := jobs.Cancel(r.Context(), r.PathValue("id"))
+		id := r.PathValue("id")
+		if !cleanText(id) {
+			writeError(w, r, log, errNoMonitor())
+			return
+		}
+		j, err := jobs.Cancel(r.Context(), id)
 		if err != nil {
 			switch ferry.KindOf(err) {
 			case ferry.NotFound:
-				err = ferry.Errorf(ferry.NotFound, "the monitor does not exist or has expired")
+				err = errNoMonitor()
 			case ferry.Conflict:
 				err = ferry.Errorf(ferry.Conflict, "the operation has already finished")
 			}

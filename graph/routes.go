@@ -28,8 +28,9 @@ func addRoutes(mux *http.ServeMux, cfg Config, d Deps, urls *urlBuilder, sign *s
 	var up *uploads // nil without a session store: the session routes answer 501
 	if d.Sessions != nil {
 		up = &uploads{
-			accounts: d.Accounts, items: d.Items, blobs: d.Blobs, sessions: d.Sessions,
-			now: d.Now, ttl: cfg.SessionTTL, maxFragment: cfg.MaxFragmentSize, busy: newInflight(),
+			log: log, accounts: d.Accounts, items: d.Items, blobs: d.Blobs, sessions: d.Sessions,
+			now: d.Now, ttl: cfg.SessionTTL, maxFragment: cfg.MaxFragmentSize, maxSessions: cfg.MaxUploadSessions,
+			busy: newInflight(),
 		}
 	}
 

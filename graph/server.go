@@ -45,10 +45,11 @@ import (
 
 // Defaults for the zero values of Config.
 const (
-	DefaultMaxUploadSize   = 250 << 20
-	DefaultDownloadURLTTL  = time.Hour
-	DefaultSessionTTL      = 24 * time.Hour
-	DefaultMaxFragmentSize = 60 << 20
+	DefaultMaxUploadSize     = 250 << 20
+	DefaultDownloadURLTTL    = time.Hour
+	DefaultSessionTTL        = 24 * time.Hour
+	DefaultMaxFragmentSize   = 60 << 20
+	DefaultMaxUploadSessions = 1000
 )
 
 // Config holds the HTTP layer's settings.
@@ -74,6 +75,9 @@ type Config struct {
 	// MaxFragmentSize caps one upload-session fragment, in bytes (413
 	// above it). Zero means DefaultMaxFragmentSize, Graph's 60 MiB.
 	MaxFragmentSize int64
+	// MaxUploadSessions caps the live upload sessions of one drive (429
+	// beyond it). Zero means DefaultMaxUploadSessions.
+	MaxUploadSessions int
 }
 
 // Deps are the domain services the API calls.
@@ -110,6 +114,9 @@ func NewHandler(cfg Config, d Deps) http.Handler {
 	}
 	if cfg.MaxFragmentSize <= 0 {
 		cfg.MaxFragmentSize = DefaultMaxFragmentSize
+	}
+	if cfg.MaxUploadSessions <= 0 {
+		cfg.MaxUploadSessions = DefaultMaxUploadSessions
 	}
 	if d.Log == nil {
 		d.Log = slog.New(slog.DiscardHandler)

@@ -32,9 +32,11 @@ func newUploadSessionJSON(s *ferry.UploadSession) uploadSessionJSON {
 }
 
 // uploads is the machinery the upload-session handlers share: the stores,
-// the session lifetime and fragment cap, and the in-process record of
-// fragments being written right now.
+// the session lifetime, fragment and session caps, and the in-process
+// record of fragments being written and sessions being committed or
+// cancelled right now.
 type uploads struct {
+	log         *slog.Logger
 	accounts    ferry.AccountStore
 	items       ferry.ItemStore
 	blobs       ferry.BlobStore
@@ -42,6 +44,7 @@ type uploads struct {
 	now         func() time.Time
 	ttl         time.Duration
 	maxFragment int64
+	maxSessions int // live sessions per drive
 	busy        *inflight
 }
 
@@ -56,10 +59,20 @@ func errOverlap() error {
 	return ferry.Errorf(ferry.InvalidRange, "Uploaded fragment overlaps with existing data.").WithCode("fragmentOverlap")
 }
 
+// errBusy answers a commit or cancel while another commit or cancel of
+// the same session runs.
+func errBusy() error {
+	return ferry.Errorf(ferry.Conflict, "the upload session is being committed or cancelled")
+}
+
 // session returns the live session id. The session store judges expiry by
 // its own clock; the API's clock (Deps.Now) is checked too, and a session
-// expired by it is discarded at once.
+// expired by it is discarded at once. An id no session can have (see
+// cleanText) is gone without asking the store.
 func (u *uploads) session(ctx context.Context, id string) (*ferry.UploadSession, error) {
+	if !cleanText(id) {
+		return nil, errSessionGone()
+	}
 	s, err := u.sessions.Session(ctx, id)
 	if ferry.KindOf(err) == ferry.NotFound {
 		return nil, errSessionGone()
@@ -68,20 +81,47 @@ func (u *uploads) session(ctx context.Context, id string) (*ferry.UploadSession,
 		return nil, err
 	}
 	if !u.now().Before(s.Expires) {
-		_ = u.discard(ctx, s) // best effort; the sweep catches the rest
+		u.discard(ctx, s) // best effort; the sweep catches the rest
 		return nil, errSessionGone()
 	}
 	return s, nil
 }
 
-// discard removes a session and its staged bytes. Failures are not the
-// client's concern: an orphaned staging area is swept later.
-func (u *uploads) discard(ctx context.Context, s *ferry.UploadSession) error {
+// discard removes a session and its staged bytes. Failures are logged, not
+// returned: they are not the client's concern, and the sweep removes
+// expired sessions and orphaned staging areas later.
+func (u *uploads) discard(ctx context.Context, s *ferry.UploadSession) {
 	ctx = context.WithoutCancel(ctx)
 	if err := u.blobs.RemoveStaging(ctx, s.StagingID); err != nil {
+		u.log.WarnContext(ctx, "could not remove the staging area of an upload session", "err", err)
+		return // the session keeps naming the area, so the sweep finds both
+	}
+	u.forget(ctx, s.ID)
+}
+
+// forget deletes a session's record, logging a failure: the session has
+// no bytes any more (they were published or removed), and the sweep
+// deletes the record once it expires.
+func (u *uploads) forget(ctx context.Context, id string) {
+	if err := u.sessions.DeleteSession(context.WithoutCancel(ctx), id); err != nil {
+		u.log.WarnContext(ctx, "could not delete an upload session", "err", err)
+	}
+}
+
+// cancel discards the session id with its bytes. It holds the commit mark
+// meanwhile, so a cancel while a commit runs is Conflict and removes
+// nothing, and a commit while a cancel runs is Conflict too.
+func (u *uploads) cancel(ctx context.Context, id string) error {
+	if !u.busy.beginCommit(id) {
+		return errBusy()
+	}
+	defer u.busy.endCommit(id)
+	s, err := u.session(ctx, id)
+	if err != nil {
 		return err
 	}
-	return u.sessions.DeleteSession(ctx, s.ID)
+	u.discard(ctx, s)
+	return nil
 }
 
 // target returns the existing item a session's commit would replace: the
@@ -104,80 +144,155 @@ func (u *uploads) target(ctx context.Context, s *ferry.UploadSession) (*ferry.It
 	return it, err
 }
 
-// quotaRoom is how large the file may be in drive d when it takes the
-// place of existing (nil for a new name): what is left of the quota, plus
-// the bytes of the file it replaces.
-func quotaRoom(d *ferry.Drive, existing *ferry.Item) int64 {
-	room := d.Remaining()
-	if existing != nil && !existing.Folder {
-		room += existing.Size
-	}
-	return room
-}
-
 func errQuota() error {
 	return ferry.Errorf(ferry.QuotaExceeded, "Insufficient space in the drive for this file.").WithCode("quotaLimitReached")
 }
 
+// quotaCheck says what checkQuota counts besides the drive's used bytes.
+type quotaCheck int
+
+const (
+	// atCommit counts what the store will count: the used bytes only.
+	// Other sessions' promises must not make a complete upload fail.
+	atCommit quotaCheck = iota
+	// atFragment counts the bytes the drive's other live sessions hold
+	// or have declared (ferry.SessionStore.SessionUsage), so that several
+	// sessions cannot each take the whole room left.
+	atFragment
+	// atCreate counts them too, and refuses a session beyond the drive's
+	// cap on live sessions.
+	atCreate
+)
+
 // checkQuota fails with QuotaExceeded unless a file of size bytes fits
-// where the session puts it.
-func (u *uploads) checkQuota(ctx context.Context, s *ferry.UploadSession, size int64) error {
+// where the session s puts it, taking the place of existing (the item
+// its commit would replace; nil for a free name): the room is what is
+// left of the quota, plus the bytes of a file it replaces, less what
+// the check counts (see quotaCheck). At creation, a drive that already
+// has maxSessions live sessions gives Throttled.
+func (u *uploads) checkQuota(ctx context.Context, s *ferry.UploadSession, existing *ferry.Item, size int64, check quotaCheck) error {
 	d, err := u.accounts.Drive(ctx, s.DriveID)
 	if err != nil {
 		return err
 	}
-	existing, err := u.target(ctx, s)
-	if err != nil {
-		return err
+	room := d.Remaining()
+	if existing != nil && !existing.Folder && (s.ItemID != "" || s.Conflict == ferry.ConflictReplace) {
+		room += existing.Size // fail or rename replace nothing
 	}
-	if s.ItemID == "" && s.Conflict != ferry.ConflictReplace {
-		existing = nil // fail or rename: nothing is replaced
+	if check != atCommit {
+		pending, n, err := u.sessions.SessionUsage(ctx, s.DriveID)
+		if err != nil {
+			return err
+		}
+		if check == atCreate && n >= u.maxSessions {
+			return &ferry.Error{Kind: ferry.Throttled, RetryAfter: sessionRetryAfter,
+				Message: fmt.Sprintf("the drive has %d upload sessions in progress, the most it may have; finish or cancel some", n)}
+		}
+		// s's own share, once it is stored: its size when known, else
+		// the bytes it holds (see SessionUsage).
+		if s.ID != "" {
+			if s.Size >= 0 {
+				pending -= s.Size
+			} else {
+				pending -= s.ReceivedBytes()
+			}
+		}
+		room -= pending
 	}
-	if size > quotaRoom(d, existing) {
+	if size > room {
 		return errQuota()
 	}
 	return nil
 }
 
-// commit turns a complete session into the file: it hashes the staged
-// bytes (whatever order they came in), publishes them and creates the item
-// (the session's conflict behaviour applied now) or replaces the bytes of
-// the file it names. It reports whether a new item was created. A name
-// conflict, a quota overrun, a stale If-Match or a vanished target
-// discards the session with its bytes; nothing half-made remains on any
-// path. The work goes on if the client disconnects.
-func (u *uploads) commit(ctx context.Context, s *ferry.UploadSession) (*ferry.Item, bool, error) {
+// sessionRetryAfter is the Retry-After, in seconds, of a refusal for too
+// many live sessions: they end when committed, cancelled or expired.
+const sessionRetryAfter = 60
+
+// definiteRefusal reports whether err is the store refusing a change it
+// did not make. Any other error (Internal, Unavailable, …) leaves the
+// outcome open: the change may have been committed before the error.
+func definiteRefusal(err error) bool {
+	switch ferry.KindOf(err) {
+	case ferry.NameConflict, ferry.QuotaExceeded, ferry.Modified, ferry.Invalid, ferry.NotFound, ferry.Forbidden:
+		return true
+	}
+	return false
+}
+
+// deleteRefusedBlob deletes a just-published blob that no item references,
+// because the store refused the item. After any other error the blob
+// stays: an item may reference it after all, and the sweep deletes blobs
+// the store does not know once they are old enough.
+func deleteRefusedBlob(ctx context.Context, log *slog.Logger, blobs ferry.BlobStore, key string, err error) {
+	if !definiteRefusal(err) {
+		return
+	}
+	if derr := blobs.Delete(context.WithoutCancel(ctx), key); derr != nil {
+		log.WarnContext(ctx, "could not delete the blob of a refused upload", "key", key, "err", derr)
+	}
+}
+
+// committed is the outcome of a session's commit: the file and the drive
+// it is in, and whether it was created rather than replaced.
+type committed struct {
+	item    *ferry.Item
+	drive   *ferry.Drive
+	created bool
+}
+
+// commit turns the complete session id into the file: it hashes the
+// staged bytes (whatever order they came in), publishes them and creates
+// the item (the session's conflict behaviour applied now) or replaces the
+// bytes of the file it names. The session is read again once the commit
+// mark is held, so that a commit queued behind another commit or a cancel
+// finds it gone. A name conflict, a quota overrun, a stale If-Match or a
+// vanished target discards the session with its bytes; nothing half-made
+// remains on any path. Once the file is written, the commit succeeds:
+// failures of the clean-up after it are logged. The work goes on if the
+// client disconnects.
+func (u *uploads) commit(ctx context.Context, id string) (*committed, error) {
 	ctx = context.WithoutCancel(ctx)
+	if !u.busy.beginCommit(id) {
+		return nil, errBusy()
+	}
+	defer u.busy.endCommit(id)
+	s, err := u.session(ctx, id)
+	if err != nil {
+		return nil, err
+	}
 	if !s.Complete() {
-		return nil, false, ferry.Errorf(ferry.Invalid, "the upload session is missing bytes %s", strings.Join(s.NextExpectedRanges(), ", ")).WithCode("uploadSessionIncomplete")
+		return nil, ferry.Errorf(ferry.Invalid, "the upload session is missing bytes %s", strings.Join(s.NextExpectedRanges(), ", ")).WithCode("uploadSessionIncomplete")
 	}
-	if !u.busy.beginCommit(s.ID) {
-		return nil, false, ferry.Errorf(ferry.Conflict, "the upload session is being committed")
+	// The drive is read before the file is written: the answer needs it,
+	// and a failure to read it must not report a written file as failed.
+	d, err := u.accounts.Drive(ctx, s.DriveID)
+	if err != nil {
+		return nil, err
 	}
-	defer u.busy.endCommit(s.ID)
 
 	// Check what can be checked before spending the work of publishing.
 	if err := u.precheck(ctx, s); err != nil {
 		switch ferry.KindOf(err) {
 		case ferry.NameConflict, ferry.QuotaExceeded, ferry.Modified, ferry.NotFound, ferry.Invalid:
-			if derr := u.discard(ctx, s); derr != nil {
-				return nil, false, errors.Join(err, derr)
-			}
+			u.discard(ctx, s)
 		}
-		return nil, false, err
+		return nil, err
 	}
 
 	c, err := u.publish(ctx, s)
 	if err != nil {
-		return nil, false, err
+		if ferry.KindOf(err) == ferry.NotFound {
+			u.forget(ctx, s.ID) // its bytes are gone
+		}
+		return nil, err
 	}
-	var it *ferry.Item
-	created := false
+	out := &committed{drive: d}
 	if s.ItemID != "" {
-		it, err = u.items.ReplaceContent(ctx, s.ItemID, c, s.IfMatch, s.UserName)
+		out.item, err = u.items.ReplaceContent(ctx, s.ItemID, c, s.IfMatch, s.UserName)
 	} else {
 		var replaced bool
-		it, replaced, err = u.items.CreateItem(ctx, ferry.NewItem{
+		out.item, replaced, err = u.items.CreateItem(ctx, ferry.NewItem{
 			DriveID:     s.DriveID,
 			ParentID:    s.ParentID,
 			Name:        s.Name,
@@ -187,28 +302,32 @@ func (u *uploads) commit(ctx context.Context, s *ferry.UploadSession) (*ferry.It
 			Description: s.Description,
 			By:          s.UserName,
 		}, s.Conflict)
-		created = !replaced
+		out.created = !replaced
 	}
+	// The session's bytes are in the blob now, so the session goes
+	// whatever happened.
+	u.forget(ctx, s.ID)
 	if err != nil {
-		// Nothing references the new blob; the session's bytes are gone
-		// with it, so the session goes too.
-		return nil, false, errors.Join(err, u.blobs.Delete(ctx, c.BlobKey), u.sessions.DeleteSession(ctx, s.ID))
-	}
-	if err := u.sessions.DeleteSession(ctx, s.ID); err != nil {
-		return nil, false, err
+		deleteRefusedBlob(ctx, u.log, u.blobs, c.BlobKey, err)
+		return nil, err
 	}
 	if s.ItemID != "" && (!s.FSCreated.IsZero() || !s.FSModified.IsZero() || s.Description != "") {
-		// ReplaceContent changes bytes only; the session's metadata follows.
-		if it, err = u.items.UpdateItem(ctx, it.ID, sessionRetouch(s)); err != nil {
-			return nil, false, err
+		// ReplaceContent changes bytes only; the session's metadata
+		// follows in a second call. The file is written already, so a
+		// failure here is logged and the file returned as it is.
+		if it, err := u.items.UpdateItem(ctx, out.item.ID, sessionRetouch(s)); err != nil {
+			u.log.WarnContext(ctx, "could not set the fileSystemInfo or description of an uploaded file", "item", out.item.ID, "err", err)
+		} else {
+			out.item = it
 		}
 	}
-	return it, created, nil
+	return out, nil
 }
 
 // precheck finds, before publishing, the failures the store would report
-// at commit: a taken name under fail, a stale If-Match, a replaced file
-// that is gone or became a folder, a missing parent and the quota.
+// at commit: a taken name under fail, a name held by a folder, a stale
+// If-Match, a replaced file that is gone or became a folder, a missing
+// parent and the quota.
 func (u *uploads) precheck(ctx context.Context, s *ferry.UploadSession) error {
 	existing, err := u.target(ctx, s)
 	if err != nil {
@@ -221,6 +340,8 @@ func (u *uploads) precheck(ctx context.Context, s *ferry.UploadSession) error {
 		return ferry.Errorf(ferry.Modified, "the file has changed since the upload session was created (If-Match)")
 	case s.ItemID == "" && existing != nil && s.Conflict == ferry.ConflictFail:
 		return ferry.Errorf(ferry.NameConflict, "Another file exists with the same name as the uploaded session.")
+	case s.ItemID == "" && existing != nil && existing.Folder && s.Conflict == ferry.ConflictReplace:
+		return errFolderHoldsName(existing)
 	case s.ItemID == "":
 		if _, err := u.items.Item(ctx, s.ParentID); ferry.KindOf(err) == ferry.NotFound {
 			return ferry.Errorf(ferry.NotFound, "the folder this upload session writes to no longer exists")
@@ -228,11 +349,18 @@ func (u *uploads) precheck(ctx context.Context, s *ferry.UploadSession) error {
 			return err
 		}
 	}
-	return u.checkQuota(ctx, s, s.Size)
+	return u.checkQuota(ctx, s, existing, s.Size, atCommit)
+}
+
+// errFolderHoldsName refuses an upload that would replace a folder: replace
+// only replaces a file with a file.
+func errFolderHoldsName(folder *ferry.Item) error {
+	return ferry.Errorf(ferry.NameConflict, "a folder named %q already exists; an upload replaces only a file", folder.Name)
 }
 
 // publish hashes the staged bytes of a complete session and publishes them
-// as a blob. The staging area is gone afterwards.
+// as a blob. The staging area is gone afterwards. A staging area that has
+// gone missing is the session gone (its ID is never shown).
 func (u *uploads) publish(ctx context.Context, s *ferry.UploadSession) (ferry.Content, error) {
 	st, err := u.blobs.OpenStaging(ctx, s.StagingID)
 	if ferry.KindOf(err) == ferry.NotFound {
@@ -251,6 +379,9 @@ func (u *uploads) publish(ctx context.Context, s *ferry.UploadSession) (ferry.Co
 		return ferry.Content{}, fmt.Errorf("graph: read staged head: %w", err)
 	}
 	key, err := st.Publish(ctx, s.Size)
+	if ferry.KindOf(err) == ferry.NotFound {
+		return ferry.Content{}, errSessionGone()
+	}
 	if err != nil {
 		return ferry.Content{}, err
 	}
@@ -390,25 +521,19 @@ func handleCreateUploadSession(log *slog.Logger, items ferry.ItemStore, up *uplo
 			writeError(w, r, log, err)
 			return
 		}
-		s, err := newSession(ctx, r, items, t, &req)
+		s, existing, err := newSession(ctx, r, items, t, &req)
 		if err != nil {
 			writeError(w, r, log, err)
 			return
 		}
+		var size int64 // unknown until a fragment tells it: no bytes yet
 		if req.Item != nil && req.Item.FileSize != nil && *req.Item.FileSize > 0 {
 			s.Size = *req.Item.FileSize
-			existing, err := up.target(ctx, s)
-			if err != nil {
-				writeError(w, r, log, err)
-				return
-			}
-			if s.ItemID == "" && s.Conflict != ferry.ConflictReplace {
-				existing = nil
-			}
-			if s.Size > quotaRoom(t.drive, existing) {
-				writeError(w, r, log, errQuota())
-				return
-			}
+			size = s.Size
+		}
+		if err := up.checkQuota(ctx, s, existing, size, atCreate); err != nil {
+			writeError(w, r, log, err)
+			return
 		}
 		st, err := up.blobs.Stage(ctx)
 		if err != nil {
@@ -435,23 +560,24 @@ func handleCreateUploadSession(log *slog.Logger, items ferry.ItemStore, up *uplo
 }
 
 // newSession checks a createUploadSession request against the drive and
-// returns the session it asks for, without ID, staging area or expiry.
-func newSession(ctx context.Context, r *http.Request, items ferry.ItemStore, t *target, req *uploadSessionRequest) (*ferry.UploadSession, error) {
+// returns the session it asks for, without ID, staging area or expiry,
+// and the item that holds its name now (nil if none).
+func newSession(ctx context.Context, r *http.Request, items ferry.ItemStore, t *target, req *uploadSessionRequest) (*ferry.UploadSession, *ferry.Item, error) {
 	var conflictBody, legacy, bodyName, description string
 	var fsInfo *fsInfoRequest
 	if it := req.Item; it != nil {
 		conflictBody, legacy, bodyName, description, fsInfo = it.Conflict, it.LegacyConflict, it.Name, it.Description, it.FileSystemInfo
 		if it.FileSize != nil && *it.FileSize < 0 {
-			return nil, ferry.Errorf(ferry.Invalid, "item.fileSize must not be negative")
+			return nil, nil, ferry.Errorf(ferry.Invalid, "item.fileSize must not be negative")
 		}
 	}
 	conflict, err := conflictBehavior(r, conflictBody, legacy, ferry.ConflictReplace)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	created, modified, err := fsInfo.times()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	p := principal(r)
 	s := &ferry.UploadSession{
@@ -473,19 +599,19 @@ func newSession(ctx context.Context, r *http.Request, items ferry.ItemStore, t *
 	var existing *ferry.Item
 	if t.ref.path == "" {
 		if existing, err = resolve(ctx, items, t); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if existing.Folder {
-			return nil, ferry.Errorf(ferry.Invalid, "%q is a folder; an upload session creates or replaces a file (address it as …:/name:/createUploadSession)", existing.Name)
+			return nil, nil, ferry.Errorf(ferry.Invalid, "%q is a folder; an upload session creates or replaces a file (address it as …:/name:/createUploadSession)", existing.Name)
 		}
 		s.ParentID, s.Name, s.ItemID = existing.ParentID, existing.Name, existing.ID
 	} else {
 		parent, name, err := resolveParent(ctx, items, t)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if err := ferry.ValidateName(name, false); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		s.ParentID, s.Name = parent.ID, name
 		existing, err = items.ItemByPath(ctx, parent.ID, []string{name})
@@ -493,32 +619,35 @@ func newSession(ctx context.Context, r *http.Request, items ferry.ItemStore, t *
 			existing, err = nil, nil
 		}
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	if bodyName != "" && bodyName != s.Name {
-		return nil, ferry.Errorf(ferry.Invalid, "item.name %q differs from the name %q in the address", bodyName, s.Name)
+		return nil, nil, ferry.Errorf(ferry.Invalid, "item.name %q differs from the name %q in the address", bodyName, s.Name)
 	}
 	if im := strings.TrimSpace(r.Header.Get("If-Match")); im != "" { // "*" too: a file must exist
 		switch {
 		case existing == nil:
-			return nil, ferry.Errorf(ferry.Modified, "If-Match names a file that does not exist")
+			return nil, nil, ferry.Errorf(ferry.Modified, "If-Match names a file that does not exist")
 		case !existing.Matches(im):
-			return nil, ferry.Errorf(ferry.Modified, "the file has changed (If-Match does not match its eTag)")
+			return nil, nil, ferry.Errorf(ferry.Modified, "the file has changed (If-Match does not match its eTag)")
 		case existing.Folder:
-			return nil, ferry.Errorf(ferry.Invalid, "%q is a folder; only files have content", existing.Name)
+			return nil, nil, ferry.Errorf(ferry.Invalid, "%q is a folder; only files have content", existing.Name)
 		}
 		s.ItemID, s.IfMatch = existing.ID, im
 	}
 	if inm := strings.TrimSpace(r.Header.Get("If-None-Match")); inm != "" && existing != nil && (inm == "*" || existing.Matches(inm)) {
-		return nil, ferry.Errorf(ferry.Modified, "If-None-Match: the item exists")
+		return nil, nil, ferry.Errorf(ferry.Modified, "If-None-Match: the item exists")
 	}
-	if s.ItemID != "" {
+	switch {
+	case s.ItemID != "":
 		s.Conflict = ferry.ConflictReplace
-	} else if existing != nil && conflict == ferry.ConflictFail {
-		return nil, ferry.Errorf(ferry.NameConflict, "an item named %q already exists in this folder", s.Name)
+	case existing != nil && conflict == ferry.ConflictFail:
+		return nil, nil, ferry.Errorf(ferry.NameConflict, "an item named %q already exists in this folder", s.Name)
+	case existing != nil && existing.Folder && conflict == ferry.ConflictReplace:
+		return nil, nil, errFolderHoldsName(existing)
 	}
-	return s, nil
+	return s, existing, nil
 }
 
 // handlePutFragment answers PUT {uploadUrl}: one fragment, Content-Range
@@ -575,8 +704,12 @@ func handlePutFragment(log *slog.Logger, up *uploads, view *itemView) http.Handl
 		}
 		if s.Size < 0 {
 			// The first fragment tells the size: refuse now what could
-			// never be committed.
-			if err := up.checkQuota(ctx, s, cr.total); err != nil {
+			// never be committed, or would take room other sessions hold.
+			existing, err := up.target(ctx, s)
+			if err == nil {
+				err = up.checkQuota(ctx, s, existing, cr.total, atFragment)
+			}
+			if err != nil {
 				writeError(w, r, log, err)
 				return
 			}
@@ -600,20 +733,18 @@ func handlePutFragment(log *slog.Logger, up *uploads, view *itemView) http.Handl
 			encode(w, http.StatusAccepted, newUploadSessionJSON(s))
 			return
 		}
-		writeCommit(w, r, log, up, view, s)
+		writeCommit(w, r, log, up, view, id)
 	})
 }
 
 // checkFragment refuses a fragment whose total disagrees with the session
 // (400 fragmentLengthMismatch) or that overlaps bytes already received
 // (416 fragmentOverlap).
+// The first fragment recorded sets the size, so a session with bytes
+// always has one.
 func checkFragment(s *ferry.UploadSession, rng ferry.Range, total int64) error {
-	known := s.Size
-	if n := len(s.Received); known < 0 && n > 0 && s.Received[n-1].End > total {
-		known = s.Received[n-1].End
-	}
-	if known >= 0 && known != total {
-		return ferry.Errorf(ferry.Invalid, "the fragment gives a total of %d bytes, but the upload is %d bytes long", total, known).WithCode("fragmentLengthMismatch")
+	if s.Size >= 0 && s.Size != total {
+		return ferry.Errorf(ferry.Invalid, "the fragment gives a total of %d bytes, but the upload is %d bytes long", total, s.Size).WithCode("fragmentLengthMismatch")
 	}
 	for _, x := range s.Received {
 		if x.Overlaps(rng) {
@@ -627,7 +758,7 @@ func checkFragment(s *ferry.UploadSession, rng ferry.Range, total int64) error {
 // (or its connection's), never the server's.
 type bodyError struct{ err error }
 
-func (e *bodyError) Error() string { return "read fragment body: " + e.err.Error() }
+func (e *bodyError) Error() string { return "read request body: " + e.err.Error() }
 func (e *bodyError) Unwrap() error { return e.err }
 
 // markedBody marks the errors of the reader it wraps as bodyErrors.
@@ -664,27 +795,22 @@ func (u *uploads) stage(ctx context.Context, s *ferry.UploadSession, rng ferry.R
 	return st.Sync()
 }
 
-// writeCommit commits a complete session and answers 201 (new file) or
-// 200 (replaced) with the driveItem.
-func writeCommit(w http.ResponseWriter, r *http.Request, log *slog.Logger, up *uploads, view *itemView, s *ferry.UploadSession) {
+// writeCommit commits the complete session id and answers 201 (new file)
+// or 200 (replaced) with the driveItem.
+func writeCommit(w http.ResponseWriter, r *http.Request, log *slog.Logger, up *uploads, view *itemView, id string) {
 	ctx := context.WithoutCancel(r.Context())
-	it, created, err := up.commit(ctx, s)
+	c, err := up.commit(ctx, id)
 	if err != nil {
 		writeError(w, r, log, err)
 		return
 	}
-	d, err := up.accounts.Drive(ctx, s.DriveID)
-	if err != nil {
-		writeError(w, r, log, err)
-		return
-	}
-	di, err := view.renderOne(ctx, r, up.items, d, it)
+	di, err := view.renderOne(ctx, r, up.items, c.drive, c.item)
 	if err != nil {
 		writeError(w, r, log, err)
 		return
 	}
 	status := http.StatusOK
-	if created {
+	if c.created {
 		status = http.StatusCreated
 	}
 	encode(w, status, di)
@@ -708,17 +834,14 @@ func handleGetUploadSession(log *slog.Logger, up *uploads) http.Handler {
 }
 
 // handleCancelUploadSession answers DELETE {uploadUrl}: 204, and the
-// staged bytes are freed. An unknown session is 404.
+// staged bytes are freed. An unknown session is 404; a session being
+// committed is 409, and the commit goes on.
 func handleCancelUploadSession(log *slog.Logger, up *uploads) http.Handler {
 	if up == nil {
 		return handleUploadsUnavailable(log)
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s, err := up.session(r.Context(), r.PathValue("id"))
-		if err == nil {
-			err = up.discard(r.Context(), s)
-		}
-		if err != nil {
+		if err := up.cancel(r.Context(), r.PathValue("id")); err != nil {
 			writeError(w, r, log, err)
 			return
 		}
@@ -728,18 +851,14 @@ func handleCancelUploadSession(log *slog.Logger, up *uploads) http.Handler {
 
 // handleCommitUploadSession answers POST {uploadUrl} (the body, normally
 // empty, is ignored): it commits a complete session, as deferCommit
-// sessions need. An incomplete one is 400 uploadSessionIncomplete.
+// sessions need. An incomplete one is 400 uploadSessionIncomplete; one
+// being committed or cancelled is 409.
 func handleCommitUploadSession(log *slog.Logger, up *uploads, view *itemView) http.Handler {
 	if up == nil {
 		return handleUploadsUnavailable(log)
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s, err := up.session(r.Context(), r.PathValue("id"))
-		if err != nil {
-			writeError(w, r, log, err)
-			return
-		}
-		writeCommit(w, r, log, up, view, s)
+		writeCommit(w, r, log, up, view, r.PathValue("id"))
 	})
 }
 

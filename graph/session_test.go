@@ -603,11 +603,12 @@ func TestCreateUploadSessionRefusals(t *testing.T) {
 		t.Errorf("%d staging areas left by refused requests", n)
 	}
 	// What fits, and a taken name under replace or rename, is fine; a
-	// fileSize may use the room of the file it replaces.
+	// fileSize may use the room of the file it replaces, less what other
+	// sessions have declared (1000 bytes here).
 	e.createSession("/v1.0/me/drive/root:/d/taken.txt:/createUploadSession", map[string]any{"item": map[string]any{"fileSize": 1000}})
 	e.createSession("/v1.0/me/drive/root:/d/taken.txt:/createUploadSession?@microsoft.graph.conflictBehavior=rename", nil)
 	e.createSession("/v1.0/me/drive/root:/d/a.txt:/createUploadSession", map[string]any{"item": map[string]any{"name": "a.txt"}})
-	e.createSession("/v1.0/me/drive/root:/d/b.txt:/createUploadSession", map[string]any{"item": map[string]any{"fileSize": e.drive.Quota - 100}})
+	e.createSession("/v1.0/me/drive/root:/d/b.txt:/createUploadSession", map[string]any{"item": map[string]any{"fileSize": e.drive.Quota - 1100}})
 }
 
 // TestUploadSessionQuota refuses a session whose first fragment shows a
