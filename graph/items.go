@@ -568,9 +568,9 @@ type updateRequest struct {
 	Name            *string          `json:"name"`
 	ParentReference *parentReference `json:"parentReference"`
 	FileSystemInfo  *fsInfoRequest   `json:"fileSystemInfo"`
-	Description    *string        `json:"description"`
-	Conflict       string         `json:"@microsoft.graph.conflictBehavior"`
-	LegacyConflict string         `json:"@name.conflictBehavior"`
+	Description     *string          `json:"description"`
+	Conflict        string           `json:"@microsoft.graph.conflictBehavior"`
+	LegacyConflict  string           `json:"@name.conflictBehavior"`
 }
 
 // handleUpdateItem answers PATCH {item}: rename, move (parentReference id
