@@ -1,10 +1,17 @@
 package graph_test
 
 import (
+	"bufio"
 	"bytes"
 	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
 	"io"
+	"log/slog"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
@@ -307,6 +314,97 @@ func TestQuota(t *testing.T) {
 	// A name conflict at commit frees the blob too.
 	before = e.blobCount()
 	e.do("PUT", "/v1.0/me/drive/root:/b.bin:/content?@microsoft.graph.conflictBehavior=fail", "", as).wantError(t, http.StatusConflict, "nameAlreadyExists")
+	if after := e.blobCount(); after != before {
+		t.Errorf("a refused upload left its blob: %d before, %d after", before, after)
+	}
+}
+
+// TestPutContentBadBody sends bodies the server cannot read: broken
+// chunked encoding and a body cut short are the client's fault (400), and
+// leave no blob behind.
+func TestPutContentBadBody(t *testing.T) {
+	e := newEnv(t)
+	for _, tt := range []struct{ name, head, body string }{
+		{"bad chunk size", "Transfer-Encoding: chunked\r\n", "5\r\nhello\r\nzz\r\n"},
+		{"bad chunk end", "Transfer-Encoding: chunked\r\n", "5\r\nhelloXX"},
+		{"cut short", "Content-Length: 100\r\n", "only a few bytes"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			conn, err := net.Dial("tcp", e.srv.Listener.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			fmt.Fprintf(conn, "PUT /v1.0/me/drive/root:/x.txt:/content HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n%s\r\n%s", e.token, tt.head, tt.body)
+			conn.(*net.TCPConn).CloseWrite()
+			res, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(res.Body)
+			res.Body.Close()
+			if res.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), `"invalidRequest"`) {
+				t.Errorf("status %d, want 400 invalidRequest\n%s", res.StatusCode, body)
+			}
+			if n := e.blobCount(); n != 0 {
+				t.Errorf("%d blobs left", n)
+			}
+		})
+	}
+	e.do("GET", "/v1.0/me/drive/root:/x.txt", nil).wantError(t, http.StatusNotFound, "itemNotFound")
+}
+
+// cancellingBody is a request body whose client goes away: the first Read
+// cancels the request's context and fails, as a closed connection does.
+type cancellingBody struct{ cancel context.CancelFunc }
+
+func (b cancellingBody) Read([]byte) (int, error) {
+	b.cancel()
+	return 0, errors.New("read tcp: connection reset by peer")
+}
+
+// TestPutContentClientGone abandons an upload halfway: no 500, nothing
+// logged above debug, no blob.
+func TestPutContentClientGone(t *testing.T) {
+	e := newEnv(t)
+	var logs bytes.Buffer
+	h := graph.NewHandler(e.cfg, graph.Deps{Log: slog.New(slog.NewTextHandler(&logs, nil)),
+		Accounts: e.store, Items: e.store, Blobs: e.blobs, Jobs: e.jobs, Sessions: e.store})
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	req := httptest.NewRequestWithContext(ctx, "PUT", "/v1.0/me/drive/root:/gone.txt:/content", io.NopCloser(cancellingBody{cancel}))
+	req.Header.Set("Authorization", "Bearer "+e.token)
+	req.ContentLength = 1000
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code >= 500 || rec.Code < 400 {
+		t.Errorf("status %d, want a 4xx\n%s", rec.Code, rec.Body)
+	}
+	if logs.Len() != 0 {
+		t.Errorf("logged above debug level:\n%s", logs.String())
+	}
+	if n := e.blobCount(); n != 0 {
+		t.Errorf("%d blobs left", n)
+	}
+}
+
+// TestPutContentOutcomeUnknown loses the store's answer after the file was
+// written: the error is reported, but the blob the file uses stays (the
+// sweep removes blobs no item uses). A refusal still frees the blob.
+func TestPutContentOutcomeUnknown(t *testing.T) {
+	e := newEnv(t)
+	items := &faultyItems{ItemStore: e.store}
+	e.serve(func(d *graph.Deps) { d.Items = items })
+	items.lostWrite.Store(true)
+	e.do("PUT", "/v1.0/me/drive/root:/maybe.txt:/content", "kept bytes").wantError(t, http.StatusInternalServerError, "generalException")
+	if got := e.download("/v1.0/me/drive/root:/maybe.txt:").must(t, http.StatusOK).body; string(got) != "kept bytes" {
+		t.Errorf("downloaded %q, want the uploaded bytes", got)
+	}
+	items.lostWrite.Store(false)
+	e.do("PUT", "/v1.0/me/drive/root:/maybe.txt:/content", "new bytes").must(t, http.StatusOK)
+	before := e.blobCount()
+	e.do("PUT", "/v1.0/me/drive/root:/maybe.txt:/content?@microsoft.graph.conflictBehavior=fail", "refused").
+		wantError(t, http.StatusConflict, "nameAlreadyExists")
 	if after := e.blobCount(); after != before {
 		t.Errorf("a refused upload left its blob: %d before, %d after", before, after)
 	}
