@@ -20,17 +20,42 @@
 //     missing sources, 500 otherwise); cancelled: 410;
 //   - the expected SHA-256 of an upload from URL: the body field
 //     "@ferry.sha256", 64 hex digits;
+//   - IDs (of items, drives, upload sessions, monitors) that are not UTF-8
+//     or hold control characters: 404 itemNotFound, and path names that
+//     are: 400 invalidRequest (inner invalidPath), before any store call;
+//   - a request body that cannot be read (bad chunked encoding, cut short):
+//     400; a client gone mid-upload gets a 400 nobody reads, logged at
+//     debug level only;
 //   - upload sessions: fragments in any order (Graph wants them in order);
 //     a fragment overlapping bytes already received or still arriving:
 //     416 invalidRange, inner fragmentOverlap; the conflict behaviour of
-//     createUploadSession defaults to replace and is applied again at
+//     createUploadSession defaults to replace (of a file only: a folder
+//     holding the name is 409 nameAlreadyExists) and is applied again at
 //     commit; a commit that fails on a name conflict (409) or the quota
 //     (507) discards the session and its bytes; DELETE of an unknown
-//     session: 404; a fileSize in the request binds the session's total;
-//     If-Match on the path form makes the session replace that file;
-//   - copy: no Prefer needed; conflict default fail; a destination in
-//     another drive: 404 itemNotFound; copying the root, or a folder into
-//     itself or its subtree: 400.
+//     session: 404; DELETE, or a second commit, while a commit runs: 409
+//     notAllowed, and the commit goes on; a fileSize in the request binds
+//     the session's total; If-Match on the path form makes the session
+//     replace that file;
+//   - the quota and upload sessions: the bytes a drive's live sessions
+//     hold or have declared count as used when a session is created and
+//     when its first fragment tells its size (507 quotaLimitReached), but
+//     not at commit, where only the drive's real use counts; a drive may
+//     have at most MaxUploadSessions (default 1000) live sessions, and
+//     creating one more is 429 activityLimitReached with Retry-After (a
+//     limit on activity, not on space: the sessions end when committed,
+//     cancelled or expired);
+//   - a store error whose outcome is unknown after a file's bytes were
+//     published (not a refusal such as 409 or 507): the error is answered,
+//     and the blob stays for the sweep, which deletes it if no item uses
+//     it; once the file is written, failures of clean-up steps are logged,
+//     and the file is answered;
+//   - copy: no Prefer needed; conflict default fail; copying the root, or a
+//     folder into itself or its subtree: 400;
+//   - parentReference (PATCH and copy): an id, or a path /drive/root:…,
+//     /me/drive/root:… or /drives/{driveID}/root:… (other forms: 400); a
+//     driveId, or a drive in the path, other than the caller's: 404
+//     itemNotFound.
 package graph
 
 import (

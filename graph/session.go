@@ -405,12 +405,15 @@ func sessionRetouch(s *ferry.UploadSession) ferry.ItemUpdate {
 }
 
 // inflight records, per session, the byte ranges being written right now
-// and whether a commit runs. A fragment reserves its range before it reads
-// the session and releases it only after the range is recorded, so two
-// requests racing on one session never write the same bytes of its staging
-// area, and bytes already received are never overwritten. The record is
-// per process: a deployment that spreads one session's fragments over
-// several nodes has only the store's atomic AddFragment to rely on.
+// and whether a commit or cancel runs (the commit mark; both take it, so
+// neither can pull the staged bytes from under the other). A fragment
+// reserves its range before it reads the session and releases it only
+// after the range is recorded, so two requests racing on one session never
+// write the same bytes of its staging area, and bytes already received are
+// never overwritten. The record is per process: a deployment that spreads
+// one session's requests over several nodes has only the store's atomic
+// AddFragment, and the staging area vanishing under a commit (404), to
+// rely on.
 type inflight struct {
 	mu         sync.Mutex
 	ranges     map[string][]ferry.Range
@@ -455,7 +458,8 @@ func (f *inflight) release(id string, r ferry.Range) {
 	}
 }
 
-// beginCommit marks session id as committing; false if it already is.
+// beginCommit marks session id as being committed or cancelled; false if
+// it already is.
 func (f *inflight) beginCommit(id string) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -500,15 +504,18 @@ type uploadSessionRequest struct {
 //     root:/{path}:/createUploadSession upload a file under that name into
 //     an existing folder (404 when missing, 400 when a file), by the
 //     conflict behaviour of the body's item (default replace; with fail a
-//     taken name is 409 at once, and again at commit);
+//     taken name is 409 at once, and again at commit; replace only
+//     replaces a file, so a name held by a folder is 409 too);
 //   - items/{id}/createUploadSession replaces the bytes of that file.
 //
 // If-Match (412 when stale) makes the session replace the file it names
 // and is checked again at commit; If-None-Match naming the existing item,
 // or "*" when one exists, is 412. item.name, if given, must be the name
-// the address gives. A fileSize over the room left in the drive is 507,
-// and nothing is created. The answer is 200 with an absolute uploadUrl
-// that is the session's only credential.
+// the address gives. The drive's used bytes, plus those the drive's other
+// live sessions hold or have declared, plus the fileSize (if given) must
+// fit the quota, else 507; a drive with MaxUploadSessions live sessions
+// gets 429 with Retry-After. Nothing is created when refused. The answer
+// is 200 with an absolute uploadUrl that is the session's only credential.
 func handleCreateUploadSession(log *slog.Logger, items ferry.ItemStore, up *uploads, urls *urlBuilder) http.Handler {
 	if up == nil {
 		return handleUploadsUnavailable(log)
@@ -657,8 +664,10 @@ func newSession(ctx context.Context, r *http.Request, items ferry.ItemStore, t *
 // A fragment is checked against the bytes received and in flight before
 // any byte is written (416 on overlap), streamed into the staging area at
 // offset a with bounded, pooled buffers, made durable, and only then
-// recorded: a body that ends short is 400 and leaves no record. The
-// answer is 202 with the ranges still expected, or, for the fragment that
+// recorded: a body that ends short is 400 and leaves no record. The first
+// fragment of a session without a fileSize tells the total, which must fit
+// the quota as at creation (507). The answer is 202 with the ranges still
+// expected, or, for the fragment that
 // completes the file, the commit's 201/200 and driveItem (202 with no
 // ranges under deferCommit).
 func handlePutFragment(log *slog.Logger, up *uploads, view *itemView) http.Handler {
