@@ -333,9 +333,9 @@ func TestFolderSizeMigration(t *testing.T) {
 			for _, q := range []string{
 				`UPDATE items SET size = 0 WHERE folder`,
 				// Later migrations run again too, since goose applies
-				// them in order only.
+				// them in order only: each must be undone here.
 				`DELETE FROM ferry_migrations WHERE version_id >= 3`,
-				`DROP INDEX upload_sessions_drive`,
+				`DROP INDEX upload_sessions_drive`, // 4
 			} {
 				if _, err := s.DB().ExecContext(ctx, q); err != nil {
 					t.Fatalf("%s: %v", q, err)
