@@ -59,9 +59,10 @@ func (w *copyWorker) NextRetry(rj *river.Job[copyArgs]) time.Time {
 // wholly done or not done at all, and undoing a finished copy would delete
 // an item the user may already see. Only a cancelPending seen before the
 // copy starts ends it as cancelled.
-func (w *copyWorker) Work(ctx context.Context, rj *river.Job[copyArgs]) error {
+func (w *copyWorker) Work(ctx context.Context, rj *river.Job[copyArgs]) (err error) {
 	q := w.q
 	id := rj.Args.JobID
+	defer q.lastResort(ctx, id, rj.JobRow, &err)
 	j, err := q.store.Job(ctx, id)
 	switch {
 	case ferry.KindOf(err) == ferry.NotFound:
@@ -70,16 +71,29 @@ func (w *copyWorker) Work(ctx context.Context, rj *river.Job[copyArgs]) error {
 		return fmt.Errorf("jobs: load %s: %w", id, err)
 	case j.Status.Final():
 		return nil // e.g. cancelled while queued
-	case j.Status == ferry.StatusCancelPending:
-		return q.finishCancelled(ctx, id)
 	}
-	// Limit 0: no per-user limit. An inProgress row left by a crash is
-	// not started again; that is fine, the copy below runs regardless.
+	// Limit 0: no per-user limit (StartJob counts uploads from URL only).
+	// An inProgress row left by a crash is not started again; the claim
+	// below tells whether another attempt still runs it.
 	if _, err := q.store.StartJob(ctx, id, 0); err != nil {
 		return fmt.Errorf("jobs: start %s: %w", id, err)
 	}
-	// Look once more: a cancel may have won the race with StartJob.
 	if j, err = q.store.Job(ctx, id); err != nil {
+		return fmt.Errorf("jobs: load %s: %w", id, err)
+	}
+	if j.Status.Final() {
+		return nil
+	}
+	if j.Status == ferry.StatusNotStarted || j.Status == ferry.StatusWaiting {
+		return fmt.Errorf("jobs: copy %s did not start (%s)", id, j.Status)
+	}
+	rctx, stop, err := q.claim(ctx, id)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	// Look once more: a cancel may have won the race with StartJob.
+	if j, err = q.store.Job(rctx, id); err != nil {
 		return fmt.Errorf("jobs: load %s: %w", id, err)
 	}
 	switch {
@@ -89,24 +103,21 @@ func (w *copyWorker) Work(ctx context.Context, rj *river.Job[copyArgs]) error {
 		return q.finishCancelled(ctx, id)
 	}
 
-	// The copy is one short transaction: once begun it is not cut by a
-	// stop (River waits for it in StopAndCancel), so that a stop never
-	// turns a copy that was about to succeed into a retry.
-	bg, stop := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
-	defer stop()
-	it, err := q.store.CopyItem(bg, j.SourceItem, j.ParentID, j.Name, j.Conflict, j.UserName)
-	if err != nil {
+	// The copy is one short transaction that also completes the job, so
+	// a crash leaves both or neither, and a copy run again after a crash
+	// finds its job completed instead of copying twice. Once begun it is
+	// not cut by a stop (River waits for it in StopAndCancel), so that a
+	// stop never turns a copy that was about to succeed into a retry.
+	bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
+	defer cancel()
+	it, already, err := q.store.CommitJobCopy(bg, j.ID, "The item was copied.")
+	switch {
+	case err == nil && already:
+		q.log.Info("jobs: copy had been made already", "job", j.ID, "item", it.ID)
+	case ferry.KindOf(err) == ferry.Conflict: // the job ended meanwhile
+		return nil
+	case err != nil:
 		return w.fail(bg, rj, j, err)
-	}
-	size := it.Size // for a folder, the bytes of its subtree
-	if err := q.store.UpdateJobProgress(bg, j.ID, size, size, 0); err != nil {
-		q.log.Warn("jobs: final progress", "job", j.ID, "err", err)
-	}
-	if err := q.store.FinishJob(bg, j.ID, ferry.StatusCompleted, it.ID, "", "The item was copied."); err != nil {
-		// The copy exists; only the monitor could not say so. A retry
-		// would copy a second time, so River must not make one.
-		q.log.Error("jobs: finish copy", "job", j.ID, "item", it.ID, "err", err)
-		return river.JobCancel(fmt.Errorf("jobs: finish %s: %w", j.ID, err))
 	}
 	return nil
 }
@@ -115,6 +126,10 @@ func (w *copyWorker) Work(ctx context.Context, rj *river.Job[copyArgs]) error {
 // a source deleted after the copy was accepted is itemNotFound, like a
 // missing destination), or, for a transient store error with attempts
 // left, marks it waiting and returns the error so that River tries again.
+// When the failure cannot be written, the error goes to River, which
+// tries the copy again: nothing was copied, so that is safe, and the row
+// never stays inProgress without an attempt (or the stale-job rescue)
+// coming back to it.
 func (w *copyWorker) fail(ctx context.Context, rj *river.Job[copyArgs], j *ferry.Job, err error) error {
 	q := w.q
 	if ferry.KindOf(err) == ferry.Unavailable && rj.Attempt < copyAttempts {
@@ -134,7 +149,7 @@ func (w *copyWorker) fail(ctx context.Context, rj *river.Job[copyArgs], j *ferry
 	} else {
 		q.log.Info("jobs: copy failed", "job", j.ID, "code", f.code, "err", err)
 	}
-	if ferr := q.store.FinishJob(ctx, j.ID, ferry.StatusFailed, "", f.code, f.msg); ferr != nil {
+	if ferr := q.finish(ctx, j.ID, ferry.StatusFailed, f.code, f.msg); ferr != nil {
 		return fmt.Errorf("jobs: finish %s: %w", j.ID, ferr)
 	}
 	return nil

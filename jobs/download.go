@@ -40,7 +40,10 @@ type downloadWorker struct {
 }
 
 // Timeout disables River's job timeout: downloads may legitimately run for
-// hours, and fetch's idle timeout plus MaxStalls bound the bad cases.
+// hours. Config.MaxDuration is what bounds every download in the end;
+// fetch's idle timeout and MaxStalls end the stalled ones sooner. River's
+// rescuer ignores jobs without a timeout: the heartbeat (heartbeat.go)
+// takes its place.
 func (w *downloadWorker) Timeout(*river.Job[downloadArgs]) time.Duration { return -1 }
 
 // NextRetry schedules the next attempt after a transient failure.
@@ -63,9 +66,10 @@ var errTooLong = errors.New("jobs: download took longer than allowed")
 // Work runs one attempt of a download. Failures that are the job's own
 // (bad origin, quota, hash) end the job and return nil; transient ones
 // leave it waiting and return an error so that River retries it.
-func (w *downloadWorker) Work(ctx context.Context, rj *river.Job[downloadArgs]) error {
+func (w *downloadWorker) Work(ctx context.Context, rj *river.Job[downloadArgs]) (err error) {
 	q := w.q
 	id := rj.Args.JobID
+	defer q.lastResort(ctx, id, rj.JobRow, &err)
 	j, err := q.store.Job(ctx, id)
 	switch {
 	case ferry.KindOf(err) == ferry.NotFound:
@@ -86,12 +90,11 @@ func (w *downloadWorker) Work(ctx context.Context, rj *river.Job[downloadArgs]) 
 		switch j.Status {
 		case ferry.StatusCompleted, ferry.StatusFailed, ferry.StatusCancelled:
 			return nil
-		case ferry.StatusCancelPending:
-			return q.finishCancelled(ctx, id)
-		case ferry.StatusInProgress:
-			// An attempt of this job was interrupted (crash, kill -9)
-			// while running. River runs one attempt of a job at a time,
-			// so the slot is still ours: continue it.
+		case ferry.StatusInProgress, ferry.StatusCancelPending:
+			// An attempt of this job was interrupted (crash, kill -9,
+			// a node that never came back) while running, or another
+			// node runs it right now: the claim below tells which. The
+			// slot stays the job's.
 		default:
 			// The user is at PerUserRunning: wait without using an
 			// attempt, staying notStarted. The jitter spreads a burst's
@@ -100,7 +103,21 @@ func (w *downloadWorker) Work(ctx context.Context, rj *river.Job[downloadArgs]) 
 			return river.JobSnooze(q.cfg.Snooze + rand.N(q.cfg.Snooze/2+1))
 		}
 	}
-	return w.attempt(ctx, rj, j)
+	rctx, stop, err := q.claim(ctx, id)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	if j, err = q.store.Job(ctx, id); err != nil {
+		return fmt.Errorf("jobs: load %s: %w", id, err)
+	}
+	switch {
+	case j.Status.Final():
+		return nil
+	case j.Status == ferry.StatusCancelPending:
+		return q.finishCancelled(ctx, id)
+	}
+	return w.attempt(rctx, rj, j)
 }
 
 // attempt downloads as much as it can, then ends the job, or leaves it
@@ -109,6 +126,9 @@ func (w *downloadWorker) attempt(ctx context.Context, rj *river.Job[downloadArgs
 	q := w.q
 	d, err := q.openDownload(ctx, j)
 	if err != nil {
+		if errors.Is(context.Cause(ctx), errClaimLost) {
+			return q.lostClaim(j.ID)
+		}
 		return err
 	}
 	defer d.close()
@@ -122,8 +142,11 @@ func (w *downloadWorker) attempt(ctx context.Context, rj *river.Job[downloadArgs
 	dctx, cancel := context.WithCancelCause(tctx)
 	var wg sync.WaitGroup
 	wg.Go(func() { d.report(dctx, cancel) })
-	err = d.fetchRange(dctx, d.cp.Offset, 0)
-	if err == nil {
+	if d.cp.BlobKey != "" {
+		// An earlier attempt published the bytes, but its commit failed
+		// for a reason that may pass: commit them again.
+		err = d.commit(dctx)
+	} else if err = d.fetchRange(dctx, d.cp.Offset, 0); err == nil {
 		err = d.commit(dctx)
 	}
 	cause := context.Cause(dctx)
@@ -138,6 +161,11 @@ func (w *downloadWorker) attempt(ctx context.Context, rj *river.Job[downloadArgs
 	switch {
 	case err == nil:
 		return nil
+	case errors.Is(cause, errClaimLost):
+		// Another attempt runs the job now: it owns the checkpoint and
+		// the staging area.
+		d.close()
+		return q.lostClaim(j.ID)
 	case errors.Is(cause, errCancelRequested):
 		d.close()
 		return q.finishCancelled(bg, j.ID)
@@ -191,8 +219,9 @@ func (w *downloadWorker) attempt(ctx context.Context, rj *river.Job[downloadArgs
 }
 
 // backoff is the delay before the next attempt: RetryBase doubled per
-// stall, at most RetryMax, but at least an origin's Retry-After (itself
-// capped at 5 minutes, so that every job ends in bounded time).
+// stall, at most RetryMax. An origin's Retry-After beyond that is honoured
+// up to 5 minutes (not RetryMax: a polite origin asking for a minute gets
+// it), so that every job still ends in bounded time.
 func (q *Queue) backoff(stalls int, err error) time.Duration {
 	d := q.cfg.RetryBase << min(stalls, 20)
 	d = min(d, q.cfg.RetryMax)
@@ -218,6 +247,17 @@ type checkpointData struct {
 	// Started is when the first attempt began; Config.MaxDuration counts
 	// from it, so time spent queued behind other jobs does not count.
 	Started time.Time `json:"started,omitzero"`
+
+	// BlobKey, once set, is the published blob of the whole file, which
+	// a commit that failed for a passing reason left uncommitted (the
+	// store holds it: Store.HoldJobBlob). The next attempt commits it
+	// again instead of downloading the file again. Size, Hashes, Mime and
+	// FileName describe it.
+	BlobKey  string       `json:"blobKey,omitempty"`
+	Size     int64        `json:"size,omitempty"`
+	Hashes   ferry.Hashes `json:"hashes,omitzero"`
+	Mime     string       `json:"mime,omitempty"`
+	FileName string       `json:"fileName,omitempty"`
 }
 
 // download is one attempt's state. Its fields are used by the attempt's
@@ -251,7 +291,26 @@ func (q *Queue) openDownload(ctx context.Context, j *ferry.Job) (*download, erro
 			d.cp = checkpointData{Total: -1}
 		}
 	}
-	if stagingID != "" {
+	if d.cp.BlobKey != "" {
+		// The bytes were published by an earlier attempt; they must
+		// still be there, whole.
+		b, err := q.blobs.Open(ctx, d.cp.BlobKey)
+		switch {
+		case err == nil:
+			size := b.Size()
+			b.Close()
+			if size == d.cp.Size {
+				break
+			}
+			fallthrough
+		case ferry.KindOf(err) == ferry.NotFound:
+			q.log.Warn("jobs: published blob of an uncommitted download is gone; starting over", "job", j.ID)
+			d.cp = checkpointData{Total: -1, Started: d.cp.Started, Stalls: d.cp.Stalls, Best: d.cp.Best}
+		default:
+			return nil, fmt.Errorf("jobs: reopen blob of %s: %w", j.ID, err)
+		}
+	}
+	if stagingID != "" && d.cp.BlobKey == "" {
 		st, err := q.blobs.OpenStaging(ctx, stagingID)
 		switch {
 		case ferry.KindOf(err) == ferry.NotFound:
@@ -283,6 +342,9 @@ func (q *Queue) openDownload(ctx context.Context, j *ferry.Job) (*download, erro
 		}
 	}
 	d.offset = d.cp.Offset
+	if d.cp.BlobKey != "" {
+		d.offset = d.cp.Size
+	}
 	d.bytes.Store(d.offset)
 	d.total.Store(d.cp.Total)
 
@@ -303,7 +365,8 @@ func (d *download) close() {
 }
 
 // reset drops what was staged: the origin cannot resume, or the file
-// changed. The staging area is reused; Publish truncates it.
+// changed. The staged bytes stay where they are until fetchOnce moves the
+// download to a fresh staging area (restage) before it writes byte 0.
 func (d *download) reset() {
 	d.h = blob.NewHasher()
 	d.offset = 0
@@ -384,7 +447,7 @@ func (d *download) fetchOnce(ctx context.Context, off, end int64) error {
 		// changed (If-Range did not match). A 206 with another total
 		// means the same without a validator to tell.
 		if resp.Offset != 0 {
-			return transientError("the source changed while downloading")
+			return errSourceChanged
 		}
 		d.reset()
 		off = 0
@@ -401,15 +464,8 @@ func (d *download) fetchOnce(ctx context.Context, off, end int64) error {
 			return err
 		}
 	}
-	if d.st == nil {
-		st, err := q.blobs.Stage(ctx)
-		if err != nil {
-			return fmt.Errorf("jobs: stage: %w", err)
-		}
-		d.st = st
-		// Record the staging area at once, so that a crash before the
-		// first checkpoint still lets the sweep tell it is in use.
-		if err := d.checkpoint(ctx); err != nil {
+	if off == 0 {
+		if err := d.restage(ctx); err != nil {
 			return err
 		}
 	}
@@ -417,6 +473,41 @@ func (d *download) fetchOnce(ctx context.Context, off, end int64) error {
 		return nil
 	}
 	return d.stream(ctx, resp.Body, end)
+}
+
+// restage moves a download that starts from byte 0 to a new, empty
+// staging area and records that durably before a byte is written, then
+// removes the old area. Writing the new bytes over the old ones instead
+// would leave the last checkpoint (offset, validator and hash state of the
+// old bytes) describing bytes that are no longer there: a crash, or a
+// failed checkpoint write, before the next checkpoint, and a resume whose
+// If-Range matches the old version, would splice two versions under the
+// old one's hashes. If the record cannot be written the attempt ends, and
+// the old checkpoint and its bytes stay as they were.
+func (d *download) restage(ctx context.Context) error {
+	q := d.q
+	st, err := q.blobs.Stage(ctx)
+	if err != nil {
+		return fmt.Errorf("jobs: stage: %w", err)
+	}
+	old := d.st
+	d.st = st
+	if err := d.checkpoint(ctx); err != nil {
+		d.st = old
+		_ = st.Close()
+		if rerr := q.blobs.RemoveStaging(context.WithoutCancel(ctx), st.ID()); rerr != nil {
+			q.log.Warn("jobs: remove unused staging", "job", d.job.ID, "err", rerr)
+		}
+		return err
+	}
+	if old != nil {
+		_ = old.Close()
+		if err := q.blobs.RemoveStaging(ctx, old.ID()); err != nil {
+			// Unreferenced now: the orphan sweep removes it later.
+			q.log.Warn("jobs: remove replaced staging", "job", d.job.ID, "err", err)
+		}
+	}
+	return nil
 }
 
 // stream copies body into the staging area from d.offset, checkpointing
@@ -503,9 +594,59 @@ func (d *download) checkpoint(ctx context.Context) error {
 	return nil
 }
 
-// commit publishes the staged bytes and creates the item, applying the
-// job's conflict behaviour again: the name may have been taken meanwhile.
+// commit publishes the staged bytes and commits them as the item,
+// applying the job's conflict behaviour again (the name may have been
+// taken meanwhile), in the same transaction that completes the job
+// (Store.CommitJobItem): a crash leaves both or neither, and a commit run
+// again after a crash finds the job completed. Before committing, the
+// published blob is recorded in the checkpoint and held by the store, so
+// that a commit failing for a passing reason (the database is unavailable)
+// is retried by the next attempt with the same bytes.
 func (d *download) commit(ctx context.Context) error {
+	q, j := d.q, d.job
+	// From publishing on, a cancel or stop must not cut the commit in
+	// half: it is short, and undoing it is worse than finishing it.
+	ctx = context.WithoutCancel(ctx)
+	if d.cp.BlobKey == "" {
+		if err := d.publish(ctx); err != nil {
+			return err
+		}
+	}
+	it, already, err := q.store.CommitJobItem(ctx, j.ID, ferry.NewItem{
+		DriveID:  j.DriveID,
+		ParentID: j.ParentID,
+		Name:     d.cp.FileName,
+		Content: ferry.Content{
+			Size:     d.cp.Size,
+			MimeType: d.cp.Mime,
+			Hashes:   d.cp.Hashes,
+			BlobKey:  d.cp.BlobKey,
+		},
+		By: j.UserName,
+	}, j.Conflict, "URL was successfully downloaded to target")
+	switch ferry.KindOf(err) {
+	case ferry.Internal, ferry.Unavailable:
+		if err != nil {
+			// Perhaps passing: keep the blob for the next attempt.
+			return fmt.Errorf("jobs: commit %s: %w", j.ID, err)
+		}
+	case ferry.Conflict: // the job ended meanwhile (failed or cancelled)
+		q.deleteBlob(ctx, j.ID, d.cp.BlobKey)
+		return nil
+	default:
+		q.deleteBlob(ctx, j.ID, d.cp.BlobKey)
+		d.cp.BlobKey = ""
+		return commitFailure(err)
+	}
+	if already {
+		q.log.Info("jobs: download had been committed already", "job", j.ID, "item", it.ID)
+	}
+	return nil
+}
+
+// publish checks the staged bytes, publishes them as a blob and records it
+// in the checkpoint, held by the store until the commit.
+func (d *download) publish(ctx context.Context) error {
 	q, j := d.q, d.job
 	if d.cp.Total >= 0 && d.offset != d.cp.Total {
 		return transientError("the source sent fewer bytes than it announced")
@@ -529,9 +670,6 @@ func (d *download) commit(ctx context.Context) error {
 	if name == "" {
 		name = generatedName(time.Now())
 	}
-	// From publishing on, a cancel or stop must not cut the commit in
-	// half: it is short, and undoing it is worse than finishing it.
-	ctx = context.WithoutCancel(ctx)
 	head := make([]byte, min(d.offset, 512))
 	if _, err := d.st.ReadAt(head, 0); err != nil && !errors.Is(err, io.EOF) {
 		return fmt.Errorf("jobs: read staged head: %w", err)
@@ -541,52 +679,47 @@ func (d *download) commit(ctx context.Context) error {
 		return fmt.Errorf("jobs: publish: %w", err)
 	}
 	d.st = nil // Publish consumed it
-	it, _, err := q.store.CreateItem(ctx, ferry.NewItem{
-		DriveID:  j.DriveID,
-		ParentID: j.ParentID,
-		Name:     name,
-		Content: ferry.Content{
-			Size:     d.offset,
-			MimeType: mimeType(d.cp.ContentType, name, head),
-			Hashes:   sum,
-			BlobKey:  key,
-		},
-		By: j.UserName,
-	}, j.Conflict)
+	d.cp.BlobKey, d.cp.Size, d.cp.Hashes = key, d.offset, sum
+	d.cp.Mime, d.cp.FileName = mimeType(d.cp.ContentType, name, head), name
+	d.cp.Offset, d.cp.Hash = d.offset, nil
+	data, err := json.Marshal(d.cp)
+	if err == nil {
+		err = q.store.HoldJobBlob(ctx, j.ID, key, data)
+	}
 	if err != nil {
-		if derr := q.blobs.Delete(ctx, key); derr != nil {
-			q.log.Error("jobs: delete uncommitted blob", "job", j.ID, "key", key, "err", derr)
-		}
-		return commitFailure(err)
-	}
-	if err := q.store.UpdateJobProgress(ctx, j.ID, d.offset, d.offset, 0); err != nil {
-		q.log.Warn("jobs: final progress", "job", j.ID, "err", err)
-	}
-	if err := q.store.FinishJob(ctx, j.ID, ferry.StatusCompleted, it.ID, "", "URL was successfully downloaded to target"); err != nil {
-		return &failure{code: "generalException", msg: "An internal error occurred.", err: err}
+		// The commit is likely to fail as well; if it does, the next
+		// attempt starts over, and the unknown-blob sweep removes key.
+		q.log.Warn("jobs: record published blob", "job", j.ID, "err", err)
 	}
 	return nil
 }
 
-// fail ends the job as failed and frees its staging.
+// deleteBlob removes a published blob that will not be committed.
+func (q *Queue) deleteBlob(ctx context.Context, id, key string) {
+	if err := q.blobs.Delete(ctx, key); err != nil {
+		q.log.Error("jobs: delete uncommitted blob", "job", id, "key", key, "err", err)
+	}
+}
+
+// fail ends the job as failed and frees its staging and held blob.
 func (d *download) fail(ctx context.Context, f *failure) error {
 	q, j := d.q, d.job
-	id := ""
 	if d.st != nil {
-		id = d.st.ID()
+		id := d.st.ID()
 		d.close()
 		d.st = nil
-	}
-	if id == "" {
-		id, _, _ = q.store.JobCheckpoint(ctx, j.ID)
-	}
-	if id != "" {
 		if err := q.blobs.RemoveStaging(ctx, id); err != nil {
 			q.log.Error("jobs: remove staging of failed job", "job", j.ID, "err", err)
 		}
 	}
+	if d.cp.BlobKey != "" {
+		q.deleteBlob(ctx, j.ID, d.cp.BlobKey)
+	}
+	if err := q.freeJob(ctx, j.ID); err != nil { // what the store records
+		q.log.Error("jobs: free failed job", "job", j.ID, "err", err)
+	}
 	q.log.Info("jobs: download failed", "job", j.ID, "code", f.code, "err", f)
-	if err := q.store.FinishJob(ctx, j.ID, ferry.StatusFailed, "", f.code, f.msg); err != nil {
+	if err := q.finish(ctx, j.ID, ferry.StatusFailed, f.code, f.msg); err != nil {
 		return fmt.Errorf("jobs: finish %s: %w", j.ID, err)
 	}
 	return nil

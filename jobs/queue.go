@@ -11,6 +11,7 @@ package jobs
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -67,16 +68,36 @@ type Store interface {
 	// StagingInUse lists the staging areas that jobs still refer to.
 	StagingInUse(ctx context.Context) ([]string, error)
 
+	// ClaimJob makes runner the one attempt that runs an inProgress or
+	// cancelPending job, unless another runner's heartbeat is newer than
+	// staleBefore.
+	ClaimJob(ctx context.Context, id, runner string, staleBefore time.Time) (ok bool, err error)
+	// Heartbeat records that runner still runs the job; false once it
+	// does not hold the job any more.
+	Heartbeat(ctx context.Context, id, runner string) (ok bool, err error)
+	// ReleaseJob drops a job's runner, so that the next claim succeeds.
+	ReleaseJob(ctx context.Context, id string) error
+	// StaleJobs lists inProgress and cancelPending jobs whose heartbeat
+	// is older than before.
+	StaleJobs(ctx context.Context, before time.Time, limit int) ([]string, error)
+	// HoldJobBlob records a published blob a download has not committed
+	// yet, with its checkpoint.
+	HoldJobBlob(ctx context.Context, id, key string, data []byte) error
+	// CommitJobItem creates a downloaded file and completes its job in
+	// one transaction; idempotent by job.
+	CommitJobItem(ctx context.Context, jobID string, n ferry.NewItem, c ferry.ConflictBehavior, msg string) (it *ferry.Item, already bool, err error)
+	// CommitJobCopy runs a copy job and completes it in one
+	// transaction; idempotent by job.
+	CommitJobCopy(ctx context.Context, jobID, msg string) (it *ferry.Item, already bool, err error)
+
 	// Drive reports a drive's quota and use.
 	Drive(ctx context.Context, id ferry.DriveID) (*ferry.Drive, error)
-	// CreateItem commits a downloaded file.
-	CreateItem(ctx context.Context, n ferry.NewItem, c ferry.ConflictBehavior) (*ferry.Item, bool, error)
-	// CopyItem runs a copy job (ferry.ItemStore.CopyItem).
-	CopyItem(ctx context.Context, id, parent ferry.ItemID, name string, c ferry.ConflictBehavior, by string) (*ferry.Item, error)
-	// UnreferencedBlobs, ForgetBlob and BlobKnown serve the blob sweep.
+	// UnreferencedBlobs and ForgetBlob serve the sweep of blobs no item
+	// uses any more; UnknownBlobs that of blob files the store does not
+	// know at all.
 	UnreferencedBlobs(ctx context.Context, limit int) ([]string, error)
 	ForgetBlob(ctx context.Context, key string) error
-	BlobKnown(ctx context.Context, key string) (bool, error)
+	UnknownBlobs(ctx context.Context, keys []string) ([]string, error)
 
 	// ExpiredSessions and DeleteSession serve the upload-session sweep
 	// (ferry.SessionStore).
@@ -95,6 +116,12 @@ type Config struct {
 	Retention      time.Duration // how long monitors stay readable after the end; default 24h
 	MaxStalls      int           // consecutive attempts that add no bytes before failing; default 3
 	MaxDuration    time.Duration // a download fails this long after its first attempt began; default 24h
+	// StaleAfter is how old the heartbeat of a running job may get before
+	// any node takes the job as abandoned (its node died or lost the
+	// database) and runs it again from its checkpoint. A running attempt
+	// writes its heartbeat every StaleAfter/10, and every node looks for
+	// stale jobs every StaleAfter/3. Default 30s.
+	StaleAfter time.Duration
 	// NodeID names this node stably across restarts (River's client ID, at
 	// most 100 bytes). At start the queue takes back the River jobs that
 	// this node was running when it stopped. Default: the host name.
@@ -114,8 +141,8 @@ type Config struct {
 	// CheckpointEvery and CheckpointBytes bound how much work a crash can
 	// lose: a durable checkpoint (a Sync of the staged bytes and one small
 	// database write, between copy segments, never per chunk) is written
-	// after whichever comes first. Defaults 1s and 8 MiB: a kill -9 costs
-	// at most about a second of transfer, or 8 MiB on a fast link.
+	// after whichever comes first. Defaults 1s and 128 MiB: a kill -9
+	// costs at most about a second of transfer.
 	CheckpointEvery time.Duration
 	CheckpointBytes int64
 	// StagingGrace and BlobGrace are the ages above which unreferenced
@@ -125,6 +152,11 @@ type Config struct {
 	// SweepEvery is how often expired monitors, expired upload sessions
 	// and unreferenced blobs are deleted. Default 1 minute.
 	SweepEvery time.Duration
+	// BlobScanEvery is how often the sweep lists every published blob to
+	// delete files the store does not know (left by a crash between
+	// publishing and committing): at start, then this often, since the
+	// listing touches every blob. Default 1 hour.
+	BlobScanEvery time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -137,6 +169,7 @@ func (c *Config) setDefaults() {
 	setDefault(&c.Retention, 24*time.Hour)
 	setDefault(&c.MaxStalls, 3)
 	setDefault(&c.MaxDuration, 24*time.Hour)
+	setDefault(&c.StaleAfter, 30*time.Second)
 	setDefault(&c.RetryBase, time.Second)
 	setDefault(&c.RetryMax, 30*time.Second)
 	setDefault(&c.Snooze, time.Second)
@@ -146,6 +179,7 @@ func (c *Config) setDefaults() {
 	setDefault(&c.StagingGrace, 10*time.Minute)
 	setDefault(&c.BlobGrace, time.Hour)
 	setDefault(&c.SweepEvery, time.Minute)
+	setDefault(&c.BlobScanEvery, time.Hour)
 	if c.NodeID == "" {
 		c.NodeID, _ = os.Hostname()
 	}
@@ -215,8 +249,11 @@ func New(ctx context.Context, cfg Config, store Store, blobs ferry.BlobStore, cl
 			copyQueue:          {MaxWorkers: cfg.CopyWorkers},
 		},
 		Workers: workers,
-		// Downloads may run for hours: no River timeout, our own caps
-		// (fetch's idle timeout, MaxStalls) bound them instead.
+		// Downloads may run for hours: no River timeout. Config.MaxDuration
+		// bounds a download (fetch's idle timeout and MaxStalls end the
+		// stalled ones sooner). A side effect: River's rescuer ignores
+		// jobs without a timeout, so a job whose node died is found by
+		// its heartbeat instead (rescueLoop).
 		JobTimeout: -1,
 		// Attempts are bounded by MaxStalls, not by River; this is only a
 		// backstop against a pathological origin.
@@ -226,9 +263,8 @@ func New(ctx context.Context, cfg Config, store Store, blobs ferry.BlobStore, cl
 		// enough that a new job starts within a fraction of a second.
 		FetchCooldown:     50 * time.Millisecond,
 		FetchPollInterval: 100 * time.Millisecond,
-		// Left long on purpose: a job that another node is still running
-		// must not be started twice. A node's own interrupted jobs are
-		// taken back at start instead (reclaim).
+		// Has no effect with JobTimeout -1 (see above); the heartbeat
+		// rescue and reclaim take back interrupted jobs.
 		RescueStuckJobsAfter: 2 * time.Hour,
 	}
 	var err error
@@ -279,6 +315,7 @@ func (q *Queue) Run(ctx context.Context) error {
 	}
 	var wg sync.WaitGroup
 	wg.Go(func() { q.sweepLoop(ctx) })
+	wg.Go(func() { q.rescueLoop(ctx) })
 	<-ctx.Done()
 	wg.Wait()
 
@@ -291,19 +328,36 @@ func (q *Queue) Run(ctx context.Context) error {
 }
 
 // reclaim makes the River jobs that this node was running when it last
-// stopped (a crash or kill -9 leaves them `running`) available again, so
-// they resume within seconds instead of after RescueStuckJobsAfter. It must
-// run before the River client starts: from then on, `running` jobs
-// attempted by NodeID are live. River has no API for this (JobRetry skips
-// running jobs), so it is one UPDATE on River's table, per dialect:
-// attempted_by is text[] on PostgreSQL and a JSONB array on SQLite, and its
-// last element is the client that made the latest attempt.
+// stopped (a crash or kill -9 leaves them `running`) available again, and
+// releases their Ferry jobs' runners, so that they resume within seconds
+// instead of after StaleAfter (rescueLoop finds them too, later, from any
+// node). It must run before the River client starts: from then on,
+// `running` jobs attempted by NodeID are live. River has no API for this
+// (JobRetry skips running jobs), so it is one UPDATE on River's table, per
+// dialect: attempted_by is text[] on PostgreSQL and a JSONB array on
+// SQLite, and its last element is the client that made the latest attempt.
 func (q *Queue) reclaim(ctx context.Context) error {
+	sel := `SELECT COALESCE(json_extract(args, '$.job_id'), '') FROM river_job
+		WHERE state = 'running' AND json_extract(attempted_by, '$[#-1]') = ?`
 	query := `UPDATE river_job SET state = 'available'
 		WHERE state = 'running' AND json_extract(attempted_by, '$[#-1]') = ?`
 	if q.store.Postgres() {
+		sel = `SELECT COALESCE(args->>'job_id', '') FROM river_job
+			WHERE state = 'running' AND attempted_by[array_length(attempted_by, 1)] = $1`
 		query = `UPDATE river_job SET state = 'available'
 			WHERE state = 'running' AND attempted_by[array_length(attempted_by, 1)] = $1`
+	}
+	ids, err := queryStrings(ctx, q.store.DB(), sel, q.cfg.NodeID)
+	if err != nil {
+		return fmt.Errorf("jobs: reclaim interrupted jobs: %w", err)
+	}
+	for _, id := range ids {
+		if id == "" {
+			continue
+		}
+		if err := q.store.ReleaseJob(ctx, id); err != nil {
+			return fmt.Errorf("jobs: reclaim interrupted jobs: %w", err)
+		}
 	}
 	res, err := q.store.DB().ExecContext(ctx, query, q.cfg.NodeID)
 	if err != nil {
@@ -452,19 +506,61 @@ func (q *Queue) Cancel(ctx context.Context, id string) (*ferry.Job, error) {
 	return nil, ferry.Errorf(ferry.Unavailable, "the job is changing state; try again")
 }
 
-// finishCancelled frees a job's staging and records it as cancelled.
+// finishCancelled frees a job's staging and held blob and records it as
+// cancelled.
 func (q *Queue) finishCancelled(ctx context.Context, id string) error {
-	stagingID, _, err := q.store.JobCheckpoint(ctx, id)
-	if err != nil && ferry.KindOf(err) != ferry.NotFound {
+	if err := q.freeJob(ctx, id); err != nil {
 		return fmt.Errorf("jobs: cancel %s: %w", id, err)
 	}
-	if stagingID != "" {
-		if err := q.blobs.RemoveStaging(ctx, stagingID); err != nil {
-			return fmt.Errorf("jobs: cancel %s: %w", id, err)
-		}
-	}
-	if err := q.store.FinishJob(ctx, id, ferry.StatusCancelled, "", "", "The job was cancelled."); err != nil {
+	if err := q.finish(ctx, id, ferry.StatusCancelled, "", "The job was cancelled."); err != nil {
 		return fmt.Errorf("jobs: cancel %s: %w", id, err)
 	}
 	return nil
+}
+
+// freeJob removes what a job that is about to end without an item holds:
+// its staging area and a published blob it has not committed.
+func (q *Queue) freeJob(ctx context.Context, id string) error {
+	stagingID, data, err := q.store.JobCheckpoint(ctx, id)
+	if ferry.KindOf(err) == ferry.NotFound {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if stagingID != "" {
+		if err := q.blobs.RemoveStaging(ctx, stagingID); err != nil {
+			return err
+		}
+	}
+	var cp checkpointData
+	if len(data) > 0 && json.Unmarshal(data, &cp) == nil && cp.BlobKey != "" {
+		if err := q.blobs.Delete(ctx, cp.BlobKey); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// finish ends a job with a final status other than completed (completion
+// is the commit's, CommitJobItem or CommitJobCopy). A database error is
+// retried a few times, on a context of its own: a job whose end could not
+// be written stays non-final, and a retry of its attempt or the stale-job
+// rescue ends it later.
+func (q *Queue) finish(ctx context.Context, id string, status ferry.JobStatus, code, msg string) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	var err error
+	for i := range 5 {
+		if err = q.store.FinishJob(ctx, id, status, "", code, msg); err == nil || ferry.KindOf(err) == ferry.NotFound {
+			return err
+		}
+		q.log.Warn("jobs: finish job; will try again", "job", id, "status", status, "err", err)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Duration(50<<i) * time.Millisecond):
+		}
+	}
+	return err
 }

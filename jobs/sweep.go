@@ -9,12 +9,19 @@ import (
 // sweepLoop deletes expired monitors, expired upload sessions with their
 // staged bytes, orphaned staging areas, blob files no item knows, and
 // blobs no item uses any more: once at start, then every
-// SweepEvery until ctx is done. Errors are logged; the next round retries.
+// SweepEvery until ctx is done; the scan for unknown blob files, which
+// lists every blob, only at start and then every BlobScanEvery. Errors
+// are logged; the next round retries.
 func (q *Queue) sweepLoop(ctx context.Context) {
 	t := time.NewTicker(q.cfg.SweepEvery)
 	defer t.Stop()
+	var nextScan time.Time
 	for {
-		q.sweep(ctx)
+		scan := !time.Now().Before(nextScan)
+		if scan {
+			nextScan = time.Now().Add(q.cfg.BlobScanEvery)
+		}
+		q.sweep(ctx, scan)
 		select {
 		case <-ctx.Done():
 			return
@@ -23,7 +30,11 @@ func (q *Queue) sweepLoop(ctx context.Context) {
 	}
 }
 
-func (q *Queue) sweep(ctx context.Context) {
+func (q *Queue) sweep(ctx context.Context, scanBlobs bool) {
+	unknown := q.sweepUnknownBlobs
+	if !scanBlobs {
+		unknown = func(context.Context) error { return nil }
+	}
 	for _, step := range []struct {
 		name string
 		f    func(context.Context) error
@@ -32,7 +43,7 @@ func (q *Queue) sweep(ctx context.Context) {
 		{"expired monitors", q.sweepJobs},
 		{"expired upload sessions", q.sweepSessions},
 		{"orphaned staging", q.sweepStaging},
-		{"unknown blobs", q.sweepUnknownBlobs},
+		{"unknown blobs", unknown},
 		{"unreferenced blobs", q.sweepUnreferencedBlobs},
 	} {
 		if ctx.Err() != nil {
@@ -121,28 +132,34 @@ func (q *Queue) sweepStaging(ctx context.Context) error {
 // sweepUnknownBlobs deletes published blob files that the store has no
 // record of and that are older than BlobGrace: a crash between Publish and
 // the item's commit leaves them. The grace period covers commits in
-// flight.
+// flight; a blob that a job holds for a retried commit is known. The store
+// is asked about all old blobs at once (it batches the lookups).
 func (q *Queue) sweepUnknownBlobs(ctx context.Context) error {
 	blobs, err := q.blobs.List(ctx)
 	if err != nil {
 		return err
 	}
 	cutoff := time.Now().Add(-q.cfg.BlobGrace)
+	var old []string
+	size := make(map[string]int64)
 	for _, b := range blobs {
-		if b.Modified.After(cutoff) {
-			continue
+		if b.Modified.Before(cutoff) {
+			old = append(old, b.ID)
+			size[b.ID] = b.Size
 		}
-		known, err := q.store.BlobKnown(ctx, b.ID)
-		if err != nil {
-			return err
+	}
+	if len(old) == 0 {
+		return nil
+	}
+	unknown, err := q.store.UnknownBlobs(ctx, old)
+	if err != nil {
+		return err
+	}
+	for _, k := range unknown {
+		if err := q.blobs.Delete(ctx, k); err != nil {
+			return fmt.Errorf("delete blob %s: %w", k, err)
 		}
-		if known {
-			continue
-		}
-		if err := q.blobs.Delete(ctx, b.ID); err != nil {
-			return fmt.Errorf("delete blob %s: %w", b.ID, err)
-		}
-		q.log.Info("jobs: deleted unknown blob", "key", b.ID, "size", b.Size)
+		q.log.Info("jobs: deleted unknown blob", "key", k, "size", size[k])
 	}
 	return nil
 }

@@ -165,17 +165,31 @@ func (s *Store) SetJobStatus(ctx context.Context, id string, to ferry.JobStatus,
 		if done = n == 1; !done {
 			return s.jobExists(ctx, t, id)
 		}
+		if to.Final() {
+			return s.endRun(ctx, t, id)
+		}
 		return nil
 	})
 	return done, err
 }
 
+// endRun forgets what the run of a job that has just ended held.
+func (s *Store) endRun(ctx context.Context, c conn, id string) error {
+	if _, err := c.exec(ctx, `DELETE FROM ferry_job_runs WHERE job_id = ?`, id); err != nil {
+		return fmt.Errorf("sqlstore: end run of job %s: %w", id, err)
+	}
+	return nil
+}
+
 // StartJob moves a notStarted or waiting job to inProgress if its user has
-// fewer than limit jobs in progress (limit <= 0: no limit), and reports
-// whether it did; NotFound if the job does not exist. Concurrent calls never
-// let more than limit jobs of one user run: the count and the update happen
-// under the database's write lock (SQLite) or a per-user advisory lock
-// (PostgreSQL).
+// fewer than limit uploads from URL (OpDownloadURL) in progress (limit <=
+// 0: no limit), and reports whether it did; NotFound if the job does not
+// exist. Only uploads from URL hold a slot: a copy is over in moments, and
+// a copy left inProgress by a failure must never keep a user's imports
+// queued. Concurrent calls never let more than limit jobs of one user run:
+// the count and the update happen under the database's write lock (SQLite)
+// or a per-user advisory lock (PostgreSQL). A started job has a fresh
+// heartbeat and no runner yet (see ClaimJob).
 func (s *Store) StartJob(ctx context.Context, id string, limit int) (bool, error) {
 	var started bool
 	err := s.tx(ctx, func(_ *sql.Tx, t conn) error {
@@ -199,8 +213,9 @@ func (s *Store) StartJob(ctx context.Context, id string, limit int) (bool, error
 		ts := millis(now())
 		args := []any{ts, ts, id}
 		if limit > 0 {
-			q += ` AND (SELECT count(*) FROM ferry_jobs r WHERE r.user_id = ? AND r.status = 'inProgress') < ?`
-			args = append(args, user, limit)
+			q += ` AND (SELECT count(*) FROM ferry_jobs r
+				WHERE r.user_id = ? AND r.status = 'inProgress' AND r.operation = ?) < ?`
+			args = append(args, user, string(ferry.OpDownloadURL), limit)
 		}
 		res, err := t.exec(ctx, q, args...)
 		if err != nil {
@@ -210,10 +225,23 @@ func (s *Store) StartJob(ctx context.Context, id string, limit int) (bool, error
 		if err != nil {
 			return err
 		}
-		started = n == 1
-		return nil
+		if started = n == 1; !started {
+			return nil
+		}
+		return s.beat(ctx, t, id, "", ts)
 	})
 	return started, err
+}
+
+// beat records runner (which may be "") and a heartbeat at ts for the job's
+// run, keeping a blob the run holds.
+func (s *Store) beat(ctx context.Context, c conn, id, runner string, ts int64) error {
+	_, err := c.exec(ctx, `INSERT INTO ferry_job_runs (job_id, runner, heartbeat) VALUES (?, ?, ?)
+		ON CONFLICT (job_id) DO UPDATE SET runner = excluded.runner, heartbeat = excluded.heartbeat`, id, runner, ts)
+	if err != nil {
+		return fmt.Errorf("sqlstore: heartbeat of job %s: %w", id, err)
+	}
+	return nil
 }
 
 // UpdateJobProgress records how far a job has got. A job that has already
@@ -235,28 +263,30 @@ func (s *Store) UpdateJobProgress(ctx context.Context, id string, bytes, total i
 }
 
 // FinishJob ends a job with a final status, the created item (if any) and
-// an error code and message (if any), and forgets its checkpoint and
-// staging area. Invalid if status is not final; NotFound if the job does
+// an error code and message (if any), and forgets its checkpoint, staging
+// area, runner and held blob. Invalid if status is not final; NotFound if the job does
 // not exist.
 func (s *Store) FinishJob(ctx context.Context, id string, status ferry.JobStatus, resource ferry.ItemID, code, msg string) error {
 	if !status.Final() {
 		return ferry.Errorf(ferry.Invalid, "%q is not a final job status", status)
 	}
 	ts := millis(now())
-	res, err := s.c.exec(ctx, `UPDATE ferry_jobs SET status = ?, resource_id = ?, error_code = ?, error_message = ?,
-		finished = ?, updated = ?, checkpoint = NULL, staging_id = '' WHERE id = ?`,
-		string(status), string(resource), code, msg, ts, ts, id)
-	if err != nil {
-		return fmt.Errorf("sqlstore: finish job: %w", err)
-	}
-	n, err := rowsAffected(res)
-	if err != nil {
-		return err
-	}
-	if n == 0 {
-		return errJobNotFound()
-	}
-	return nil
+	return s.tx(ctx, func(_ *sql.Tx, t conn) error {
+		res, err := t.exec(ctx, `UPDATE ferry_jobs SET status = ?, resource_id = ?, error_code = ?, error_message = ?,
+			finished = ?, updated = ?, checkpoint = NULL, staging_id = '' WHERE id = ?`,
+			string(status), string(resource), code, msg, ts, ts, id)
+		if err != nil {
+			return fmt.Errorf("sqlstore: finish job: %w", err)
+		}
+		n, err := rowsAffected(res)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return errJobNotFound()
+		}
+		return s.endRun(ctx, t, id)
+	})
 }
 
 // SaveJobCheckpoint records the job's staging area and its resume state;
@@ -328,4 +358,486 @@ func (s *Store) StagingInUse(ctx context.Context) ([]string, error) {
 		return nil, fmt.Errorf("sqlstore: staging in use: %w", err)
 	}
 	return ids, nil
+}
+
+// runningStatuses lists the statuses in which an attempt runs a job.
+const runningStatuses = `('inProgress', 'cancelPending')`
+
+// ClaimJob makes runner the one attempt that runs an inProgress or
+// cancelPending job, and reports whether it did. It succeeds when the job
+// has no runner (just started, or released), when runner already holds it,
+// or when the holder's heartbeat is older than staleBefore (its node
+// died); otherwise another attempt is alive and it returns false. The
+// claim writes a fresh heartbeat. NotFound if the job does not exist.
+func (s *Store) ClaimJob(ctx context.Context, id, runner string, staleBefore time.Time) (bool, error) {
+	if runner == "" {
+		return false, ferry.Errorf(ferry.Invalid, "a claim needs a runner")
+	}
+	var ok bool
+	err := s.tx(ctx, func(_ *sql.Tx, t conn) error {
+		ok = false
+		var status ferry.JobStatus
+		err := t.row(ctx, `SELECT status FROM ferry_jobs WHERE id = ?`+s.d.forUpdate(), id).Scan(&status)
+		if notFound(err) {
+			return errJobNotFound()
+		}
+		if err != nil {
+			return fmt.Errorf("sqlstore: claim job: %w", err)
+		}
+		if status != ferry.StatusInProgress && status != ferry.StatusCancelPending {
+			return nil
+		}
+		var holder string
+		var beat int64
+		err = t.row(ctx, `SELECT runner, heartbeat FROM ferry_job_runs WHERE job_id = ?`, id).Scan(&holder, &beat)
+		switch {
+		case notFound(err):
+		case err != nil:
+			return fmt.Errorf("sqlstore: claim job: %w", err)
+		case holder != "" && holder != runner && beat >= millis(staleBefore):
+			return nil
+		}
+		ok = true
+		return s.beat(ctx, t, id, runner, millis(now()))
+	})
+	return ok, err
+}
+
+// Heartbeat records that runner still runs the job, and reports whether it
+// still holds it: false once another attempt has claimed the job or the
+// job has left inProgress and cancelPending. It never fails with NotFound.
+func (s *Store) Heartbeat(ctx context.Context, id, runner string) (bool, error) {
+	res, err := s.c.exec(ctx, `UPDATE ferry_job_runs SET heartbeat = ? WHERE job_id = ? AND runner = ?
+		AND EXISTS (SELECT 1 FROM ferry_jobs j WHERE j.id = ? AND j.status IN `+runningStatuses+`)`,
+		millis(now()), id, runner, id)
+	if err != nil {
+		return false, fmt.Errorf("sqlstore: heartbeat: %w", err)
+	}
+	n, err := rowsAffected(res)
+	return n == 1, err
+}
+
+// ReleaseJob drops the job's runner, so that the next ClaimJob succeeds at
+// once: for a node that restarts and takes back the jobs it was running
+// (they cannot be running any more). Releasing a job without a run is not
+// an error.
+func (s *Store) ReleaseJob(ctx context.Context, id string) error {
+	if _, err := s.c.exec(ctx, `UPDATE ferry_job_runs SET runner = '' WHERE job_id = ?`, id); err != nil {
+		return fmt.Errorf("sqlstore: release job: %w", err)
+	}
+	return nil
+}
+
+// StaleJobs returns up to limit IDs of jobs in inProgress or cancelPending
+// whose heartbeat (or, without one, whose last update) is older than
+// before: no live attempt runs them.
+func (s *Store) StaleJobs(ctx context.Context, before time.Time, limit int) ([]string, error) {
+	if limit <= 0 {
+		limit = 100
+	}
+	rows, err := s.c.query(ctx, `SELECT j.id FROM ferry_jobs j LEFT JOIN ferry_job_runs r ON r.job_id = j.id
+		WHERE j.status IN `+runningStatuses+` AND COALESCE(r.heartbeat, j.updated) < ?
+		ORDER BY j.id LIMIT ?`, millis(before), limit)
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: stale jobs: %w", err)
+	}
+	return scanStrings(rows, "stale jobs")
+}
+
+// scanStrings reads a one-column result and closes rows.
+func scanStrings(rows *sql.Rows, what string) ([]string, error) {
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var v string
+		if err := rows.Scan(&v); err != nil {
+			return nil, fmt.Errorf("sqlstore: %s: %w", what, err)
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlstore: %s: %w", what, err)
+	}
+	return out, nil
+}
+
+// HoldJobBlob records that the job holds the published blob key, which no
+// item uses yet, with the checkpoint data that describes it; the staging
+// area is gone (Publish consumed it). Until the job ends, UnknownBlobs
+// does not report key, so a commit retried later still finds its bytes.
+// Conflict if the job has ended, NotFound if it does not exist.
+func (s *Store) HoldJobBlob(ctx context.Context, id, key string, data []byte) error {
+	if key == "" {
+		return ferry.Errorf(ferry.Invalid, "a held blob needs a key")
+	}
+	ts := millis(now())
+	return s.tx(ctx, func(_ *sql.Tx, t conn) error {
+		res, err := t.exec(ctx, `UPDATE ferry_jobs SET staging_id = '', checkpoint = ?, updated = ?
+			WHERE id = ? AND status NOT IN `+finalStatuses, data, ts, id)
+		if err != nil {
+			return fmt.Errorf("sqlstore: hold blob: %w", err)
+		}
+		n, err := rowsAffected(res)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			if err := s.jobExists(ctx, t, id); err != nil {
+				return err
+			}
+			return ferry.Errorf(ferry.Conflict, "the job has already ended")
+		}
+		_, err = t.exec(ctx, `INSERT INTO ferry_job_runs (job_id, heartbeat, blob_key) VALUES (?, ?, ?)
+			ON CONFLICT (job_id) DO UPDATE SET blob_key = excluded.blob_key`, id, ts, key)
+		if err != nil {
+			return fmt.Errorf("sqlstore: hold blob: %w", err)
+		}
+		return nil
+	})
+}
+
+// UnknownBlobs returns those of keys that the store has no record of: no
+// item has used them, and no job that has not ended holds them
+// (HoldJobBlob). A sweep may delete their bytes once they are old enough.
+// The order of keys is kept.
+func (s *Store) UnknownBlobs(ctx context.Context, keys []string) ([]string, error) {
+	const batch = 500
+	var unknown []string
+	for len(keys) > 0 {
+		part := keys[:min(batch, len(keys))]
+		keys = keys[len(part):]
+		marks := "?" + strings.Repeat(", ?", len(part)-1)
+		args := make([]any, 0, 2*len(part))
+		for range 2 {
+			for _, k := range part {
+				args = append(args, k)
+			}
+		}
+		rows, err := s.c.query(ctx, `SELECT key FROM blobs WHERE key IN (`+marks+`)
+			UNION SELECT r.blob_key FROM ferry_job_runs r JOIN ferry_jobs j ON j.id = r.job_id
+			WHERE r.blob_key IN (`+marks+`) AND j.status NOT IN `+finalStatuses, args...)
+		if err != nil {
+			return nil, fmt.Errorf("sqlstore: unknown blobs: %w", err)
+		}
+		known, err := scanStrings(rows, "unknown blobs")
+		if err != nil {
+			return nil, err
+		}
+		seen := make(map[string]bool, len(known))
+		for _, k := range known {
+			seen[k] = true
+		}
+		for _, k := range part {
+			if !seen[k] {
+				unknown = append(unknown, k)
+			}
+		}
+	}
+	return unknown, nil
+}
+
+// jobForCommit reads, inside a commit's transaction, the job row a commit
+// finishes. done reports that an earlier commit already completed the job
+// and it is that commit's item; a job that ended otherwise is Conflict.
+func (s *Store) jobForCommit(ctx context.Context, t conn, id string) (j *ferry.Job, it *ferry.Item, done bool, err error) {
+	j = &ferry.Job{ID: id}
+	err = t.row(ctx, `SELECT status, resource_id, parent_id, name, conflict, source_item, user_name
+		FROM ferry_jobs WHERE id = ?`+s.d.forUpdate(), id).Scan(
+		&j.Status, &j.ResourceID, &j.ParentID, &j.Name, &j.Conflict, &j.SourceItem, &j.UserName)
+	if notFound(err) {
+		return nil, nil, false, errJobNotFound()
+	}
+	if err != nil {
+		return nil, nil, false, fmt.Errorf("sqlstore: commit job: %w", err)
+	}
+	switch {
+	case j.Status == ferry.StatusCompleted:
+		it, err := s.item(ctx, t, j.ResourceID)
+		if ferry.KindOf(err) == ferry.NotFound {
+			// Deleted since: the job's outcome stands all the same.
+			return j, &ferry.Item{ID: j.ResourceID}, true, nil
+		}
+		return j, it, err == nil, err
+	case j.Status.Final():
+		return nil, nil, false, ferry.Errorf(ferry.Conflict, "the job has already ended (%s)", j.Status)
+	}
+	return j, nil, false, nil
+}
+
+// completeJob ends the job as completed with item it, in the caller's
+// transaction, showing size bytes transferred out of size.
+func (s *Store) completeJob(ctx context.Context, t conn, id string, it *ferry.Item, size int64, msg string) error {
+	ts := millis(now())
+	_, err := t.exec(ctx, `UPDATE ferry_jobs SET status = 'completed', resource_id = ?, error_code = '',
+		error_message = ?, bytes = ?, total = ?, bytes_per_second = 0, finished = ?, updated = ?,
+		checkpoint = NULL, staging_id = '' WHERE id = ?`, string(it.ID), msg, size, size, ts, ts, id)
+	if err != nil {
+		return fmt.Errorf("sqlstore: complete job: %w", err)
+	}
+	return s.endRun(ctx, t, id)
+}
+
+// CommitJobItem creates the file n (as CreateItem does, with conflict
+// behaviour c) and completes the job jobID with it, in one transaction, so
+// that a crash leaves either both or neither. msg becomes the job's status
+// description. It is idempotent by job: when an earlier call already
+// completed the job, it changes nothing and returns that item (only its
+// ID, if it has been deleted since) with already set. Conflict if the job
+// ended otherwise, NotFound if it does not exist; else CreateItem's
+// errors, and then nothing changes.
+func (s *Store) CommitJobItem(ctx context.Context, jobID string, n ferry.NewItem, c ferry.ConflictBehavior, msg string) (it *ferry.Item, already bool, err error) {
+	if n.Folder {
+		return nil, false, ferry.Errorf(ferry.Invalid, "a job commits files only")
+	}
+	if err := ferry.ValidateName(n.Name, false); err != nil {
+		return nil, false, err
+	}
+	if err := validContent(n.Content); err != nil {
+		return nil, false, err
+	}
+	if c, err = conflictOrFail(c); err != nil {
+		return nil, false, err
+	}
+	drive, err := s.driveOf(ctx, n.ParentID)
+	if err != nil {
+		return nil, false, err
+	}
+	if n.DriveID != "" && n.DriveID != drive {
+		return nil, false, errItemNotFound(n.ParentID)
+	}
+	err = s.tx(ctx, func(_ *sql.Tx, t conn) error {
+		it, already = nil, false
+		if err := s.lockDrives(ctx, t, drive); err != nil {
+			return err
+		}
+		var err error
+		if _, it, already, err = s.jobForCommit(ctx, t, jobID); err != nil || already {
+			return err
+		}
+		if it, err = s.createFile(ctx, t, drive, n, c); err != nil {
+			return err
+		}
+		return s.completeJob(ctx, t, jobID, it, n.Size, msg)
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	return it, already, nil
+}
+
+// createFile is CreateItem's path for a file, on the caller's transaction,
+// which holds the drive's lock. It follows CreateItem step for step; a
+// change to one belongs in the other.
+func (s *Store) createFile(ctx context.Context, t conn, drive ferry.DriveID, n ferry.NewItem, c ferry.ConflictBehavior) (*ferry.Item, error) {
+	parent, err := s.item(ctx, t, n.ParentID)
+	if err != nil {
+		return nil, err
+	}
+	if !parent.Folder {
+		return nil, ferry.Errorf(ferry.Invalid, "%q is a file, not a folder", parent.Name)
+	}
+	ts := now()
+	name := n.Name
+	old, err := s.child(ctx, t, parent.ID, ferry.NameKey(name))
+	if err != nil {
+		return nil, err
+	}
+	if old != nil {
+		switch c {
+		case ferry.ConflictFail:
+			return nil, errNameTaken(old.Name)
+		case ferry.ConflictRename:
+			if name, err = s.freeName(ctx, t, parent.ID, name, false); err != nil {
+				return nil, err
+			}
+		case ferry.ConflictReplace:
+			if old.Folder {
+				return nil, errOtherKind(old)
+			}
+			fsModified := n.FSModified
+			if fsModified.IsZero() {
+				fsModified = ts
+			}
+			return s.replaceContent(ctx, t, old, n.Content, n.By, name, fsModified, n.Description)
+		}
+	}
+	it := &ferry.Item{
+		ID:             ferry.ItemID(ferry.NewID("", 16)),
+		DriveID:        drive,
+		ParentID:       parent.ID,
+		Name:           name,
+		Version:        1,
+		ContentVersion: 1,
+		Created:        ts,
+		Modified:       ts,
+		Description:    n.Description,
+		CreatedBy:      n.By,
+		ModifiedBy:     n.By,
+		Size:           n.Size,
+		MimeType:       n.MimeType,
+		Hashes:         n.Hashes,
+		BlobKey:        n.BlobKey,
+		FSCreated:      ts,
+		FSModified:     ts,
+	}
+	if !n.FSCreated.IsZero() {
+		it.FSCreated = fromMillis(millis(n.FSCreated))
+	}
+	if !n.FSModified.IsZero() {
+		it.FSModified = fromMillis(millis(n.FSModified))
+	}
+	if err := s.insertItem(ctx, t, it, true); err != nil {
+		return nil, err
+	}
+	return it, nil
+}
+
+// CommitJobCopy runs the copy job jobID, whose row names the source, the
+// destination folder, the name and the conflict behaviour, as CopyItem
+// does, and completes the job with the copy in the same transaction, with
+// msg as its status description. Like CommitJobItem it is idempotent by
+// job: a job that an earlier call completed is returned with already set
+// and nothing is copied again. Conflict if the job ended otherwise,
+// NotFound if it does not exist; else CopyItem's errors, and then nothing
+// changes.
+func (s *Store) CommitJobCopy(ctx context.Context, jobID, msg string) (it *ferry.Item, already bool, err error) {
+	j, err := s.Job(ctx, jobID)
+	if err != nil {
+		return nil, false, err
+	}
+	if j.Status == ferry.StatusCompleted {
+		it, err := s.Item(ctx, j.ResourceID)
+		if ferry.KindOf(err) == ferry.NotFound {
+			return &ferry.Item{ID: j.ResourceID}, true, nil
+		}
+		return it, err == nil, err
+	}
+	c, err := conflictOrFail(j.Conflict)
+	if err != nil {
+		return nil, false, err
+	}
+	srcDrive, err := s.driveOf(ctx, j.SourceItem)
+	if err != nil {
+		return nil, false, err
+	}
+	dstDrive, err := s.driveOf(ctx, j.ParentID)
+	if err != nil {
+		return nil, false, err
+	}
+	err = s.tx(ctx, func(_ *sql.Tx, t conn) error {
+		it, already = nil, false
+		if err := s.lockDrives(ctx, t, srcDrive, dstDrive); err != nil {
+			return err
+		}
+		j, done, ok, err := s.jobForCommit(ctx, t, jobID)
+		if err != nil || ok {
+			it, already = done, ok
+			return err
+		}
+		if it, err = s.copyTree(ctx, t, dstDrive, j.SourceItem, j.ParentID, j.Name, c, j.UserName); err != nil {
+			return err
+		}
+		return s.completeJob(ctx, t, jobID, it, it.Size, msg)
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	return it, already, nil
+}
+
+// copyTree is CopyItem's transaction body, on the caller's transaction,
+// which holds the locks of both drives. It follows CopyItem step for step;
+// a change to one belongs in the other.
+func (s *Store) copyTree(ctx context.Context, t conn, dstDrive ferry.DriveID, id, parent ferry.ItemID, name string, c ferry.ConflictBehavior, by string) (*ferry.Item, error) {
+	src, err := s.item(ctx, t, id)
+	if err != nil {
+		return nil, err
+	}
+	if src.IsRoot() {
+		return nil, ferry.Errorf(ferry.Invalid, "the root folder cannot be copied")
+	}
+	p, err := s.item(ctx, t, parent)
+	if err != nil {
+		return nil, err
+	}
+	if !p.Folder {
+		return nil, ferry.Errorf(ferry.Invalid, "%q is a file, not a folder", p.Name)
+	}
+	if src.Folder {
+		inside, err := s.contains(ctx, t, src.ID, p.ID)
+		if err != nil {
+			return nil, err
+		}
+		if inside {
+			return nil, ferry.Errorf(ferry.Invalid, "a folder cannot be copied into itself or one of its subfolders")
+		}
+	}
+	topName := name
+	if topName == "" {
+		topName = src.Name
+	}
+	if err := ferry.ValidateName(topName, src.Folder); err != nil {
+		return nil, err
+	}
+	if other, err := s.child(ctx, t, p.ID, ferry.NameKey(topName)); err != nil {
+		return nil, err
+	} else if other != nil {
+		switch c {
+		case ferry.ConflictFail:
+			return nil, errNameTaken(other.Name)
+		case ferry.ConflictRename:
+			if topName, err = s.freeName(ctx, t, p.ID, topName, src.Folder); err != nil {
+				return nil, err
+			}
+		case ferry.ConflictReplace:
+			if other.Folder != src.Folder {
+				return nil, errOtherKind(other)
+			}
+			inside, err := s.contains(ctx, t, other.ID, src.ID)
+			if err != nil {
+				return nil, err
+			}
+			if inside {
+				return nil, ferry.Errorf(ferry.Invalid, "a copy cannot replace its own source or a folder holding it")
+			}
+			if err := s.deleteTree(ctx, t, other); err != nil {
+				return nil, err
+			}
+		}
+	}
+	tree, err := s.subtree(ctx, t, src.ID)
+	if err != nil {
+		return nil, err
+	}
+	var total int64
+	for _, it := range tree {
+		if !it.Folder {
+			total += it.Size
+		}
+	}
+	if err := s.charge(ctx, t, dstDrive, p.ID, total); err != nil {
+		return nil, err
+	}
+	ts := now()
+	newIDs := make(map[ferry.ItemID]ferry.ItemID, len(tree))
+	var top ferry.ItemID
+	for i, it := range tree { // parents come before their children
+		cp := *it
+		cp.ID = ferry.ItemID(ferry.NewID("", 16))
+		newIDs[it.ID] = cp.ID
+		cp.DriveID = dstDrive
+		if i == 0 {
+			cp.ParentID, cp.Name = p.ID, topName
+			top = cp.ID
+		} else {
+			cp.ParentID = newIDs[it.ParentID]
+		}
+		cp.Version, cp.ContentVersion = 1, 1
+		cp.Created, cp.Modified = ts, ts
+		cp.CreatedBy, cp.ModifiedBy = by, by
+		if err := s.insertItem(ctx, t, &cp, false); err != nil { // charged above, all at once
+			return nil, err
+		}
+	}
+	return s.item(ctx, t, top)
 }
