@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/ferrydrive/ferry"
 	"github.com/ferrydrive/ferry/graph"
@@ -253,7 +254,7 @@ func TestUploadSessionLimit(t *testing.T) {
 	e.do("POST", "/v1.0/me/drive/root:/f3:/createUploadSession", nil, bearer(e.other)).must(t, http.StatusOK)
 	// Expired sessions do not count.
 	if err := e.store.CreateSession(t.Context(), &ferry.UploadSession{ID: ferry.NewID("up_", 20), UserID: e.me.ID,
-		DriveID: e.drive.ID, Size: -1, StagingID: "gone", Expires: e.clock.now().Add(-1)}); err != nil {
+		DriveID: e.drive.ID, Size: -1, StagingID: "gone", Expires: e.clock.now().Add(-time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
 	e.do("DELETE", ups[0], nil, noAuth()).must(t, http.StatusNoContent)
