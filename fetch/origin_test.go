@@ -400,9 +400,15 @@ func TestErrorBodyNeverSent(t *testing.T) {
 			<-release
 		})
 		c := newClient(t, fetch.Options{Allow: allowLoopback, IdleTimeout: time.Minute})
-		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second) // a guard, far above the 1 s drain bound
+		// The context is a guard ten times the 1 s drain bound: Open must
+		// return on its own, long before the guard would end it.
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 		_, err := c.Open(ctx, fetch.Request{URL: srv.URL + "/x"})
+		guardHit := ctx.Err() != nil
 		cancel()
+		if guardHit {
+			t.Fatalf("status %d: Open returned only when its context ended (%v)", status, err)
+		}
 		var fe *fetch.Error
 		if !errors.As(err, &fe) || fe.Status != status {
 			t.Fatalf("status %d: Open = %v, want the origin's %d as a fetch error", status, err, status)
