@@ -46,6 +46,37 @@ type JobStore interface {
 	DeleteJobsFinishedBefore(ctx context.Context, t time.Time) (int, error)
 	// StagingInUse lists staging areas of jobs that have not ended.
 	StagingInUse(ctx context.Context) ([]string, error)
+
+	// ClaimJob makes runner the one attempt running an inProgress or
+	// cancelPending job, unless another runner's heartbeat is not older
+	// than staleBefore.
+	ClaimJob(ctx context.Context, id, runner string, staleBefore time.Time) (bool, error)
+	// Heartbeat records that runner still runs the job; false once it
+	// does not hold it.
+	Heartbeat(ctx context.Context, id, runner string) (bool, error)
+	// ReleaseJob drops runner's claim on the job (any claim if "").
+	ReleaseJob(ctx context.Context, id, runner string) error
+	// StaleJobs lists inProgress and cancelPending jobs whose heartbeat
+	// is older than before.
+	StaleJobs(ctx context.Context, before time.Time, limit int) ([]string, error)
+	// HoldJobBlob records a published blob a job has not committed.
+	HoldJobBlob(ctx context.Context, id, key string, data []byte) error
+	// UnknownBlobs returns the keys no item uses and no live job holds.
+	UnknownBlobs(ctx context.Context, keys []string) ([]string, error)
+	// CommitJobItem creates a file and completes its job atomically;
+	// idempotent by job.
+	CommitJobItem(ctx context.Context, jobID string, n ferry.NewItem, c ferry.ConflictBehavior, msg string) (*ferry.Item, bool, error)
+	// CommitJobCopy runs a copy job and completes it atomically;
+	// idempotent by job.
+	CommitJobCopy(ctx context.Context, jobID, msg string) (*ferry.Item, bool, error)
+}
+
+// jobItems is a JobStore that also holds the item trees the commits
+// write to; the commit cases need it.
+type jobItems interface {
+	JobStore
+	ferry.ItemStore
+	ferry.AccountStore
 }
 
 // TestJobStore checks a JobStore. newStore must return an empty store each
@@ -65,6 +96,13 @@ func TestJobStore(t *testing.T, newStore func(t *testing.T) JobStore) {
 		{"Checkpoint", testJobCheckpoint},
 		{"Retention", testJobRetention},
 		{"Secret", testSecret},
+		{"StartJobCountsDownloads", testStartJobCountsDownloads},
+		{"FinishOnce", testFinishOnce},
+		{"Claim", testClaimJob},
+		{"StaleJobs", testStaleJobs},
+		{"HeldBlobs", testHeldBlobs},
+		{"CommitJobItem", testCommitJobItem},
+		{"CommitJobCopy", testCommitJobCopy},
 	} {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, newStore(t)) })
 	}
@@ -417,4 +455,290 @@ func testSecret(t *testing.T, s JobStore) {
 	if err != nil || bytes.Equal(other, got[0]) {
 		t.Errorf("two secrets are equal: %x, %v", other, err)
 	}
+}
+
+func testStartJobCountsDownloads(t *testing.T, s JobStore) {
+	ctx := t.Context()
+	cp := newJob("u1")
+	cp.Operation, cp.SourceURL, cp.SourceItem = ferry.OpCopy, "", "SRC"
+	insertJob(t, s, cp)
+	if ok, err := s.StartJob(ctx, cp.ID, 0); !ok || err != nil {
+		t.Fatalf("StartJob(copy) = %v, %v", ok, err)
+	}
+	a, b := insertJob(t, s, newJob("u1")), insertJob(t, s, newJob("u1"))
+	if ok, err := s.StartJob(ctx, a.ID, 1); !ok || err != nil {
+		t.Errorf("StartJob(download) beside a running copy under a limit of 1 = %v, %v; want true", ok, err)
+	}
+	if ok, err := s.StartJob(ctx, b.ID, 1); ok || err != nil {
+		t.Errorf("StartJob(second download) under a limit of 1 = %v, %v; want false", ok, err)
+	}
+}
+
+func testFinishOnce(t *testing.T, s JobStore) {
+	ctx := t.Context()
+	j := insertJob(t, s, newJob("u1"))
+	if err := s.FinishJob(ctx, j.ID, ferry.StatusCompleted, "ITEM", "", "done"); err != nil {
+		t.Fatal(err)
+	}
+	err := s.FinishJob(ctx, j.ID, ferry.StatusFailed, "", "generalException", "late")
+	wantKind(t, "FinishJob(ended job)", err, ferry.Conflict)
+	if got := readJob(t, s, j.ID); got.Status != ferry.StatusCompleted || got.ResourceID != "ITEM" {
+		t.Errorf("a second FinishJob changed the job: %s, resource %q", got.Status, got.ResourceID)
+	}
+}
+
+func testClaimJob(t *testing.T, s JobStore) {
+	ctx := t.Context()
+	past, future := time.Now().Add(-time.Hour), time.Now().Add(time.Hour)
+	j := insertJob(t, s, newJob("u1"))
+	claim := func(runner string, staleBefore time.Time, want bool) {
+		t.Helper()
+		if ok, err := s.ClaimJob(ctx, j.ID, runner, staleBefore); ok != want || err != nil {
+			t.Errorf("ClaimJob(%s) = %v, %v; want %v", runner, ok, err, want)
+		}
+	}
+	beat := func(runner string, want bool) {
+		t.Helper()
+		if ok, err := s.Heartbeat(ctx, j.ID, runner); ok != want || err != nil {
+			t.Errorf("Heartbeat(%s) = %v, %v; want %v", runner, ok, err, want)
+		}
+	}
+	claim("r1", past, false) // notStarted: nothing runs it
+	if ok, err := s.StartJob(ctx, j.ID, 0); !ok || err != nil {
+		t.Fatalf("StartJob = %v, %v", ok, err)
+	}
+	claim("r1", past, true)  // started, no runner yet
+	claim("r1", past, true)  // its own claim again
+	claim("r2", past, false) // r1's heartbeat is fresh
+	beat("r1", true)
+	beat("r2", false)
+	claim("r2", future, true) // r1's heartbeat counts as stale
+	beat("r1", false)         // r1 lost the job
+	beat("r2", true)
+	if err := s.ReleaseJob(ctx, j.ID, "r1"); err != nil { // not r1's any more: no effect
+		t.Fatal(err)
+	}
+	claim("r3", past, false)
+	if err := s.ReleaseJob(ctx, j.ID, "r2"); err != nil {
+		t.Fatal(err)
+	}
+	claim("r3", past, true)
+	if err := s.ReleaseJob(ctx, j.ID, ""); err != nil {
+		t.Fatal(err)
+	}
+	claim("r4", past, true)
+	if ok, err := s.SetJobStatus(ctx, j.ID, ferry.StatusCancelPending, ferry.StatusInProgress); !ok || err != nil {
+		t.Fatalf("SetJobStatus = %v, %v", ok, err)
+	}
+	beat("r4", true) // cancelPending still runs
+	if err := s.FinishJob(ctx, j.ID, ferry.StatusCancelled, "", "", "cancelled"); err != nil {
+		t.Fatal(err)
+	}
+	beat("r4", false)
+	claim("r5", future, false)
+	_, err := s.ClaimJob(ctx, "mon_NOSUCHJOB", "r", past)
+	wantKind(t, "ClaimJob(missing)", err, ferry.NotFound)
+	if ok, err := s.Heartbeat(ctx, "mon_NOSUCHJOB", "r"); ok || err != nil {
+		t.Errorf("Heartbeat(missing) = %v, %v; want false", ok, err)
+	}
+}
+
+func testStaleJobs(t *testing.T, s JobStore) {
+	ctx := t.Context()
+	running := insertJob(t, s, newJob("u1"))
+	cancelling := insertJob(t, s, newJob("u1"))
+	queued := insertJob(t, s, newJob("u1"))
+	for _, j := range []*ferry.Job{running, cancelling} {
+		if ok, err := s.StartJob(ctx, j.ID, 0); !ok || err != nil {
+			t.Fatalf("StartJob = %v, %v", ok, err)
+		}
+	}
+	if ok, err := s.SetJobStatus(ctx, cancelling.ID, ferry.StatusCancelPending, ferry.StatusInProgress); !ok || err != nil {
+		t.Fatalf("SetJobStatus = %v, %v", ok, err)
+	}
+	stale := func(before time.Time, want ...string) {
+		t.Helper()
+		got, err := s.StaleJobs(ctx, before, 10)
+		slices.Sort(got)
+		slices.Sort(want)
+		if err != nil || !slices.Equal(got, want) {
+			t.Errorf("StaleJobs = %q, %v; want %q", got, err, want)
+		}
+	}
+	stale(time.Now().Add(-time.Hour))
+	stale(time.Now().Add(time.Hour), running.ID, cancelling.ID)
+	if err := s.FinishJob(ctx, running.ID, ferry.StatusFailed, "", "x", "y"); err != nil {
+		t.Fatal(err)
+	}
+	stale(time.Now().Add(time.Hour), cancelling.ID)
+	readJob(t, s, queued.ID)
+}
+
+func testHeldBlobs(t *testing.T, s JobStore) {
+	ctx := t.Context()
+	j := insertJob(t, s, newJob("u1"))
+	if err := s.SaveJobCheckpoint(ctx, j.ID, "stage-1", []byte("old")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.HoldJobBlob(ctx, j.ID, "KEY1", []byte("published")); err != nil {
+		t.Fatalf("HoldJobBlob: %v", err)
+	}
+	if st, data, err := s.JobCheckpoint(ctx, j.ID); err != nil || st != "" || string(data) != "published" {
+		t.Errorf("checkpoint after HoldJobBlob = %q, %q, %v; want no staging and the new data", st, data, err)
+	}
+	unknown := func(keys []string, want ...string) {
+		t.Helper()
+		got, err := s.UnknownBlobs(ctx, keys)
+		if err != nil || !slices.Equal(got, want) {
+			t.Errorf("UnknownBlobs(%d keys) = %q, %v; want %q", len(keys), got, err, want)
+		}
+	}
+	unknown([]string{"KEY2", "KEY1", "KEY3"}, "KEY2", "KEY3")
+	unknown(nil)
+	var many []string
+	for i := range 1200 {
+		many = append(many, fmt.Sprintf("K%04d", i))
+	}
+	unknown(append(many, "KEY1"), many...)
+	if err := s.FinishJob(ctx, j.ID, ferry.StatusFailed, "", "x", "y"); err != nil {
+		t.Fatal(err)
+	}
+	unknown([]string{"KEY1"}, "KEY1")
+	err := s.HoldJobBlob(ctx, j.ID, "KEY4", nil)
+	wantKind(t, "HoldJobBlob(ended job)", err, ferry.Conflict)
+	err = s.HoldJobBlob(ctx, "mon_NOSUCHJOB", "KEY4", nil)
+	wantKind(t, "HoldJobBlob(missing)", err, ferry.NotFound)
+}
+
+// itemJob returns a store with items, a user's drive and an inProgress
+// job of op for that user, or skips when the store holds no items.
+func itemJob(t *testing.T, s JobStore, op ferry.Operation) (jobItems, *ferry.Drive, *ferry.Job) {
+	t.Helper()
+	is, ok := s.(jobItems)
+	if !ok {
+		t.Skip("the store holds no items")
+	}
+	u, _, err := is.EnsureUser(t.Context(), "alice", 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := is.DriveOf(t.Context(), u.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return is, d, newItemJob(t, is, d, op)
+}
+
+func newItemJob(t *testing.T, s jobItems, d *ferry.Drive, op ferry.Operation) *ferry.Job {
+	t.Helper()
+	j := newJob(string(d.Owner))
+	j.Operation, j.DriveID, j.ParentID, j.UserName = op, d.ID, d.RootID, "alice"
+	insertJob(t, s, j)
+	if ok, err := s.StartJob(t.Context(), j.ID, 0); !ok || err != nil {
+		t.Fatalf("StartJob = %v, %v", ok, err)
+	}
+	return j
+}
+
+func testCommitJobItem(t *testing.T, s JobStore) {
+	ctx := t.Context()
+	is, d, j := itemJob(t, s, ferry.OpDownloadURL)
+	file := func(key string) ferry.NewItem {
+		return ferry.NewItem{DriveID: d.ID, ParentID: d.RootID, Name: "x.bin", By: "alice",
+			Content: ferry.Content{Size: 10, BlobKey: key, Hashes: ferry.Hashes{QuickXor: "Q"}}}
+	}
+	it, already, err := is.CommitJobItem(ctx, j.ID, file("K1"), ferry.ConflictFail, "done")
+	if err != nil || already || it.Name != "x.bin" || it.BlobKey != "K1" {
+		t.Fatalf("CommitJobItem = %+v, %v, %v; want a new x.bin", it, already, err)
+	}
+	got := readJob(t, is, j.ID)
+	if got.Status != ferry.StatusCompleted || got.ResourceID != it.ID || got.ErrorMessage != "done" ||
+		got.Bytes != 10 || got.Total != 10 || got.Finished.IsZero() {
+		t.Errorf("job after its commit = %+v", got)
+	}
+	again, already, err := is.CommitJobItem(ctx, j.ID, file("K2"), ferry.ConflictRename, "done")
+	if err != nil || !already || again.ID != it.ID {
+		t.Errorf("CommitJobItem again = %+v, %v, %v; want the first item, already", again, already, err)
+	}
+	if kids, _, err := is.Children(ctx, d.RootID, ferry.ListQuery{}); err != nil || len(kids) != 1 {
+		t.Errorf("root has %d children (%v), want 1", len(kids), err)
+	}
+	if u, _ := is.UnknownBlobs(ctx, []string{"K1", "K2"}); !slices.Equal(u, []string{"K2"}) {
+		t.Errorf("UnknownBlobs = %q, want [K2]", u)
+	}
+
+	// A taken name with fail changes nothing; rename commits.
+	k := newItemJob(t, is, d, ferry.OpDownloadURL)
+	_, _, err = is.CommitJobItem(ctx, k.ID, file("K3"), ferry.ConflictFail, "done")
+	wantKind(t, "CommitJobItem(name taken)", err, ferry.NameConflict)
+	if got := readJob(t, is, k.ID); got.Status != ferry.StatusInProgress {
+		t.Errorf("after a failed commit the job is %s, want inProgress", got.Status)
+	}
+	if it, _, err := is.CommitJobItem(ctx, k.ID, file("K3"), ferry.ConflictRename, "done"); err != nil || it.Name != "x 1.bin" {
+		t.Errorf("CommitJobItem(rename) = %+v, %v; want x 1.bin", it, err)
+	}
+
+	// A job that ended otherwise commits nothing.
+	f := newItemJob(t, is, d, ferry.OpDownloadURL)
+	if err := is.FinishJob(ctx, f.ID, ferry.StatusCancelled, "", "", "cancelled"); err != nil {
+		t.Fatal(err)
+	}
+	n := file("K4")
+	n.Name = "y.bin"
+	_, _, err = is.CommitJobItem(ctx, f.ID, n, ferry.ConflictFail, "done")
+	wantKind(t, "CommitJobItem(cancelled job)", err, ferry.Conflict)
+	if _, err := is.ItemByPath(ctx, d.RootID, []string{"y.bin"}); ferry.KindOf(err) != ferry.NotFound {
+		t.Errorf("a cancelled job's commit created y.bin (%v)", err)
+	}
+	_, _, err = is.CommitJobItem(ctx, "mon_NOSUCHJOB", n, ferry.ConflictFail, "done")
+	wantKind(t, "CommitJobItem(missing)", err, ferry.NotFound)
+}
+
+func testCommitJobCopy(t *testing.T, s JobStore) {
+	ctx := t.Context()
+	is, d, j := itemJob(t, s, ferry.OpCopy)
+	src, _, err := is.CreateItem(ctx, ferry.NewItem{DriveID: d.ID, ParentID: d.RootID, Name: "a.bin",
+		Content: ferry.Content{Size: 7, BlobKey: "KA"}}, ferry.ConflictFail)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The job row names what to copy; newItemJob made one without a
+	// source, so make the real one here.
+	j = newJob(string(d.Owner))
+	j.Operation, j.SourceURL, j.SourceItem = ferry.OpCopy, "", src.ID
+	j.DriveID, j.ParentID, j.Name, j.Conflict, j.UserName = d.ID, d.RootID, "", ferry.ConflictRename, "alice"
+	insertJob(t, is, j)
+	if ok, err := is.StartJob(ctx, j.ID, 0); !ok || err != nil {
+		t.Fatalf("StartJob = %v, %v", ok, err)
+	}
+	it, already, err := is.CommitJobCopy(ctx, j.ID, "copied")
+	if err != nil || already || it.Name != "a 1.bin" || it.BlobKey != "KA" || it.CreatedBy != "alice" {
+		t.Fatalf("CommitJobCopy = %+v, %v, %v; want a new a 1.bin by alice", it, already, err)
+	}
+	got := readJob(t, is, j.ID)
+	if got.Status != ferry.StatusCompleted || got.ResourceID != it.ID || got.Bytes != 7 || got.ErrorMessage != "copied" {
+		t.Errorf("job after its copy = %+v", got)
+	}
+	again, already, err := is.CommitJobCopy(ctx, j.ID, "copied")
+	if err != nil || !already || again.ID != it.ID {
+		t.Errorf("CommitJobCopy again = %+v, %v, %v; want the first copy, already", again, already, err)
+	}
+	if kids, _, err := is.Children(ctx, d.RootID, ferry.ListQuery{}); err != nil || len(kids) != 2 {
+		t.Errorf("root has %d children (%v), want 2", len(kids), err)
+	}
+	if dr, err := is.Drive(ctx, d.ID); err != nil || dr.Used != 14 {
+		t.Errorf("drive used = %+v, %v; want 14", dr, err)
+	}
+	// fail: the name is taken, nothing changes.
+	k := newJob(string(d.Owner))
+	k.Operation, k.SourceURL, k.SourceItem = ferry.OpCopy, "", src.ID
+	k.DriveID, k.ParentID, k.Name, k.Conflict = d.ID, d.RootID, "a.bin", ferry.ConflictFail
+	insertJob(t, is, k)
+	_, _, err = is.CommitJobCopy(ctx, k.ID, "copied")
+	wantKind(t, "CommitJobCopy(name taken)", err, ferry.NameConflict)
+	if got := readJob(t, is, k.ID); got.Status.Final() {
+		t.Errorf("after a failed copy the job is %s", got.Status)
+	}
+	_, _, err = is.CommitJobCopy(ctx, "mon_NOSUCHJOB", "copied")
+	wantKind(t, "CommitJobCopy(missing)", err, ferry.NotFound)
 }

@@ -137,8 +137,16 @@ func (w *copyWorker) fail(ctx context.Context, rj *river.Job[copyArgs], j *ferry
 		if serr != nil {
 			return errors.Join(err, serr)
 		}
-		if !ok { // cancel asked meanwhile; nothing was copied
-			return q.finishCancelled(ctx, j.ID)
+		if !ok {
+			cur, lerr := q.store.Job(ctx, j.ID)
+			switch {
+			case lerr != nil:
+				return errors.Join(err, lerr)
+			case cur.Status == ferry.StatusCancelPending: // nothing was copied
+				return q.finishCancelled(ctx, j.ID)
+			case cur.Status.Final(): // e.g. the failed call did commit
+				return nil
+			}
 		}
 		q.log.Info("jobs: copy failed; will retry", "job", j.ID, "attempt", rj.Attempt, "err", err)
 		return err

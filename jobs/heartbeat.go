@@ -31,7 +31,8 @@ import (
 var errClaimLost = errors.New("jobs: another attempt took over the job")
 
 // claim makes this attempt the job's runner and keeps its heartbeat until
-// stop is called; ctx ends with cause errClaimLost if the claim is lost.
+// stop is called, which releases the claim; rctx ends with cause
+// errClaimLost if the claim is lost.
 // When another attempt holds the job with a fresh heartbeat, it returns a
 // snooze for River.
 func (q *Queue) claim(ctx context.Context, id string) (rctx context.Context, stop func(), err error) {
@@ -48,7 +49,18 @@ func (q *Queue) claim(ctx context.Context, id string) (rctx context.Context, sto
 	rctx, cancel := context.WithCancelCause(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() { q.keepAlive(rctx, id, runner, cancel) })
-	return rctx, func() { cancel(nil); wg.Wait() }, nil
+	stop = func() {
+		cancel(nil)
+		wg.Wait()
+		// A job that stays inProgress (River retries it after an error)
+		// must not wait for this claim to go stale.
+		bg, done := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer done()
+		if err := q.store.ReleaseJob(bg, id, runner); err != nil {
+			q.log.Warn("jobs: release claim", "job", id, "err", err)
+		}
+	}
+	return rctx, stop, nil
 }
 
 // keepAlive writes the job's heartbeat every StaleAfter/10 until ctx ends.

@@ -75,8 +75,9 @@ type Store interface {
 	// Heartbeat records that runner still runs the job; false once it
 	// does not hold the job any more.
 	Heartbeat(ctx context.Context, id, runner string) (ok bool, err error)
-	// ReleaseJob drops a job's runner, so that the next claim succeeds.
-	ReleaseJob(ctx context.Context, id string) error
+	// ReleaseJob drops a job's runner (runner's claim only, unless
+	// runner is ""), so that the next claim succeeds.
+	ReleaseJob(ctx context.Context, id, runner string) error
 	// StaleJobs lists inProgress and cancelPending jobs whose heartbeat
 	// is older than before.
 	StaleJobs(ctx context.Context, before time.Time, limit int) ([]string, error)
@@ -355,7 +356,7 @@ func (q *Queue) reclaim(ctx context.Context) error {
 		if id == "" {
 			continue
 		}
-		if err := q.store.ReleaseJob(ctx, id); err != nil {
+		if err := q.store.ReleaseJob(ctx, id, ""); err != nil {
 			return fmt.Errorf("jobs: reclaim interrupted jobs: %w", err)
 		}
 	}
@@ -552,8 +553,15 @@ func (q *Queue) finish(ctx context.Context, id string, status ferry.JobStatus, c
 	defer cancel()
 	var err error
 	for i := range 5 {
-		if err = q.store.FinishJob(ctx, id, status, "", code, msg); err == nil || ferry.KindOf(err) == ferry.NotFound {
+		err = q.store.FinishJob(ctx, id, status, "", code, msg)
+		switch ferry.KindOf(err) {
+		case ferry.Conflict: // it has ended already, e.g. committed
+			return nil
+		case ferry.NotFound:
 			return err
+		}
+		if err == nil {
+			return nil
 		}
 		q.log.Warn("jobs: finish job; will try again", "job", id, "status", status, "err", err)
 		select {

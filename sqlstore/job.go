@@ -264,8 +264,9 @@ func (s *Store) UpdateJobProgress(ctx context.Context, id string, bytes, total i
 
 // FinishJob ends a job with a final status, the created item (if any) and
 // an error code and message (if any), and forgets its checkpoint, staging
-// area, runner and held blob. Invalid if status is not final; NotFound if the job does
-// not exist.
+// area, runner and held blob. A job that has already ended keeps its end:
+// Conflict. Invalid if status is not final; NotFound if the job does not
+// exist.
 func (s *Store) FinishJob(ctx context.Context, id string, status ferry.JobStatus, resource ferry.ItemID, code, msg string) error {
 	if !status.Final() {
 		return ferry.Errorf(ferry.Invalid, "%q is not a final job status", status)
@@ -273,7 +274,7 @@ func (s *Store) FinishJob(ctx context.Context, id string, status ferry.JobStatus
 	ts := millis(now())
 	return s.tx(ctx, func(_ *sql.Tx, t conn) error {
 		res, err := t.exec(ctx, `UPDATE ferry_jobs SET status = ?, resource_id = ?, error_code = ?, error_message = ?,
-			finished = ?, updated = ?, checkpoint = NULL, staging_id = '' WHERE id = ?`,
+			finished = ?, updated = ?, checkpoint = NULL, staging_id = '' WHERE id = ? AND status NOT IN `+finalStatuses,
 			string(status), string(resource), code, msg, ts, ts, id)
 		if err != nil {
 			return fmt.Errorf("sqlstore: finish job: %w", err)
@@ -283,7 +284,10 @@ func (s *Store) FinishJob(ctx context.Context, id string, status ferry.JobStatus
 			return err
 		}
 		if n == 0 {
-			return errJobNotFound()
+			if err := s.jobExists(ctx, t, id); err != nil {
+				return err
+			}
+			return ferry.Errorf(ferry.Conflict, "the job has already ended")
 		}
 		return s.endRun(ctx, t, id)
 	})
@@ -418,11 +422,19 @@ func (s *Store) Heartbeat(ctx context.Context, id, runner string) (bool, error) 
 }
 
 // ReleaseJob drops the job's runner, so that the next ClaimJob succeeds at
-// once: for a node that restarts and takes back the jobs it was running
-// (they cannot be running any more). Releasing a job without a run is not
-// an error.
-func (s *Store) ReleaseJob(ctx context.Context, id string) error {
-	if _, err := s.c.exec(ctx, `UPDATE ferry_job_runs SET runner = '' WHERE job_id = ?`, id); err != nil {
+// once: for an attempt that ends while the job stays inProgress (River
+// retries it), and for a node that restarts and takes back the jobs it was
+// running (they cannot be running any more). With runner set, only that
+// runner's claim is dropped; with "", any. Releasing a job without a run is
+// not an error.
+func (s *Store) ReleaseJob(ctx context.Context, id, runner string) error {
+	q := `UPDATE ferry_job_runs SET runner = '' WHERE job_id = ?`
+	args := []any{id}
+	if runner != "" {
+		q += ` AND runner = ?`
+		args = append(args, runner)
+	}
+	if _, err := s.c.exec(ctx, q, args...); err != nil {
 		return fmt.Errorf("sqlstore: release job: %w", err)
 	}
 	return nil
