@@ -131,7 +131,8 @@ type Config struct {
 
 	// RetryBase and RetryMax shape the backoff between attempts: RetryBase,
 	// doubled on every attempt that adds no bytes, at most RetryMax. An
-	// origin's Retry-After is honoured up to RetryMax. Defaults 1s and 30s.
+	// origin's longer Retry-After is honoured up to 5 minutes. Defaults 1s
+	// and 30s.
 	RetryBase, RetryMax time.Duration
 	// Snooze is how long a job waits before asking again for a running
 	// slot when its user is at PerUserRunning. Default 1s.
@@ -300,8 +301,9 @@ func migrate[TTx any](ctx context.Context, log *slog.Logger, driver riverdriver.
 	return nil
 }
 
-// Run starts River, takes back this node's interrupted jobs, and sweeps
-// orphans and expired monitors until ctx is done. Then it stops River,
+// Run starts River, takes back this node's interrupted jobs, and, until
+// ctx is done, sweeps orphans and expired monitors and hands jobs whose
+// node died (their heartbeat went stale) back to River. Then it stops River,
 // cancelling running jobs, which checkpoint and go back to waiting so that
 // the next start resumes them. It returns nil after a clean stop.
 func (q *Queue) Run(ctx context.Context) error {
