@@ -538,103 +538,123 @@ func validContent(ct ferry.Content) error {
 // CreateItem creates a folder or a file; see ferry.ItemStore. An empty c
 // means fail.
 func (s *Store) CreateItem(ctx context.Context, n ferry.NewItem, c ferry.ConflictBehavior) (*ferry.Item, bool, error) {
-	if err := ferry.ValidateName(n.Name, n.Folder); err != nil {
-		return nil, false, err
-	}
-	if n.Folder && n.BlobKey != "" {
-		return nil, false, ferry.Errorf(ferry.Invalid, "a folder has no content")
-	}
-	if !n.Folder {
-		if err := validContent(n.Content); err != nil {
-			return nil, false, err
-		}
-	}
-	c, err := conflictOrFail(c)
+	c, drive, err := s.checkNewItem(ctx, n, c)
 	if err != nil {
 		return nil, false, err
-	}
-	drive, err := s.driveOf(ctx, n.ParentID)
-	if err != nil {
-		return nil, false, err
-	}
-	if n.DriveID != "" && n.DriveID != drive {
-		return nil, false, errItemNotFound(n.ParentID) // another drive's items are invisible
 	}
 	var it *ferry.Item
 	var replaced bool
 	err = s.tx(ctx, func(_ *sql.Tx, t conn) error {
-		replaced = false
 		if err := s.lockDrives(ctx, t, drive); err != nil {
 			return err
 		}
-		parent, err := s.item(ctx, t, n.ParentID)
-		if err != nil {
-			return err
-		}
-		if !parent.Folder {
-			return ferry.Errorf(ferry.Invalid, "%q is a file, not a folder", parent.Name)
-		}
-		ts := now()
-		name := n.Name
-		old, err := s.child(ctx, t, parent.ID, ferry.NameKey(name))
-		if err != nil {
-			return err
-		}
-		if old != nil {
-			switch c {
-			case ferry.ConflictFail:
-				return errNameTaken(old.Name)
-			case ferry.ConflictRename:
-				if name, err = s.freeName(ctx, t, parent.ID, name, n.Folder); err != nil {
-					return err
-				}
-			case ferry.ConflictReplace:
-				if old.Folder != n.Folder {
-					return errOtherKind(old)
-				}
-				replaced = true
-				if !n.Folder {
-					// A file replacing a file keeps its ID: only the bytes
-					// and what describes them change.
-					fsModified := n.FSModified
-					if fsModified.IsZero() {
-						fsModified = ts
-					}
-					it, err = s.replaceContent(ctx, t, old, n.Content, n.By, name, fsModified, n.Description)
-					return err
-				}
-				if err := s.deleteTree(ctx, t, old); err != nil {
-					return err
-				}
-			}
-		}
-		it = &ferry.Item{
-			ID:             ferry.ItemID(ferry.NewID("", 16)),
-			DriveID:        drive,
-			ParentID:       parent.ID,
-			Name:           name,
-			Folder:         n.Folder,
-			Version:        1,
-			ContentVersion: 1,
-			Created:        ts,
-			Modified:       ts,
-			Description:    n.Description,
-			CreatedBy:      n.By,
-			ModifiedBy:     n.By,
-		}
-		if !n.Folder {
-			it.Size, it.MimeType, it.Hashes, it.BlobKey = n.Size, n.MimeType, n.Hashes, n.BlobKey
-		}
-		it.FSCreated, it.FSModified = ts, ts
-		if !n.FSCreated.IsZero() {
-			it.FSCreated = fromMillis(millis(n.FSCreated))
-		}
-		if !n.FSModified.IsZero() {
-			it.FSModified = fromMillis(millis(n.FSModified))
-		}
-		return s.insertItem(ctx, t, it, true)
+		var err error
+		it, replaced, err = s.createItem(ctx, t, drive, n, c)
+		return err
 	})
 	if err != nil {
+		return nil, false, err
+	}
+	return it, replaced, nil
+}
+
+// checkNewItem checks what CreateItem can check before its transaction,
+// and returns the conflict behaviour to apply and the parent's drive.
+func (s *Store) checkNewItem(ctx context.Context, n ferry.NewItem, c ferry.ConflictBehavior) (ferry.ConflictBehavior, ferry.DriveID, error) {
+	if err := ferry.ValidateName(n.Name, n.Folder); err != nil {
+		return "", "", err
+	}
+	if n.Folder && n.BlobKey != "" {
+		return "", "", ferry.Errorf(ferry.Invalid, "a folder has no content")
+	}
+	if !n.Folder {
+		if err := validContent(n.Content); err != nil {
+			return "", "", err
+		}
+	}
+	c, err := conflictOrFail(c)
+	if err != nil {
+		return "", "", err
+	}
+	drive, err := s.driveOf(ctx, n.ParentID)
+	if err != nil {
+		return "", "", err
+	}
+	if n.DriveID != "" && n.DriveID != drive {
+		return "", "", errItemNotFound(n.ParentID) // another drive's items are invisible
+	}
+	return c, drive, nil
+}
+
+// createItem is CreateItem's work on the caller's transaction, which holds
+// the drive's lock; CommitJobItem runs it too, beside completing a job.
+func (s *Store) createItem(ctx context.Context, t conn, drive ferry.DriveID, n ferry.NewItem, c ferry.ConflictBehavior) (it *ferry.Item, replaced bool, err error) {
+	parent, err := s.item(ctx, t, n.ParentID)
+	if err != nil {
+		return nil, false, err
+	}
+	if !parent.Folder {
+		return nil, false, ferry.Errorf(ferry.Invalid, "%q is a file, not a folder", parent.Name)
+	}
+	ts := now()
+	name := n.Name
+	old, err := s.child(ctx, t, parent.ID, ferry.NameKey(name))
+	if err != nil {
+		return nil, false, err
+	}
+	if old != nil {
+		switch c {
+		case ferry.ConflictFail:
+			return nil, false, errNameTaken(old.Name)
+		case ferry.ConflictRename:
+			if name, err = s.freeName(ctx, t, parent.ID, name, n.Folder); err != nil {
+				return nil, false, err
+			}
+		case ferry.ConflictReplace:
+			if old.Folder != n.Folder {
+				return nil, false, errOtherKind(old)
+			}
+			if !n.Folder {
+				// A file replacing a file keeps its ID: only the bytes
+				// and what describes them change.
+				fsModified := n.FSModified
+				if fsModified.IsZero() {
+					fsModified = ts
+				}
+				it, err = s.replaceContent(ctx, t, old, n.Content, n.By, name, fsModified, n.Description)
+				return it, true, err
+			}
+			if err := s.deleteTree(ctx, t, old); err != nil {
+				return nil, false, err
+			}
+			replaced = true
+		}
+	}
+	it = &ferry.Item{
+		ID:             ferry.ItemID(ferry.NewID("", 16)),
+		DriveID:        drive,
+		ParentID:       parent.ID,
+		Name:           name,
+		Folder:         n.Folder,
+		Version:        1,
+		ContentVersion: 1,
+		Created:        ts,
+		Modified:       ts,
+		Description:    n.Description,
+		CreatedBy:      n.By,
+		ModifiedBy:     n.By,
+	}
+	if !n.Folder {
+		it.Size, it.MimeType, it.Hashes, it.BlobKey = n.Size, n.MimeType, n.Hashes, n.BlobKey
+	}
+	it.FSCreated, it.FSModified = ts, ts
+	if !n.FSCreated.IsZero() {
+		it.FSCreated = fromMillis(millis(n.FSCreated))
+	}
+	if !n.FSModified.IsZero() {
+		it.FSModified = fromMillis(millis(n.FSModified))
+	}
+	if err := s.insertItem(ctx, t, it, true); err != nil {
 		return nil, false, err
 	}
 	return it, replaced, nil

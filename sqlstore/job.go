@@ -601,21 +601,9 @@ func (s *Store) CommitJobItem(ctx context.Context, jobID string, n ferry.NewItem
 	if n.Folder {
 		return nil, false, ferry.Errorf(ferry.Invalid, "a job commits files only")
 	}
-	if err := ferry.ValidateName(n.Name, false); err != nil {
-		return nil, false, err
-	}
-	if err := validContent(n.Content); err != nil {
-		return nil, false, err
-	}
-	if c, err = conflictOrFail(c); err != nil {
-		return nil, false, err
-	}
-	drive, err := s.driveOf(ctx, n.ParentID)
+	c, drive, err := s.checkNewItem(ctx, n, c)
 	if err != nil {
 		return nil, false, err
-	}
-	if n.DriveID != "" && n.DriveID != drive {
-		return nil, false, errItemNotFound(n.ParentID)
 	}
 	err = s.tx(ctx, func(_ *sql.Tx, t conn) error {
 		it, already = nil, false
@@ -626,7 +614,7 @@ func (s *Store) CommitJobItem(ctx context.Context, jobID string, n ferry.NewItem
 		if _, it, already, err = s.jobForCommit(ctx, t, jobID); err != nil || already {
 			return err
 		}
-		if it, err = s.createFile(ctx, t, drive, n, c); err != nil {
+		if it, _, err = s.createItem(ctx, t, drive, n, c); err != nil {
 			return err
 		}
 		return s.completeJob(ctx, t, jobID, it, n.Size, msg)
@@ -635,73 +623,6 @@ func (s *Store) CommitJobItem(ctx context.Context, jobID string, n ferry.NewItem
 		return nil, false, err
 	}
 	return it, already, nil
-}
-
-// createFile is CreateItem's path for a file, on the caller's transaction,
-// which holds the drive's lock. It follows CreateItem step for step; a
-// change to one belongs in the other.
-func (s *Store) createFile(ctx context.Context, t conn, drive ferry.DriveID, n ferry.NewItem, c ferry.ConflictBehavior) (*ferry.Item, error) {
-	parent, err := s.item(ctx, t, n.ParentID)
-	if err != nil {
-		return nil, err
-	}
-	if !parent.Folder {
-		return nil, ferry.Errorf(ferry.Invalid, "%q is a file, not a folder", parent.Name)
-	}
-	ts := now()
-	name := n.Name
-	old, err := s.child(ctx, t, parent.ID, ferry.NameKey(name))
-	if err != nil {
-		return nil, err
-	}
-	if old != nil {
-		switch c {
-		case ferry.ConflictFail:
-			return nil, errNameTaken(old.Name)
-		case ferry.ConflictRename:
-			if name, err = s.freeName(ctx, t, parent.ID, name, false); err != nil {
-				return nil, err
-			}
-		case ferry.ConflictReplace:
-			if old.Folder {
-				return nil, errOtherKind(old)
-			}
-			fsModified := n.FSModified
-			if fsModified.IsZero() {
-				fsModified = ts
-			}
-			return s.replaceContent(ctx, t, old, n.Content, n.By, name, fsModified, n.Description)
-		}
-	}
-	it := &ferry.Item{
-		ID:             ferry.ItemID(ferry.NewID("", 16)),
-		DriveID:        drive,
-		ParentID:       parent.ID,
-		Name:           name,
-		Version:        1,
-		ContentVersion: 1,
-		Created:        ts,
-		Modified:       ts,
-		Description:    n.Description,
-		CreatedBy:      n.By,
-		ModifiedBy:     n.By,
-		Size:           n.Size,
-		MimeType:       n.MimeType,
-		Hashes:         n.Hashes,
-		BlobKey:        n.BlobKey,
-		FSCreated:      ts,
-		FSModified:     ts,
-	}
-	if !n.FSCreated.IsZero() {
-		it.FSCreated = fromMillis(millis(n.FSCreated))
-	}
-	if !n.FSModified.IsZero() {
-		it.FSModified = fromMillis(millis(n.FSModified))
-	}
-	if err := s.insertItem(ctx, t, it, true); err != nil {
-		return nil, err
-	}
-	return it, nil
 }
 
 // CommitJobCopy runs the copy job jobID, whose row names the source, the
