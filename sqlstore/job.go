@@ -273,21 +273,11 @@ func (s *Store) FinishJob(ctx context.Context, id string, status ferry.JobStatus
 	}
 	ts := millis(now())
 	return s.tx(ctx, func(_ *sql.Tx, t conn) error {
-		res, err := t.exec(ctx, `UPDATE ferry_jobs SET status = ?, resource_id = ?, error_code = ?, error_message = ?,
+		err := s.updateLiveJob(ctx, t, id, `UPDATE ferry_jobs SET status = ?, resource_id = ?, error_code = ?, error_message = ?,
 			finished = ?, updated = ?, checkpoint = NULL, staging_id = '' WHERE id = ? AND status NOT IN `+finalStatuses,
 			string(status), string(resource), code, msg, ts, ts, id)
 		if err != nil {
 			return fmt.Errorf("sqlstore: finish job: %w", err)
-		}
-		n, err := rowsAffected(res)
-		if err != nil {
-			return err
-		}
-		if n == 0 {
-			if err := s.jobExists(ctx, t, id); err != nil {
-				return err
-			}
-			return ferry.Errorf(ferry.Conflict, "the job has already ended")
 		}
 		return s.endRun(ctx, t, id)
 	})
@@ -484,20 +474,10 @@ func (s *Store) HoldJobBlob(ctx context.Context, id, key string, data []byte) er
 	}
 	ts := millis(now())
 	return s.tx(ctx, func(_ *sql.Tx, t conn) error {
-		res, err := t.exec(ctx, `UPDATE ferry_jobs SET staging_id = '', checkpoint = ?, updated = ?
+		err := s.updateLiveJob(ctx, t, id, `UPDATE ferry_jobs SET staging_id = '', checkpoint = ?, updated = ?
 			WHERE id = ? AND status NOT IN `+finalStatuses, data, ts, id)
 		if err != nil {
 			return fmt.Errorf("sqlstore: hold blob: %w", err)
-		}
-		n, err := rowsAffected(res)
-		if err != nil {
-			return err
-		}
-		if n == 0 {
-			if err := s.jobExists(ctx, t, id); err != nil {
-				return err
-			}
-			return ferry.Errorf(ferry.Conflict, "the job has already ended")
 		}
 		_, err = t.exec(ctx, `INSERT INTO ferry_job_runs (job_id, heartbeat, blob_key) VALUES (?, ?, ?)
 			ON CONFLICT (job_id) DO UPDATE SET blob_key = excluded.blob_key`, id, ts, key)
@@ -773,4 +753,25 @@ func (s *Store) copyTree(ctx context.Context, t conn, dstDrive ferry.DriveID, id
 		}
 	}
 	return s.item(ctx, t, top)
+}
+
+// updateLiveJob runs an UPDATE of the job id that must not touch an ended
+// job (its WHERE says so): no row changed means Conflict when the job has
+// ended, NotFound when it does not exist.
+func (s *Store) updateLiveJob(ctx context.Context, t conn, id, query string, args ...any) error {
+	res, err := t.exec(ctx, query, args...)
+	if err != nil {
+		return err
+	}
+	n, err := rowsAffected(res)
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		if err := s.jobExists(ctx, t, id); err != nil {
+			return err
+		}
+		return ferry.Errorf(ferry.Conflict, "the job has already ended")
+	}
+	return nil
 }
