@@ -37,18 +37,17 @@
 //     notAllowed, and the commit goes on; a fileSize in the request binds
 //     the session's total; If-Match on the path form makes the session
 //     replace that file;
-//   - the quota and upload sessions: the bytes a drive's live sessions
-//     hold or have declared count as used when a session is created and
-//     when its first fragment tells its size (507 quotaLimitReached), but
-//     not at commit, where only the drive's real use counts. This keeps
-//     sessions from overbooking the drive among themselves; it is not a
-//     reservation against other writes: a simple upload, an import or a
-//     copy may still take the space, and the session's commit then fails
-//     with 507. A drive may have at most MaxUploadSessions (default 1000)
-//     live sessions, and creating one more is 429 activityLimitReached
-//     with Retry-After (a limit on activity, not on space: the sessions
-//     end when committed, cancelled or expired); the count is checked
-//     before the insert, so simultaneous creations can pass it by a few;
+//   - the quota and upload sessions: the bytes a drive's other live
+//     sessions hold or have declared count as used when a session is
+//     created, when its first fragment tells its size and at commit
+//     (507 quotaLimitReached); the store counts the sizes live sessions
+//     declared against every other write too (simple uploads, imports,
+//     copies), so a session that was told its file fits keeps that room
+//     until it commits, is cancelled or expires. A drive may have at most
+//     MaxUploadSessions (default 1000) live sessions, and creating one
+//     more is 429 activityLimitReached with Retry-After (a limit on
+//     activity, not on space); the count is checked before the insert,
+//     so simultaneous creations can pass it by a few;
 //   - a store error whose outcome is unknown after a file's bytes were
 //     published (not a refusal such as 409 or 507): the error is answered,
 //     and the blob stays for the sweep, which deletes it if no item uses

@@ -179,26 +179,26 @@ func (u *uploads) checkQuota(ctx context.Context, s *ferry.UploadSession, existi
 	if existing != nil && !existing.Folder && (s.ItemID != "" || s.Conflict == ferry.ConflictReplace) {
 		room += existing.Size // fail or rename replace nothing
 	}
-	if check != atCommit {
-		pending, n, err := u.sessions.SessionUsage(ctx, s.DriveID)
-		if err != nil {
-			return err
-		}
-		if check == atCreate && n >= u.maxSessions {
-			return &ferry.Error{Kind: ferry.Throttled, RetryAfter: sessionRetryAfter,
-				Message: fmt.Sprintf("the drive has %d upload sessions in progress, the most it may have; finish or cancel some", n)}
-		}
-		// s's own share, once it is stored: its size when known, else
-		// the bytes it holds (see SessionUsage).
-		if s.ID != "" {
-			if s.Size >= 0 {
-				pending -= s.Size
-			} else {
-				pending -= s.ReceivedBytes()
-			}
-		}
-		room -= pending
+	// Other live sessions keep their room, at commit too: the store
+	// counts their declared sizes against the quota.
+	pending, n, err := u.sessions.SessionUsage(ctx, s.DriveID)
+	if err != nil {
+		return err
 	}
+	if check == atCreate && n >= u.maxSessions {
+		return &ferry.Error{Kind: ferry.Throttled, RetryAfter: sessionRetryAfter,
+			Message: fmt.Sprintf("the drive has %d upload sessions in progress, the most it may have; finish or cancel some", n)}
+	}
+	// s's own share, once it is stored: its size when known, else the
+	// bytes it holds (see SessionUsage).
+	if s.ID != "" {
+		if s.Size >= 0 {
+			pending -= s.Size
+		} else {
+			pending -= s.ReceivedBytes()
+		}
+	}
+	room -= pending
 	if size > room {
 		return errQuota()
 	}
@@ -287,6 +287,11 @@ func (u *uploads) commit(ctx context.Context, id string) (*committed, error) {
 		}
 		return nil, err
 	}
+	// The session's bytes are in the blob now, so the session goes
+	// whatever happens next; its record goes first, so that the room the
+	// store keeps for the sizes of live sessions is not held against the
+	// session's own file.
+	u.forget(ctx, s.ID)
 	out := &committed{drive: d}
 	if s.ItemID != "" {
 		out.item, err = u.items.ReplaceContent(ctx, s.ItemID, c, s.IfMatch, s.UserName)
@@ -304,9 +309,6 @@ func (u *uploads) commit(ctx context.Context, id string) (*committed, error) {
 		}, s.Conflict)
 		out.created = !replaced
 	}
-	// The session's bytes are in the blob now, so the session goes
-	// whatever happened.
-	u.forget(ctx, s.ID)
 	if err != nil {
 		deleteRefusedBlob(ctx, u.log, u.blobs, c.BlobKey, err)
 		return nil, err

@@ -620,16 +620,22 @@ func TestUploadSessionQuota(t *testing.T) {
 	r.wantError(t, http.StatusInsufficientStorage, "quotaLimitReached")
 	wantRanges(t, e.do("GET", up, nil).must(t, http.StatusOK), "0-")
 
-	// A session whose fileSize fitted, overtaken by another upload.
-	room := e.drive.Quota - 5
+	// A session whose fileSize fitted keeps its room: another upload
+	// cannot take it, and the session still commits.
 	up = e.createSession("/v1.0/me/drive/root:/late.bin:/createUploadSession", map[string]any{"item": map[string]any{"fileSize": 10}})
 	e.fragment(up, []byte("12345"), 0, 10).must(t, http.StatusAccepted)
-	if _, _, err := e.store.CreateItem(t.Context(), ferry.NewItem{DriveID: e.drive.ID, ParentID: e.drive.RootID, Name: "filler",
-		Content: ferry.Content{Size: room, BlobKey: "filler"}}, ferry.ConflictFail); err != nil {
-		t.Fatal(err)
+	filler := func(size int64) error {
+		_, _, err := e.store.CreateItem(t.Context(), ferry.NewItem{DriveID: e.drive.ID, ParentID: e.drive.RootID, Name: "filler",
+			Content: ferry.Content{Size: size, BlobKey: "filler"}}, ferry.ConflictFail)
+		return err
 	}
-	e.fragment(up, []byte("67890"), 5, 10).wantError(t, http.StatusInsufficientStorage, "quotaLimitReached")
-	wantGone(t, e.do("GET", up, nil))
+	if err := filler(e.drive.Quota - 5); ferry.KindOf(err) != ferry.QuotaExceeded {
+		t.Fatalf("an upload into the session's room: %v, want QuotaExceeded", err)
+	}
+	if err := filler(e.drive.Quota - 10); err != nil {
+		t.Fatalf("an upload that leaves the session its room: %v", err)
+	}
+	e.fragment(up, []byte("67890"), 5, 10).must(t, http.StatusCreated)
 	if n := e.stagingCount(); n != 1 { // the first session's
 		t.Errorf("%d staging areas, want 1", n)
 	}

@@ -317,17 +317,21 @@ func (s *Store) lockDrives(ctx context.Context, c conn, ids ...ferry.DriveID) er
 }
 
 // addUsed changes a drive's used bytes by delta. Growth fails with
-// QuotaExceeded when it would take the drive past its quota; shrinking
-// always succeeds.
+// QuotaExceeded when it would take the drive past its quota, counting as
+// taken the sizes declared by the drive's live upload sessions: a session
+// that was told its file fits keeps its room. (A session's own commit
+// deletes its record first.) Shrinking always succeeds.
 func (s *Store) addUsed(ctx context.Context, c conn, drive ferry.DriveID, delta int64) error {
 	if delta == 0 {
 		return nil
 	}
+	ts := millis(now())
 	q := `UPDATE drives SET used = used + ?, modified = ? WHERE id = ?`
-	args := []any{delta, millis(now()), string(drive)}
+	args := []any{delta, ts, string(drive)}
 	if delta > 0 {
-		q += ` AND used + ? <= quota`
-		args = append(args, delta)
+		q += ` AND used + ? + (SELECT COALESCE(SUM(size), 0) FROM upload_sessions
+			WHERE drive_id = ? AND size > 0 AND expires >= ?) <= quota`
+		args = append(args, delta, string(drive), ts)
 	}
 	res, err := c.exec(ctx, q, args...)
 	if err != nil {

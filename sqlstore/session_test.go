@@ -66,3 +66,67 @@ func TestStagingInUseSessions(t *testing.T) {
 		})
 	}
 }
+
+// TestSessionsKeepTheirRoom: the sizes declared by a drive's live upload
+// sessions count against its quota for every other write, until the
+// session's record goes (its commit deletes it first).
+func TestSessionsKeepTheirRoom(t *testing.T) {
+	for _, e := range engines() {
+		t.Run(e.name, func(t *testing.T) {
+			ctx := t.Context()
+			s := open(t, e.newDSN(t))
+			u, _, err := s.EnsureUser(ctx, "quota", 10000)
+			if err != nil {
+				t.Fatal(err)
+			}
+			d, err := s.DriveOf(ctx, u.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sess := &ferry.UploadSession{ID: ferry.NewID("up_", 20), UserID: u.ID, DriveID: d.ID, ParentID: d.RootID,
+				Name: "big.bin", Conflict: ferry.ConflictReplace, Size: 6000, StagingID: ferry.NewID("st_", 16),
+				Expires: time.Now().Add(time.Hour)}
+			if err := s.CreateSession(ctx, sess); err != nil {
+				t.Fatal(err)
+			}
+			file := func(name string, size int64) error {
+				_, _, err := s.CreateItem(ctx, ferry.NewItem{DriveID: d.ID, ParentID: d.RootID, Name: name,
+					Content: ferry.Content{Size: size, BlobKey: "k" + name}}, ferry.ConflictFail)
+				return err
+			}
+			if err := file("a", 4001); ferry.KindOf(err) != ferry.QuotaExceeded {
+				t.Fatalf("a file into the session's room: %v, want QuotaExceeded", err)
+			}
+			if err := file("b", 4000); err != nil {
+				t.Fatalf("a file beside the session's room: %v", err)
+			}
+			if err := s.DeleteSession(ctx, sess.ID); err != nil {
+				t.Fatal(err)
+			}
+			if err := file("c", 6000); err != nil {
+				t.Fatalf("the session's file once its record is gone: %v", err)
+			}
+			// An expired session keeps nothing.
+			old := *sess
+			old.ID, old.Expires = ferry.NewID("up_", 20), time.Now().Add(-time.Minute)
+			if err := s.CreateSession(ctx, &old); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.DeleteItem(ctx, mustItem(t, s, d.RootID, "c").ID, ""); err != nil {
+				t.Fatal(err)
+			}
+			if err := file("d", 6000); err != nil {
+				t.Fatalf("an expired session held room: %v", err)
+			}
+		})
+	}
+}
+
+func mustItem(t *testing.T, s ferry.ItemStore, parent ferry.ItemID, name string) *ferry.Item {
+	t.Helper()
+	it, err := s.ItemByPath(t.Context(), parent, []string{name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return it
+}
