@@ -1052,19 +1052,7 @@ func (s *Store) UnreferencedBlobs(ctx context.Context, limit int) ([]string, err
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: unreferenced blobs: %w", err)
 	}
-	defer rows.Close()
-	var keys []string
-	for rows.Next() {
-		var k string
-		if err := rows.Scan(&k); err != nil {
-			return nil, fmt.Errorf("sqlstore: unreferenced blobs: %w", err)
-		}
-		keys = append(keys, k)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sqlstore: unreferenced blobs: %w", err)
-	}
-	return keys, nil
+	return scanStrings(rows, "unreferenced blobs")
 }
 
 // ForgetBlob drops the record of an unreferenced blob. A blob some item

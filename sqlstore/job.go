@@ -339,19 +339,7 @@ func (s *Store) StagingInUse(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: staging in use: %w", err)
 	}
-	defer rows.Close()
-	var ids []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, fmt.Errorf("sqlstore: staging in use: %w", err)
-		}
-		ids = append(ids, id)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sqlstore: staging in use: %w", err)
-	}
-	return ids, nil
+	return scanStrings(rows, "staging in use")
 }
 
 // runningStatuses lists the statuses in which an attempt runs a job.
