@@ -804,27 +804,8 @@ func (s *Store) UpdateItem(ctx context.Context, id ferry.ItemID, u ferry.ItemUpd
 				return err
 			}
 			if other != nil && other.ID != cur.ID {
-				switch c {
-				case ferry.ConflictFail:
-					return errNameTaken(other.Name)
-				case ferry.ConflictRename:
-					if name, err = s.freeName(ctx, t, parent, name, cur.Folder); err != nil {
-						return err
-					}
-				case ferry.ConflictReplace:
-					if other.Folder != cur.Folder {
-						return errOtherKind(other)
-					}
-					inside, err := s.contains(ctx, t, other.ID, cur.ID)
-					if err != nil {
-						return err
-					}
-					if inside {
-						return ferry.Errorf(ferry.Invalid, "an item cannot replace a folder it is in")
-					}
-					if err := s.deleteTree(ctx, t, other); err != nil {
-						return err
-					}
+				if name, err = s.settleClash(ctx, t, parent, name, cur, other, c); err != nil {
+					return err
 				}
 			}
 		}
@@ -948,27 +929,8 @@ func (s *Store) CopyItem(ctx context.Context, id, parent ferry.ItemID, name stri
 		if other, err := s.child(ctx, t, p.ID, ferry.NameKey(topName)); err != nil {
 			return err
 		} else if other != nil {
-			switch c {
-			case ferry.ConflictFail:
-				return errNameTaken(other.Name)
-			case ferry.ConflictRename:
-				if topName, err = s.freeName(ctx, t, p.ID, topName, src.Folder); err != nil {
-					return err
-				}
-			case ferry.ConflictReplace:
-				if other.Folder != src.Folder {
-					return errOtherKind(other)
-				}
-				inside, err := s.contains(ctx, t, other.ID, src.ID)
-				if err != nil {
-					return err
-				}
-				if inside {
-					return ferry.Errorf(ferry.Invalid, "a copy cannot replace its own source or a folder holding it")
-				}
-				if err := s.deleteTree(ctx, t, other); err != nil {
-					return err
-				}
+			if topName, err = s.settleClash(ctx, t, p.ID, topName, src, other, c); err != nil {
+				return err
 			}
 		}
 		tree, err := s.subtree(ctx, t, src.ID)
@@ -1071,4 +1033,33 @@ func (s *Store) BlobKnown(ctx context.Context, key string) (bool, error) {
 		return false, fmt.Errorf("sqlstore: blob known: %w", err)
 	}
 	return n > 0, nil
+}
+
+// settleClash applies the conflict behaviour c when item (moved, renamed
+// or copied) is to take name in the folder parent, which other already
+// holds, and returns the name to use: fail is NameConflict, rename picks a
+// free name, replace deletes other — only an item of the same kind, and
+// never other when it is item itself or a folder holding item.
+func (s *Store) settleClash(ctx context.Context, t conn, parent ferry.ItemID, name string, item, other *ferry.Item, c ferry.ConflictBehavior) (string, error) {
+	switch c {
+	case ferry.ConflictFail:
+		return "", errNameTaken(other.Name)
+	case ferry.ConflictRename:
+		return s.freeName(ctx, t, parent, name, item.Folder)
+	case ferry.ConflictReplace:
+		if other.Folder != item.Folder {
+			return "", errOtherKind(other)
+		}
+		inside, err := s.contains(ctx, t, other.ID, item.ID)
+		if err != nil {
+			return "", err
+		}
+		if inside {
+			return "", ferry.Errorf(ferry.Invalid, "an item cannot replace itself or a folder holding it")
+		}
+		if err := s.deleteTree(ctx, t, other); err != nil {
+			return "", err
+		}
+	}
+	return name, nil
 }
