@@ -87,21 +87,11 @@ func (w *copyWorker) Work(ctx context.Context, rj *river.Job[copyArgs]) (err err
 	if j.Status == ferry.StatusNotStarted || j.Status == ferry.StatusWaiting {
 		return fmt.Errorf("jobs: copy %s did not start (%s)", id, j.Status)
 	}
-	rctx, stop, err := q.claim(ctx, id)
-	if err != nil {
+	_, stop, j, err := q.claimLive(ctx, id)
+	if j == nil || err != nil {
 		return err
 	}
 	defer stop()
-	// Look once more: a cancel may have won the race with StartJob.
-	if j, err = q.store.Job(rctx, id); err != nil {
-		return fmt.Errorf("jobs: load %s: %w", id, err)
-	}
-	switch {
-	case j.Status.Final():
-		return nil
-	case j.Status == ferry.StatusCancelPending:
-		return q.finishCancelled(ctx, id)
-	}
 
 	// The copy is one short transaction that also completes the job, so
 	// a crash leaves both or neither, and a copy run again after a crash

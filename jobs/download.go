@@ -103,20 +103,11 @@ func (w *downloadWorker) Work(ctx context.Context, rj *river.Job[downloadArgs]) 
 			return river.JobSnooze(q.cfg.Snooze + rand.N(q.cfg.Snooze/2+1))
 		}
 	}
-	rctx, stop, err := q.claim(ctx, id)
-	if err != nil {
+	rctx, stop, j, err := q.claimLive(ctx, id)
+	if j == nil || err != nil {
 		return err
 	}
 	defer stop()
-	if j, err = q.store.Job(ctx, id); err != nil {
-		return fmt.Errorf("jobs: load %s: %w", id, err)
-	}
-	switch {
-	case j.Status.Final():
-		return nil
-	case j.Status == ferry.StatusCancelPending:
-		return q.finishCancelled(ctx, id)
-	}
 	return w.attempt(rctx, rj, j)
 }
 

@@ -228,3 +228,28 @@ func queryStrings(ctx context.Context, db *sql.DB, query string, args ...any) ([
 	}
 	return out, rows.Err()
 }
+
+// claimLive claims the job (see claim) and reads it again, since a cancel
+// may have won the race with StartJob. It returns a nil job, and releases
+// the claim, when there is nothing left to run: the job ended (err nil),
+// or a cancel was pending and is now finished (finishCancelled's error).
+func (q *Queue) claimLive(ctx context.Context, id string) (context.Context, func(), *ferry.Job, error) {
+	rctx, stop, err := q.claim(ctx, id)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	j, err := q.store.Job(rctx, id)
+	switch {
+	case err != nil:
+		stop()
+		return nil, nil, nil, fmt.Errorf("jobs: load %s: %w", id, err)
+	case j.Status.Final():
+		stop()
+		return nil, nil, nil, nil
+	case j.Status == ferry.StatusCancelPending:
+		err := q.finishCancelled(ctx, id) // still holding the claim
+		stop()
+		return nil, nil, nil, err
+	}
+	return rctx, stop, j, nil
+}
