@@ -36,22 +36,21 @@ func runImport(ctx context.Context, args []string, getenv func(string) string, s
 		fmt.Fprintln(stderr, "usage: ferry import URL [flags]   (FERRY_SERVER and FERRY_TOKEN work too)\n\nflags:")
 		fs.PrintDefaults()
 	}
-	// Accept the URL before or after the flags.
-	var source string
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		source, args = args[0], args[1:]
-	}
-	if err := parseFlags(fs, args, getenv); err != nil {
+	rest, err := parseFlags(fs, args, getenv)
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
 		return usageError{err.Error()}
 	}
-	if source == "" && fs.NArg() > 0 {
-		source = fs.Arg(0)
-	}
-	if source == "" {
+	var source string
+	switch len(rest) {
+	case 1:
+		source = rest[0]
+	case 0:
 		return usageError{"give the URL to import"}
+	default:
+		return usageError{fmt.Sprintf("unexpected argument %q", rest[1])}
 	}
 	if o.token == "" {
 		return usageError{"give --token or FERRY_TOKEN"}

@@ -91,11 +91,30 @@ func serveFlags(fs *flag.FlagSet, c *Config) {
 	fs.StringVar(&c.NodeID, "node-id", c.NodeID, "stable name of this node among several on one PostgreSQL database (default: derived from host and --data)")
 }
 
-// parseFlags parses args into fs, then fills every flag that was not given
-// from its FERRY_* environment variable.
-func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) error {
-	if err := fs.Parse(args); err != nil {
-		return err
+// parseFlags parses args into fs, with flags allowed before, between and
+// after the positional arguments (Go's flag package stops at the first
+// positional one; scripts write "ferry import URL --to /X"), then fills
+// every flag that was not given from its FERRY_* environment variable. It
+// returns the positional arguments in order; everything after "--" is
+// positional.
+func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) ([]string, error) {
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			break
+		}
+		// fs.Parse consumed a "--" terminator if it saw one: the rest is
+		// all positional.
+		if len(args) > len(rest) && args[len(args)-len(rest)-1] == "--" {
+			positional = append(positional, rest...)
+			break
+		}
+		positional = append(positional, rest[0])
+		args = rest[1:]
 	}
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
@@ -111,7 +130,7 @@ func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) err
 			}
 		}
 	})
-	return errors.Join(errs...)
+	return positional, errors.Join(errs...)
 }
 
 func envName(flagName string) string {

@@ -4,6 +4,7 @@ import (
 	"flag"
 	"io"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -21,7 +22,7 @@ func TestServeFlagsAndEnvironment(t *testing.T) {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	serveFlags(fs, &cfg)
-	if err := parseFlags(fs, []string{"--workers", "3", "--data", "/srv/ferry"}, func(k string) string { return env[k] }); err != nil {
+	if _, err := parseFlags(fs, []string{"--workers", "3", "--data", "/srv/ferry"}, func(k string) string { return env[k] }); err != nil {
 		t.Fatal(err)
 	}
 	if cfg.Workers != 3 {
@@ -60,7 +61,7 @@ func TestBadSettings(t *testing.T) {
 		fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 		fs.SetOutput(io.Discard)
 		serveFlags(fs, &cfg)
-		if err := parseFlags(fs, args, func(string) string { return "" }); err == nil {
+		if _, err := parseFlags(fs, args, func(string) string { return "" }); err == nil {
 			t.Errorf("%q: no error", args)
 		}
 	}
@@ -80,7 +81,7 @@ func TestBadSettings(t *testing.T) {
 	cfg := defaultConfig()
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	serveFlags(fs, &cfg)
-	err := parseFlags(fs, nil, func(k string) string {
+	_, err := parseFlags(fs, nil, func(k string) string {
 		if k == "FERRY_WORKERS" {
 			return "many"
 		}
@@ -96,6 +97,31 @@ func TestParseSize(t *testing.T) {
 		got, err := parseSize(in)
 		if err != nil || got != want {
 			t.Errorf("parseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+}
+
+func TestParseFlagsInterspersed(t *testing.T) {
+	for _, tt := range []struct {
+		args     []string
+		wantPos  []string
+		wantTo   string
+		wantWait bool
+	}{
+		{[]string{"u1", "u2", "--to", "/X"}, []string{"u1", "u2"}, "/X", true},
+		{[]string{"--to", "/X", "u1", "-wait=false", "u2"}, []string{"u1", "u2"}, "/X", false},
+		{[]string{"u1", "--", "--to", "-x"}, []string{"u1", "--to", "-x"}, "", true},
+		{[]string{"--to=/Y"}, nil, "/Y", true},
+	} {
+		fs := flag.NewFlagSet("t", flag.ContinueOnError)
+		to := fs.String("to", "", "")
+		wait := fs.Bool("wait", true, "")
+		got, err := parseFlags(fs, tt.args, func(string) string { return "" })
+		if err != nil {
+			t.Fatalf("%q: %v", tt.args, err)
+		}
+		if !slices.Equal(got, tt.wantPos) || *to != tt.wantTo || *wait != tt.wantWait {
+			t.Errorf("%q: positional %q, --to %q, --wait %v; want %q, %q, %v", tt.args, got, *to, *wait, tt.wantPos, tt.wantTo, tt.wantWait)
 		}
 	}
 }

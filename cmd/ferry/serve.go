@@ -40,14 +40,15 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		fmt.Fprintln(stderr, "usage: ferry serve [flags]\n\nEvery flag --name can also be set with the environment variable FERRY_NAME\n(dashes become underscores); a flag on the command line wins.\n\nflags:")
 		fs.PrintDefaults()
 	}
-	if err := parseFlags(fs, args, getenv); err != nil {
+	rest, err := parseFlags(fs, args, getenv)
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
 		return usageError{err.Error()}
 	}
-	if fs.NArg() > 0 {
-		return usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
+	if len(rest) > 0 {
+		return usageError{fmt.Sprintf("unexpected argument %q", rest[0])}
 	}
 	if err := cfg.Validate(); err != nil {
 		return usageError{err.Error()}

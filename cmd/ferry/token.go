@@ -23,7 +23,8 @@ func runTokenCreate(ctx context.Context, args []string, getenv func(string) stri
 	fs.StringVar(&cfg.Data, "data", cfg.Data, "data folder of the server (SQLite)")
 	fs.StringVar(&cfg.DB, "db", cfg.DB, "postgres:// DSN of the server's database")
 	fs.Var(sizeValue{&cfg.Quota}, "quota", "drive quota if the user is new")
-	if err := parseFlags(fs, args, getenv); err != nil {
+	rest, err := parseFlags(fs, args, getenv)
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
@@ -32,8 +33,8 @@ func runTokenCreate(ctx context.Context, args []string, getenv func(string) stri
 	if user == "" {
 		return usageError{"--user is required"}
 	}
-	if fs.NArg() > 0 {
-		return usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
+	if len(rest) > 0 {
+		return usageError{fmt.Sprintf("unexpected argument %q", rest[0])}
 	}
 	sc, err := ferry.ParseScopes(scopes)
 	if err != nil {
