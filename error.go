@@ -25,6 +25,7 @@ const (
 	QuotaExceeded               // the drive's quota would be exceeded (507)
 	Unavailable                 // transient; the client may retry (503)
 	NotSupported                // the server does not implement this (501)
+	Gone                        // a delta token expired or is unknown: start over (410)
 )
 
 var kindNames = [...]string{
@@ -32,7 +33,7 @@ var kindNames = [...]string{
 	Forbidden: "forbidden", NotFound: "not found", NameConflict: "name conflict",
 	Conflict: "conflict", Modified: "modified", TooLarge: "too large",
 	InvalidRange: "invalid range", Throttled: "throttled", QuotaExceeded: "quota exceeded",
-	Unavailable: "unavailable", NotSupported: "not supported",
+	Unavailable: "unavailable", NotSupported: "not supported", Gone: "gone",
 }
 
 func (k Kind) String() string {

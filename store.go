@@ -93,6 +93,25 @@ type ItemStore interface {
 	// copy counts against the destination drive's quota (QuotaExceeded).
 	CopyItem(ctx context.Context, id, parent ItemID, name string, c ConflictBehavior, by string) (*Item, error)
 
+	// Delta returns one page of what changed in the subtree of the folder
+	// scope, scope included (see DeltaQuery): without a token, every item,
+	// parents before children; with one, each item changed since, once, as
+	// it is now, and each item that was in the subtree then and is gone
+	// (deleted, or moved out) once as Deleted, before the others. A folder
+	// moved in brings its whole subtree. The pages of one listing are one
+	// consistent picture, however the drive changes meanwhile; the last
+	// page's token continues from that picture. Every change is recorded in
+	// the transaction that makes it. Gone for a token or cursor that is
+	// malformed, of another scope, expired (q.Oldest) or pruned; NotFound
+	// if scope is missing; Invalid if it is a file or Limit is out of range.
+	Delta(ctx context.Context, scope ItemID, q DeltaQuery) (*DeltaPage, error)
+	// Search returns one page of the items below the folder scope (scope
+	// itself excluded) whose names contain text, ignoring case, ordered by
+	// name, and the cursor of the next page ("" on the last). q.OrderBy
+	// must be empty or "name". NotFound if scope is missing; Invalid for an
+	// empty text or a bad cursor.
+	Search(ctx context.Context, scope ItemID, text string, q ListQuery) ([]*Item, string, error)
+
 	// UnreferencedBlobs returns up to limit blob keys that no item uses any
 	// more; the caller deletes their bytes, then calls ForgetBlob.
 	UnreferencedBlobs(ctx context.Context, limit int) ([]string, error)

@@ -58,6 +58,11 @@ func TestItemStore(t *testing.T, newStore func(t *testing.T) Stores) {
 		{"ConcurrentCreate", testConcurrentCreate},
 		{"ConcurrentMoves", testConcurrentMoves},
 		{"ConcurrentQuota", testConcurrentQuota},
+		{"DeltaEnumerate", testDeltaEnumerate},
+		{"DeltaChanges", testDeltaChanges},
+		{"DeltaTokens", testDeltaTokens},
+		{"DeltaWhileChanging", testDeltaWhileChanging},
+		{"Search", testSearch},
 	} {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, newStore(t)) })
 	}

@@ -34,6 +34,7 @@ var kindErrors = map[ferry.Kind]graphError{
 	ferry.QuotaExceeded:   {http.StatusInsufficientStorage, "quotaLimitReached"},
 	ferry.Unavailable:     {http.StatusServiceUnavailable, "serviceNotAvailable"},
 	ferry.NotSupported:    {http.StatusNotImplemented, "notSupported"},
+	ferry.Gone:            {http.StatusGone, "resyncRequired"},
 }
 
 // errorFor maps err to its status and basic code; unknown kinds are

@@ -230,3 +230,14 @@ func (d dialect) forUpdate() string {
 	}
 	return ""
 }
+
+// defaultCollation wraps a text expression that mixes columns of the "C"
+// collation (PostgreSQL's item IDs) with other text, giving it the default
+// collation, as a recursive query's column must have one collation in
+// both of its terms. SQLite has a single collation here.
+func (d dialect) defaultCollation(expr string) string {
+	if d.postgres {
+		return "(" + expr + `) COLLATE "default"`
+	}
+	return expr
+}

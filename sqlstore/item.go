@@ -422,6 +422,9 @@ func (s *Store) insertItem(ctx context.Context, c conn, it *ferry.Item, charge b
 	if err != nil {
 		return fmt.Errorf("sqlstore: insert item: %w", err)
 	}
+	if err := s.recordChange(ctx, c, it, changeCreated); err != nil {
+		return err
+	}
 	if !charge {
 		return nil
 	}
@@ -464,6 +467,9 @@ func (s *Store) deleteTree(ctx context.Context, c conn, it *ferry.Item) error {
 	rows.Close()
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("sqlstore: delete %s: %w", it.ID, err)
+	}
+	if err := s.recordDeletes(ctx, c, it); err != nil {
+		return err
 	}
 	// One statement: foreign keys are checked at its end, when the whole
 	// subtree is gone.
@@ -696,6 +702,9 @@ func (s *Store) replaceContent(ctx context.Context, c conn, old *ferry.Item, ct 
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: replace content of %s: %w", old.ID, err)
 	}
+	if err := s.recordChange(ctx, c, old, changeUpdated); err != nil {
+		return nil, err
+	}
 	return s.item(ctx, c, old.ID)
 }
 
@@ -821,6 +830,14 @@ func (s *Store) UpdateItem(ctx context.Context, id ferry.ItemID, u ferry.ItemUpd
 		}
 		if u.By != "" {
 			by = u.By
+		}
+		if parent != cur.ParentID {
+			err = s.recordMove(ctx, t, cur)
+		} else {
+			err = s.recordChange(ctx, t, cur, changeUpdated)
+		}
+		if err != nil {
+			return err
 		}
 		_, err = t.exec(ctx, `UPDATE items SET name = ?, name_key = ?, parent_id = ?, fs_created = ?,
 			fs_modified = ?, description = ?, version = version + 1, modified = ?, modified_by = ? WHERE id = ?`,

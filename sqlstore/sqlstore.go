@@ -111,8 +111,16 @@ type querier interface {
 // conn runs statements written with '?' placeholders on a database or a
 // transaction, rewriting the placeholders for the engine.
 type conn struct {
-	q querier
-	d dialect
+	q  querier
+	d  dialect
+	tx *txState // nil outside a transaction
+}
+
+// txState is what one attempt of a transaction remembers across its
+// statements: the change sequence number it took in each drive it changed
+// (see changeSeq).
+type txState struct {
+	seqs map[ferry.DriveID]int64
 }
 
 // Every statement goes through exec, query or row, which makes them the
@@ -154,8 +162,23 @@ const maxAttempts = 5
 // must not have effects outside the transaction; once attempts run out the
 // error is Unavailable.
 func (s *Store) tx(ctx context.Context, fn func(tx *sql.Tx, c conn) error) error {
+	return s.txOpts(ctx, nil, fn)
+}
+
+// snapshotTx is tx for a transaction whose reads must all see one snapshot
+// of the database (REPEATABLE READ on PostgreSQL; SQLite's transactions
+// are serial anyway).
+func (s *Store) snapshotTx(ctx context.Context, fn func(tx *sql.Tx, c conn) error) error {
+	var opts *sql.TxOptions
+	if s.d.postgres {
+		opts = &sql.TxOptions{Isolation: sql.LevelRepeatableRead}
+	}
+	return s.txOpts(ctx, opts, fn)
+}
+
+func (s *Store) txOpts(ctx context.Context, opts *sql.TxOptions, fn func(tx *sql.Tx, c conn) error) error {
 	for attempt := 1; ; attempt++ {
-		err := s.tryTx(ctx, fn)
+		err := s.tryTx(ctx, opts, fn)
 		if err == nil || !s.d.transient(err) || ctx.Err() != nil {
 			return err
 		}
@@ -172,12 +195,12 @@ func (s *Store) tx(ctx context.Context, fn func(tx *sql.Tx, c conn) error) error
 	}
 }
 
-func (s *Store) tryTx(ctx context.Context, fn func(tx *sql.Tx, c conn) error) error {
-	tx, err := s.db.BeginTx(ctx, nil)
+func (s *Store) tryTx(ctx context.Context, opts *sql.TxOptions, fn func(tx *sql.Tx, c conn) error) error {
+	tx, err := s.db.BeginTx(ctx, opts)
 	if err != nil {
 		return fmt.Errorf("sqlstore: begin: %w", err)
 	}
-	if err := fn(tx, conn{q: tx, d: s.d}); err != nil {
+	if err := fn(tx, conn{q: tx, d: s.d, tx: &txState{}}); err != nil {
 		tx.Rollback()
 		// fn may hold statements that did not go through conn (River's
 		// InsertTx on the same transaction).

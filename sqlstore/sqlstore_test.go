@@ -336,6 +336,12 @@ func TestFolderSizeMigration(t *testing.T) {
 				// them in order only: each must be undone here.
 				`DELETE FROM ferry_migrations WHERE version_id >= 3`,
 				`DROP INDEX upload_sessions_drive`, // 4
+				`DROP TABLE delta_pages`,           // 8
+				`DROP TABLE delta_sessions`,
+				`DROP TABLE item_changes`,
+				`DROP INDEX items_drive_name`,
+				`ALTER TABLE drives DROP COLUMN delta_seq`,
+				`ALTER TABLE drives DROP COLUMN delta_floor`,
 			} {
 				if _, err := s.DB().ExecContext(ctx, q); err != nil {
 					t.Fatalf("%s: %v", q, err)
