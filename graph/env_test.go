@@ -280,7 +280,7 @@ func escapePath(p string) string {
 var volatile = map[string]bool{
 	"id": true, "driveId": true, "eTag": true, "cTag": true, "createdDateTime": true,
 	"lastModifiedDateTime": true, "date": true, "request-id": true, "resourceId": true,
-	"@microsoft.graph.downloadUrl": true, "@odata.nextLink": true, "resourceLocation": true,
+	"@microsoft.graph.downloadUrl": true, "@odata.nextLink": true, "@odata.deltaLink": true, "resourceLocation": true,
 	"uploadUrl": true, "expirationDateTime": true,
 }
 

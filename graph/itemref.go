@@ -23,7 +23,8 @@ const maxPathSegments = 256
 type itemRef struct {
 	id     ferry.ItemID
 	path   string // "" for the item itself, else "/a/b" (unescaped names)
-	action string // "", "children", "content", …
+	action string // "", "children", "content", "delta", …
+	args   string // what stood between the parentheses of a function-style action: delta(token='x'), search(q='x')
 }
 
 // names returns the path's names, nil when the ref names its base item.
@@ -49,6 +50,9 @@ func parseItemRef(escaped string) (itemRef, error) {
 	var ref itemRef
 	var rest string
 	switch {
+	case strings.HasPrefix(s, "search("):
+		// GET {drive}/search(q='…') searches the whole drive.
+		ref.id, rest = ferry.RootAlias, "/"+s
 	case strings.HasPrefix(s, "root"):
 		ref.id, rest = ferry.RootAlias, s[len("root"):]
 	case strings.HasPrefix(s, "items/"):
@@ -83,6 +87,10 @@ func parseItemRef(escaped string) (itemRef, error) {
 	case rest == "":
 	case rest[0] == '/' && len(rest) > 1 && !strings.ContainsAny(rest[1:], "/:"):
 		ref.action = rest[1:]
+		// OData functions: delta(), delta(token='…'), search(q='…').
+		if i := strings.IndexByte(ref.action, '('); i > 0 && strings.HasSuffix(ref.action, ")") {
+			ref.action, ref.args = ref.action[:i], ref.action[i+1:len(ref.action)-1]
+		}
 	default:
 		return itemRef{}, apiNotFound()
 	}

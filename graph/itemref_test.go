@@ -42,6 +42,18 @@ func TestParseItemRef(t *testing.T) {
 		{"root:/a%20b/c%23d%25e:/content", itemRef{id: "root", path: "/a b/c#d%e", action: "content"}},
 		{"root:/100%2525:", itemRef{id: "root", path: "/100%25"}},
 		{"root:/caf%C3%A9", itemRef{id: "root", path: "/café"}},
+		// OData functions, as the SDKs spell them.
+		{"root/delta", itemRef{id: "root", action: "delta"}},
+		{"root/delta()", itemRef{id: "root", action: "delta"}},
+		{"items/root/delta()", itemRef{id: "root", action: "delta"}},
+		{"root/delta(token='latest')", itemRef{id: "root", action: "delta", args: "token='latest'"}},
+		{"root/delta(token=%27abc%27)", itemRef{id: "root", action: "delta", args: "token='abc'"}},
+		{"items/ABC/delta", itemRef{id: "ABC", action: "delta"}},
+		{"root:/a:/delta", itemRef{id: "root", path: "/a", action: "delta"}},
+		{"root/search(q='x y')", itemRef{id: "root", action: "search", args: "q='x y'"}},
+		{"root/search(q=%27x%20y%27)", itemRef{id: "root", action: "search", args: "q='x y'"}},
+		{"search(q='x')", itemRef{id: "root", action: "search", args: "q='x'"}},
+		{"items/ABC/search(q='x')", itemRef{id: "ABC", action: "search", args: "q='x'"}},
 	} {
 		t.Run(tt.in, func(t *testing.T) {
 			got, err := parseItemRef(tt.in)
@@ -124,6 +136,9 @@ func escapeRef(ref itemRef) string {
 	if ref.action != "" {
 		b.WriteString("/" + url.PathEscape(ref.action))
 	}
+	if ref.args != "" {
+		b.WriteString(url.PathEscape("(" + ref.args + ")"))
+	}
 	return b.String()
 }
 
@@ -131,6 +146,7 @@ func FuzzParseItemRef(f *testing.F) {
 	for _, s := range []string{
 		"root", "root/children", "root:/a/b:/content", "items/X:/a:", "items/root:/p:/children",
 		"root%3A%2Fa%2Fb%3A%2Fcontent", "root:/a%20b/c%23d%25e:", "root:/../x", "items/%2F", "root:/a//b:",
+		"root/delta()", "root/delta(token='x')", "search(q='a')", "items/A/search(q=%27b%27)",
 	} {
 		f.Add(s)
 	}

@@ -45,6 +45,8 @@ func addRoutes(mux *http.ServeMux, cfg Config, d Deps, urls *urlBuilder, sign *s
 		{http.MethodPut, "content"}:              handlePutContent(log, d.Items, d.Blobs, cfg.MaxUploadSize, view),
 		{http.MethodPost, "createUploadSession"}: handleCreateUploadSession(log, d.Items, up, urls),
 		{http.MethodPost, "copy"}:                handleCopy(log, d.Items, d.Jobs, urls),
+		{http.MethodGet, "delta"}:                handleDelta(log, d.Items, view, cfg.DeltaRetention, d.Now),
+		{http.MethodGet, "search"}:               handleSearch(log, d.Items, view),
 	}
 
 	mux.Handle("GET /healthz", handleHealthz(log, d.Accounts))

@@ -78,6 +78,7 @@ const (
 	DefaultSessionTTL        = 24 * time.Hour
 	DefaultMaxFragmentSize   = 60 << 20
 	DefaultMaxUploadSessions = 1000
+	DefaultDeltaRetention    = 720 * time.Hour
 )
 
 // Config holds the HTTP layer's settings.
@@ -106,6 +107,9 @@ type Config struct {
 	// MaxUploadSessions caps the live upload sessions of one drive (429
 	// beyond it). Zero means DefaultMaxUploadSessions.
 	MaxUploadSessions int
+	// DeltaRetention is how long a delta token stays valid (410
+	// resyncRequired after). Zero means DefaultDeltaRetention.
+	DeltaRetention time.Duration
 }
 
 // Deps are the domain services the API calls.
@@ -145,6 +149,9 @@ func NewHandler(cfg Config, d Deps) http.Handler {
 	}
 	if cfg.MaxUploadSessions <= 0 {
 		cfg.MaxUploadSessions = DefaultMaxUploadSessions
+	}
+	if cfg.DeltaRetention <= 0 {
+		cfg.DeltaRetention = DefaultDeltaRetention
 	}
 	if d.Log == nil {
 		d.Log = slog.New(slog.DiscardHandler)
