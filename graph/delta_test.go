@@ -115,14 +115,17 @@ func TestDelta(t *testing.T) {
 		}
 	}
 	u, _ := url.Parse(link)
-	golden(t, "delta-changes", e.do("GET", u.RequestURI(), nil).must(t, http.StatusOK).body)
+	_, l2 := e.follow(t, "/v1.0/me/drive/root/delta?token=latest")
+	e.do("DELETE", "/v1.0/me/drive/root:/a/new.txt", nil).must(t, http.StatusNoContent)
+	e.do("PATCH", "/v1.0/me/drive/root:/a/y.txt", map[string]any{"name": "z.txt"}).must(t, http.StatusOK)
+	golden(t, "delta-changes", e.do("GET", l2, nil).must(t, http.StatusOK).body)
 
 	// Live items carry parentReference.path (rclone's change notification
 	// builds paths from it).
 	entries, _ := e.follow(t, link)
 	for _, en := range entries {
-		if en["name"] == "y.txt" && en["parentReference"].(map[string]any)["path"] != "/drive/root:/a" {
-			t.Errorf("y.txt's parentReference = %v, want path /drive/root:/a", en["parentReference"])
+		if en["name"] == "z.txt" && en["parentReference"].(map[string]any)["path"] != "/drive/root:/a" {
+			t.Errorf("z.txt's parentReference = %v, want path /drive/root:/a", en["parentReference"])
 		}
 	}
 
@@ -145,7 +148,7 @@ func TestDelta(t *testing.T) {
 		t.Error("token=latest after expiry gave no deltaLink")
 	}
 
-	e.do("GET", "/v1.0/me/drive/root:/a/new.txt:/delta", nil).wantError(t, http.StatusBadRequest, "invalidRequest")
+	e.do("GET", "/v1.0/me/drive/root:/a/z.txt:/delta", nil).wantError(t, http.StatusBadRequest, "invalidRequest")
 	e.do("GET", "/v1.0/me/drive/root/delta?$top=0", nil).wantError(t, http.StatusBadRequest, "invalidRequest")
 	e.do("GET", "/v1.0/me/drive/root/delta", nil, bearer(e.ro)).must(t, http.StatusOK)
 	e.do("GET", "/v1.0/me/drive/root/delta", nil, noAuth()).wantError(t, http.StatusUnauthorized, "unauthenticated")

@@ -101,21 +101,30 @@ func decodeOptional[T any](r *http.Request) (T, error) {
 	return decodeBody[T](r, true)
 }
 
+// decodeMax is decode with a larger cap than maxJSONBody, for $batch.
+func decodeMax[T any](r *http.Request, limit int) (T, error) {
+	return decodeLimited[T](r, false, limit)
+}
+
 func decodeBody[T any](r *http.Request, optional bool) (T, error) {
+	return decodeLimited[T](r, optional, maxJSONBody)
+}
+
+func decodeLimited[T any](r *http.Request, optional bool, limit int) (T, error) {
 	var v T
 	body, err := bodyReader(r)
 	if err != nil {
 		return v, err
 	}
-	data, err := io.ReadAll(io.LimitReader(body, maxJSONBody+1))
+	data, err := io.ReadAll(io.LimitReader(body, int64(limit)+1))
 	if err != nil {
 		if ferry.KindOf(err) != ferry.Internal {
 			return v, err
 		}
 		return v, ferry.Errorf(ferry.Invalid, "the request body could not be read")
 	}
-	if len(data) > maxJSONBody {
-		return v, ferry.Errorf(ferry.TooLarge, "the JSON body is larger than %d bytes", maxJSONBody).WithCode("maxRequestSizeExceeded")
+	if len(data) > limit {
+		return v, ferry.Errorf(ferry.TooLarge, "the JSON body is larger than %d bytes", limit).WithCode("maxRequestSizeExceeded")
 	}
 	if len(bytes.TrimSpace(data)) == 0 {
 		if optional {
@@ -152,4 +161,22 @@ func jsonType(kind string) string {
 		return "boolean"
 	}
 	return "number"
+}
+
+// rawJSON is a JSON value passed through as it is (batch bodies).
+type rawJSON = json.RawMessage
+
+// isJSONObject reports whether b is one JSON object.
+func isJSONObject(b []byte) bool {
+	var m map[string]json.RawMessage
+	return json.Unmarshal(b, &m) == nil && m != nil
+}
+
+// jsonString decodes b if it is a JSON string.
+func jsonString(b []byte) (string, bool) {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return "", false
+	}
+	return s, true
 }

@@ -43,6 +43,9 @@ func errorFor(err error) graphError {
 	if errors.Is(err, errMethodNotAllowed) {
 		return graphError{http.StatusMethodNotAllowed, "notAllowed"}
 	}
+	if errors.Is(err, errFailedDependency) {
+		return graphError{http.StatusFailedDependency, "failedDependency"}
+	}
 	if ge, ok := kindErrors[ferry.KindOf(err)]; ok {
 		return ge
 	}

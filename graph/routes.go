@@ -65,6 +65,13 @@ func addRoutes(mux *http.ServeMux, cfg Config, d Deps, urls *urlBuilder, sign *s
 			mux.Handle(p+"/{ref...}", authenticate(log, d.Accounts, handleItemRequest(log, d.Accounts, drive.segments, itemOps)))
 		}
 	}
+	// $batch runs each of its requests through the same mux, behind the
+	// same path checks and panic recovery as any request.
+	batch := handleBatch(log, d.Accounts, recoverPanics(log, rejectUncleanPaths(log, mux)))
+	for _, version := range []string{"/v1.0", "/v2.0"} {
+		mux.Handle("POST "+version+"/$batch", batch)
+		mux.Handle(version+"/$batch", methodNotAllowed(log, http.MethodPost))
+	}
 	mux.Handle("GET /monitor/{id}", handleGetMonitor(log, d.Jobs, urls))
 	mux.Handle("DELETE /monitor/{id}", handleCancelMonitor(log, d.Jobs, urls))
 	mux.Handle("/monitor/{id}", methodNotAllowed(log, http.MethodGet, http.MethodHead, http.MethodDelete))

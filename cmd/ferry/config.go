@@ -35,6 +35,7 @@ type Config struct {
 	IdleTimeout      time.Duration
 	MaxDuration      time.Duration // an import fails this long after its first attempt began
 	NodeID           string
+	DeltaRetention   time.Duration // how long a delta token stays valid
 }
 
 const (
@@ -62,6 +63,7 @@ func defaultConfig() Config {
 		HeaderTimeout:    30 * time.Second,
 		IdleTimeout:      20 * time.Second,
 		MaxDuration:      24 * time.Hour,
+		DeltaRetention:   720 * time.Hour,
 	}
 }
 
@@ -88,6 +90,7 @@ func serveFlags(fs *flag.FlagSet, c *Config) {
 	fs.DurationVar(&c.HeaderTimeout, "fetch-header-timeout", c.HeaderTimeout, "upload from URL: response header timeout")
 	fs.DurationVar(&c.IdleTimeout, "fetch-idle-timeout", c.IdleTimeout, "upload from URL: fail a read after this long without bytes")
 	fs.DurationVar(&c.MaxDuration, "fetch-max-duration", c.MaxDuration, "upload from URL: fail an import this long after its first attempt began")
+	fs.DurationVar(&c.DeltaRetention, "delta-retention", c.DeltaRetention, "how long delta tokens stay valid (then 410 resyncRequired); changes older than this are forgotten")
 	fs.StringVar(&c.NodeID, "node-id", c.NodeID, "stable name of this node among several on one PostgreSQL database (default: derived from host and --data)")
 }
 
@@ -152,7 +155,7 @@ func (c *Config) Validate() error {
 		return errors.New("sizes must be positive")
 	case c.ImportRate <= 0 || c.ImportBurst < 1:
 		return errors.New("--import-rate must be positive and --import-burst at least 1")
-	case c.MonitorRetention <= 0 || c.DownloadURLTTL <= 0 || c.MaxDuration <= 0:
+	case c.MonitorRetention <= 0 || c.DownloadURLTTL <= 0 || c.MaxDuration <= 0 || c.DeltaRetention <= 0:
 		return errors.New("durations must be positive")
 	}
 	if c.PublicURL != "" {

@@ -135,6 +135,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		MaxUploadSize:  cfg.MaxUploadSize,
 		DownloadURLTTL: cfg.DownloadURLTTL,
 		SigningKey:     key,
+		DeltaRetention: cfg.DeltaRetention,
 	}, graph.Deps{Log: log, Accounts: store, Items: store, Blobs: blobs, Jobs: queue, Sessions: store})
 
 	ln, err := net.Listen("tcp", cfg.Listen)
@@ -160,6 +161,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 			cancel()
 		}
 	})
+	wg.Go(func() { pruneDelta(runCtx, log, store, cfg.DeltaRetention) })
 	wg.Go(func() {
 		if err := queue.Run(runCtx); err != nil {
 			errc <- fmt.Errorf("jobs: %w", err)
@@ -193,4 +195,22 @@ func nodeID(cfg Config) string {
 	}
 	h := sha256.Sum256([]byte(host + "\x00" + where + "\x00" + cfg.Listen))
 	return "ferry-" + host + "-" + hex.EncodeToString(h[:6])
+}
+
+// pruneDelta forgets recorded changes older than the delta retention (so
+// that older tokens answer 410 resyncRequired) and abandoned delta
+// listings, at start and then every ten minutes, until ctx is done.
+func pruneDelta(ctx context.Context, log *slog.Logger, store *sqlstore.Store, retention time.Duration) {
+	t := time.NewTicker(10 * time.Minute)
+	defer t.Stop()
+	for {
+		if err := store.PruneDelta(ctx, time.Now().Add(-retention)); err != nil && ctx.Err() == nil {
+			log.Warn("pruning the delta record failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
