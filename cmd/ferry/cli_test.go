@@ -119,7 +119,8 @@ func TestCLIUsageListsEveryCommand(t *testing.T) {
 // TestCLIConnectionErrors: what a user sees with no token, a wrong token
 // and a server that is not there.
 func TestCLIConnectionErrors(t *testing.T) {
-	s := startCLIServer(t)
+	data := t.TempDir()
+	s := startInProcess(t, nil, "--data", data)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -139,6 +140,16 @@ func TestCLIConnectionErrors(t *testing.T) {
 		ferryCLI(t, server{base: closed, token: s.token}, cmd...).fails(t, name+" with no server", 1,
 			"the server at "+closed+" is not reachable")
 	}
+	// A token that may only read is told so when it tries to write.
+	var tok bytes.Buffer
+	if err := run(t.Context(), []string{"token", "create", "--user", "reader", "--scopes", "Files.Read", "--data", data}, func(string) string { return "" }, &tok, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	reader := server{base: s.base, token: strings.TrimSpace(tok.String())}
+	ferryCLI(t, reader, "ls").ok(t, "ls with a read-only token")
+	ferryCLI(t, reader, "mkdir", "/A").fails(t, "mkdir with a read-only token", 1,
+		"the server refused (403): the token does not allow changing files (it needs Files.ReadWrite)")
+
 	// Flags work after the positional arguments and beat the environment.
 	r := ferryCLI(t, server{base: closed, token: "fy_wrong"}, "ls", "/", "--server", s.base, "--token", s.token)
 	r.ok(t, "ls with --server and --token after the path")
@@ -236,6 +247,8 @@ func TestCLIFiles(t *testing.T) {
 	if out := ferryCLI(t, s, "get", "/a.txt", "-").ok(t, "get to stdout"); out != "hello ferry\n" {
 		t.Errorf("get - printed %q, want the content", out)
 	}
+	ferryCLI(t, s, "get", "/a.txt", filepath.Join(dir, "no", "such", "b.txt")).fails(t, "get into a missing local folder", 1,
+		"the download of /a.txt to "+filepath.Join(dir, "no", "such", "b.txt")+" failed: cannot write in "+filepath.Join(dir, "no", "such")+": no such file or directory")
 	ferryCLI(t, s, "get", "/Docs").fails(t, "get of a folder", 1, "/Docs is a folder; ferry get downloads files (ferry ls lists it)")
 	ferryCLI(t, s, "get", "/nope.txt").fails(t, "get of a missing file", 1, "/nope.txt does not exist")
 	if entries, _ := os.ReadDir(dir); len(entries) != 2 {
@@ -276,55 +289,29 @@ func TestCLIFiles(t *testing.T) {
 	}
 }
 
-// TestCLILsPages: a folder larger than one page is listed whole.
+// TestCLILsPages: a folder larger than one page is listed whole, through
+// the server's @odata.nextLink.
 func TestCLILsPages(t *testing.T) {
 	s := startCLIServer(t)
-	ferryCLI(t, s, "mkdir", "/Many").ok(t, "mkdir /Many")
-	const n = 205 // ls asks for 200 a page
-	var wg sync.WaitGroup
-	var failed atomic.Int32
-	names := make(chan int, n)
+	const n = 7
 	for i := range n {
-		names <- i
+		ferryCLI(t, s, "mkdir", "-p", fmt.Sprintf("/Many/f%d", i)).ok(t, "mkdir")
 	}
-	close(names)
-	for range 4 {
-		wg.Go(func() {
-			for i := range names {
-				resp, err := http.DefaultClient.Do(mustRequest(t, "POST", s.base+"/v1.0/me/drive/root:/Many:/children", s.token,
-					fmt.Sprintf(`{"name":"f%03d","folder":{}}`, i)))
-				if err != nil || resp.StatusCode != http.StatusCreated {
-					failed.Add(1)
-				}
-				if err == nil {
-					resp.Body.Close()
-				}
-			}
-		})
+	out := ferryCLI(t, s, "ls", "/Many", "--page-size", "2").ok(t, "ls /Many in pages of 2")
+	var got []string
+	for l := range strings.Lines(out) {
+		f := strings.Fields(l)
+		got = append(got, f[len(f)-1])
 	}
-	wg.Wait()
-	if failed.Load() > 0 {
-		t.Fatalf("%d folders could not be made", failed.Load())
+	if want := "f0/ f1/ f2/ f3/ f4/ f5/ f6/"; strings.Join(got, " ") != want {
+		t.Errorf("ls /Many in pages of 2 lists %q, want %s", got, want)
 	}
-	out := ferryCLI(t, s, "ls", "/Many").ok(t, "ls /Many")
-	if got := strings.Count(out, "\n"); got != n {
-		t.Fatalf("ls of a folder of %d printed %d lines", n, got)
+	if out := ferryCLI(t, s, "ls", "/Many", "--json", "--page-size", "3").ok(t, "ls --json in pages"); strings.Count(out, `"name"`) != n {
+		t.Errorf("ls --json in pages of 3 holds %d names, want %d", strings.Count(out, `"name"`), n)
 	}
-	if !strings.Contains(out, "  f000/\n") || !strings.HasSuffix(out, fmt.Sprintf("  f%03d/\n", n-1)) {
-		t.Errorf("ls /Many misses the first or last child:\n%s…", out[:200])
-	}
+	ferryCLI(t, s, "ls", "--page-size", "0").fails(t, "ls --page-size 0", 2, "--page-size must be from 1 to 1000")
 }
 
-func mustRequest(t *testing.T, method, u, token, body string) *http.Request {
-	req, err := http.NewRequest(method, u, strings.NewReader(body))
-	if err != nil {
-		t.Error(err)
-		return nil
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Content-Type", "application/json")
-	return req
-}
 
 // flakyProxy stands between the CLI and the server and spoils two
 // fragments of an upload session: the second PUT is refused with 503
