@@ -312,7 +312,6 @@ func TestCLILsPages(t *testing.T) {
 	ferryCLI(t, s, "ls", "--page-size", "0").fails(t, "ls --page-size 0", 2, "--page-size must be from 1 to 1000")
 }
 
-
 // flakyProxy stands between the CLI and the server and spoils two
 // fragments of an upload session: the second PUT is refused with 503
 // before the server sees it, and the fourth reaches the server but its
