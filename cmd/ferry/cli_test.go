@@ -35,7 +35,9 @@ type cliResult struct {
 // and returns its output the way main prints it.
 func ferryCLI(t *testing.T, s server, args ...string) cliResult {
 	t.Helper()
-	env := map[string]string{"FERRY_SERVER": s.base, "FERRY_TOKEN": s.token}
+	// FERRY_FORCE and FERRY_TO must be ignored: only --server and --token
+	// come from the environment.
+	env := map[string]string{"FERRY_SERVER": s.base, "FERRY_TOKEN": s.token, "FERRY_FORCE": "true", "FERRY_TO": "/Elsewhere"}
 	var out, errOut bytes.Buffer
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()

@@ -50,8 +50,16 @@ func newClientFlags(name, usageLine string, stderr io.Writer) (*flag.FlagSet, *c
 }
 
 // parseClientFlags parses args and turns flag errors into usage errors.
+// Of the environment only FERRY_SERVER and FERRY_TOKEN count: a stray
+// FERRY_FORCE or FERRY_NAME must not change what a command does.
 func parseClientFlags(fs *flag.FlagSet, args []string, getenv func(string) string) ([]string, error) {
-	rest, err := parseFlags(fs, args, getenv)
+	onlyServerAndToken := func(k string) string {
+		if k == "FERRY_SERVER" || k == "FERRY_TOKEN" {
+			return getenv(k)
+		}
+		return ""
+	}
+	rest, err := parseFlags(fs, args, onlyServerAndToken)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, err
