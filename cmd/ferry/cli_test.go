@@ -498,8 +498,9 @@ func TestCLIImport(t *testing.T) {
 		if !strings.HasPrefix(lines[0], "ID ") || len(lines) < 3 {
 			t.Fatalf("jobs printed %q, want a header and the jobs", out)
 		}
-		if !strings.HasPrefix(lines[1], idB+" ") || !strings.Contains(out, "completed") || !strings.Contains(out, "missing.bin") {
-			t.Errorf("jobs printed:\n%s\nwant %s first and the finished ones with their state", out, idB)
+		newest := map[string]bool{strings.Fields(lines[1])[0]: true, strings.Fields(lines[2])[0]: true}
+		if !newest[idB] || !newest[monitorID(monitors[0])] || !strings.Contains(out, " completed ") || !strings.Contains(out, " failed ") {
+			t.Errorf("jobs printed:\n%s\nwant the two running imports first and the finished ones with their state", out)
 		}
 		if out := ferryCLI(t, s, "jobs", "--json").ok(t, "jobs --json"); !strings.Contains(out, `"monitorId"`) {
 			t.Errorf("jobs --json printed %q", out)
