@@ -522,3 +522,42 @@ func TestCLIImport(t *testing.T) {
 	ferryCLI(t, s, "cancel", "nosuchjob").fails(t, "cancel of an unknown job", 1, "job nosuchjob does not exist or has expired")
 	ferryCLI(t, s, "cancel", "http://x/y").fails(t, "cancel of a URL that is no monitor", 2, "http://x/y is not a monitor URL (…/monitor/ID)")
 }
+
+// TestCLIJobsPages reads /operations in the pinned shape from a stand-in
+// server, to check what a real one cannot show cheaply: --all follows
+// @odata.nextLink (on --server, though the link names the server by its
+// public URL), and a failed job shows its reason. (TestCLIImport runs
+// jobs against the real server.)
+func TestCLIJobsPages(t *testing.T) {
+	var base string
+	stub := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1.0/me/drive/operations" || r.Header.Get("Authorization") != "Bearer fy_stub" {
+			http.Error(w, `{"error":{"code":"itemNotFound","message":"no"}}`, http.StatusNotFound)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		if r.URL.Query().Get("$skiptoken") == "" {
+			fmt.Fprintf(w, `{"value":[
+{"operation":"DownloadUrl","status":"inProgress","percentageComplete":50,"bytesTransferred":1048576,"totalBytes":2097152,"bytesPerSecond":524288,"monitorId":"mon_a","monitorUrl":"%[1]s/monitor/mon_a","name":"a.iso","createdDateTime":"2026-01-01T00:00:00Z"}],
+"@odata.nextLink":"https://ferry.example.org/v1.0/me/drive/operations?%%24skiptoken=2&%%24top=200"}`, base)
+			return
+		}
+		fmt.Fprintf(w, `{"value":[
+{"operation":"ItemCopy","status":"failed","percentageComplete":0,"bytesTransferred":0,"errorCode":"itemNotFound","statusDescription":"the source is gone","monitorId":"mon_b","monitorUrl":"%[1]s/monitor/mon_b","name":"b.bin","createdDateTime":"2026-01-01T00:00:00Z"}]}`, base)
+	}))
+	t.Cleanup(stub.Close)
+	base = stub.URL
+	s := server{base: stub.URL, token: "fy_stub"}
+
+	out := ferryCLI(t, s, "jobs").ok(t, "jobs")
+	if strings.Contains(out, "mon_b") || !regexp.MustCompile(`(?m)^mon_a +DownloadUrl +inProgress +50% +1\.0 MiB / 2\.0 MiB +512\.0 KiB/s +\S+ +a\.iso$`).MatchString(out) {
+		t.Errorf("jobs printed\n%s\nwant only the first page, with mon_a in full", out)
+	}
+	out = ferryCLI(t, s, "jobs", "--all").ok(t, "jobs --all")
+	if !strings.Contains(out, "mon_a ") || !regexp.MustCompile(`(?m)^mon_b +ItemCopy +failed .* b\.bin: the source is gone \(itemNotFound\)$`).MatchString(out) {
+		t.Errorf("jobs --all printed\n%s\nwant both pages, and b.bin's reason", out)
+	}
+	if out := ferryCLI(t, s, "jobs", "--all", "--json").ok(t, "jobs --json"); strings.Count(out, `"monitorId"`) != 2 {
+		t.Errorf("jobs --all --json printed %q, want both entries", out)
+	}
+}

@@ -154,6 +154,20 @@ func (c *apiClient) abs(p string) string {
 	return c.base + p
 }
 
+// nextLink is where an @odata.nextLink leads, on this client's server: a
+// server behind a proxy or with another --public-url names itself
+// differently from --server, and the token must go only to --server.
+func (c *apiClient) nextLink(link string) string {
+	if link == "" || strings.HasPrefix(link, c.base+"/") {
+		return link
+	}
+	u, err := url.Parse(link)
+	if err != nil || !strings.HasPrefix(u.Path, "/v1.0/") && !strings.HasPrefix(u.Path, "/v2.0/") {
+		return link
+	}
+	return c.base + u.RequestURI()
+}
+
 // onServer reports whether u is an API URL of our server, the only place
 // the token may go. Monitor, upload and download URLs are capabilities and
 // get no token (the server even refuses one on them).

@@ -74,7 +74,7 @@ func runLs(ctx context.Context, args []string, getenv func(string) string, stdou
 				return c.explain(err, "")
 			}
 			raw = append(raw, page.Value...)
-			next = page.NextLink
+			next = c.nextLink(page.NextLink)
 		}
 	}
 	if *asJSON {

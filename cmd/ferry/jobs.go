@@ -133,7 +133,7 @@ func runJobs(ctx context.Context, args []string, getenv func(string) string, std
 			return c.explain(err, "")
 		}
 		raw = append(raw, page.Value...)
-		next = page.NextLink
+		next = c.nextLink(page.NextLink)
 		if !*all {
 			break
 		}
