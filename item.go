@@ -144,6 +144,22 @@ func ValidateName(name string, folder bool) error {
 	return nil
 }
 
+// MaxDescriptionLength is the longest description, in characters, an
+// item may have (OneDrive Personal's limit).
+const MaxDescriptionLength = 1024
+
+// ValidateDescription checks an item's description: valid UTF-8, at most
+// MaxDescriptionLength characters.
+func ValidateDescription(d string) error {
+	switch {
+	case !utf8.ValidString(d):
+		return Errorf(Invalid, "the description is not valid UTF-8")
+	case utf8.RuneCountInString(d) > MaxDescriptionLength:
+		return Errorf(Invalid, "the description is longer than %d characters", MaxDescriptionLength)
+	}
+	return nil
+}
+
 // NameKey is the form of a name used for uniqueness within a folder: names
 // keep their case, but two names that differ only in case collide.
 func NameKey(name string) string { return strings.ToLower(name) }

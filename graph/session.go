@@ -579,6 +579,9 @@ func newSession(ctx context.Context, r *http.Request, items ferry.ItemStore, t *
 		if it.FileSize != nil && *it.FileSize < 0 {
 			return nil, nil, ferry.Errorf(ferry.Invalid, "item.fileSize must not be negative")
 		}
+		if err := ferry.ValidateDescription(it.Description); err != nil {
+			return nil, nil, err
+		}
 	}
 	conflict, err := conflictBehavior(r, conflictBody, legacy, ferry.ConflictReplace)
 	if err != nil {

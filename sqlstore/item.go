@@ -574,6 +574,9 @@ func (s *Store) checkNewItem(ctx context.Context, n ferry.NewItem, c ferry.Confl
 	if err := ferry.ValidateName(n.Name, n.Folder); err != nil {
 		return "", "", err
 	}
+	if err := ferry.ValidateDescription(n.Description); err != nil {
+		return "", "", err
+	}
 	if n.Folder && n.BlobKey != "" {
 		return "", "", ferry.Errorf(ferry.Invalid, "a folder has no content")
 	}
@@ -749,6 +752,11 @@ func (s *Store) UpdateItem(ctx context.Context, id ferry.ItemID, u ferry.ItemUpd
 	c, err := conflictOrFail(u.Conflict)
 	if err != nil {
 		return nil, err
+	}
+	if u.Description != nil {
+		if err := ferry.ValidateDescription(*u.Description); err != nil {
+			return nil, err
+		}
 	}
 	drive, err := s.driveOf(ctx, id)
 	if err != nil {
