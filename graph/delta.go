@@ -227,14 +227,7 @@ func handleSearch(log *slog.Logger, items ferry.ItemStore, view *itemView) http.
 			page.Value = append(page.Value, selectFields(view.render(r, t.drive, it, names), q.selects))
 		}
 		if next != "" {
-			nq := r.URL.Query()
-			for _, k := range []string{"$skiptoken", "skiptoken", "$skipToken", "skipToken"} {
-				nq.Del(k)
-			}
-			lq := q.ListQuery
-			lq.Cursor = next
-			nq.Set("$skiptoken", wrapCursor(lq))
-			page.NextLink = view.urls.abs(r, r.URL.EscapedPath()+"?"+nq.Encode())
+			page.NextLink = nextPageLink(r, view.urls, q.ListQuery, next)
 		}
 		encode(w, http.StatusOK, page)
 	})

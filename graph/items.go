@@ -401,17 +401,22 @@ func handleListChildren(log *slog.Logger, items ferry.ItemStore, view *itemView)
 			page.Value = append(page.Value, selectFields(view.render(r, t.drive, k, names), q.selects))
 		}
 		if next != "" {
-			nq := r.URL.Query()
-			for _, k := range []string{"$skiptoken", "skiptoken", "$skipToken", "skipToken"} {
-				nq.Del(k)
-			}
-			lq := q.ListQuery
-			lq.Cursor = next
-			nq.Set("$skiptoken", wrapCursor(lq))
-			page.NextLink = view.urls.abs(r, r.URL.EscapedPath()+"?"+nq.Encode())
+			page.NextLink = nextPageLink(r, view.urls, q.ListQuery, next)
 		}
 		encode(w, http.StatusOK, page)
 	})
+}
+
+// nextPageLink is the absolute @odata.nextLink of a listing: the request's
+// own URL with the $skiptoken of the page after cursor next.
+func nextPageLink(r *http.Request, urls *urlBuilder, q ferry.ListQuery, next string) string {
+	nq := r.URL.Query()
+	for _, k := range []string{"$skiptoken", "skiptoken", "$skipToken", "skipToken"} {
+		nq.Del(k)
+	}
+	q.Cursor = next
+	nq.Set("$skiptoken", wrapCursor(q))
+	return urls.abs(r, r.URL.EscapedPath()+"?"+nq.Encode())
 }
 
 // fsInfoRequest is fileSystemInfo as clients send it.

@@ -237,12 +237,9 @@ func parseDeltaCursor(s string) (deltaCursor, error) {
 // Delta returns one page of the changes below the folder scope; see
 // ferry.ItemStore.
 func (s *Store) Delta(ctx context.Context, scope ferry.ItemID, q ferry.DeltaQuery) (*ferry.DeltaPage, error) {
-	limit := q.Limit
-	switch {
-	case limit == 0:
-		limit = 200
-	case limit < 0 || limit > 1000:
-		return nil, ferry.Errorf(ferry.Invalid, "the page size must be between 1 and 1000")
+	limit, err := pageLimit(q.Limit)
+	if err != nil {
+		return nil, err
 	}
 	top, err := s.Item(ctx, scope)
 	if err != nil {

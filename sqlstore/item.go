@@ -228,12 +228,9 @@ func (s *Store) Children(ctx context.Context, parent ferry.ItemID, q ferry.ListQ
 	if !ok {
 		return nil, "", ferry.Errorf(ferry.Invalid, "cannot order by %q (use name, size or lastModifiedDateTime)", q.OrderBy)
 	}
-	limit := q.Limit
-	switch {
-	case limit == 0:
-		limit = 200
-	case limit < 0 || limit > 1000:
-		return nil, "", ferry.Errorf(ferry.Invalid, "the page size must be between 1 and 1000")
+	limit, err := pageLimit(q.Limit)
+	if err != nil {
+		return nil, "", err
 	}
 	where := `i.parent_id = ?`
 	args := []any{string(parent)}
@@ -279,6 +276,17 @@ func (s *Store) Children(ctx context.Context, parent ferry.ItemID, q ferry.ListQ
 	}
 	items = items[:limit]
 	return items, encodeCursor(oc.letter, q.Desc, items[limit-1]), nil
+}
+
+// pageLimit checks a page size: 1..1000, where 0 means 200.
+func pageLimit(limit int) (int, error) {
+	switch {
+	case limit == 0:
+		return 200, nil
+	case limit < 0 || limit > 1000:
+		return 0, ferry.Errorf(ferry.Invalid, "the page size must be between 1 and 1000")
+	}
+	return limit, nil
 }
 
 // driveOf returns the drive an item belongs to. An item never changes

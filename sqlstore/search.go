@@ -22,12 +22,9 @@ func (s *Store) Search(ctx context.Context, scope ferry.ItemID, text string, q f
 	if q.OrderBy != "" && q.OrderBy != "name" {
 		return nil, "", ferry.Errorf(ferry.Invalid, "search results are ordered by name only")
 	}
-	limit := q.Limit
-	switch {
-	case limit == 0:
-		limit = 200
-	case limit < 0 || limit > 1000:
-		return nil, "", ferry.Errorf(ferry.Invalid, "the page size must be between 1 and 1000")
+	limit, err := pageLimit(q.Limit)
+	if err != nil {
+		return nil, "", err
 	}
 	top, err := s.Item(ctx, scope)
 	if err != nil {
