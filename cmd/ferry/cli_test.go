@@ -241,6 +241,9 @@ func TestCLIFiles(t *testing.T) {
 	if b, _ := os.ReadFile(filepath.Join(dir, "a.txt")); string(b) != "hello ferry\n" {
 		t.Errorf("downloaded a.txt holds %q", b)
 	}
+	if fi, err := os.Stat(filepath.Join(dir, "a.txt")); err != nil || fi.Mode().Perm() != 0o644 {
+		t.Errorf("downloaded a.txt: %v, mode %v; want 0644 like any new file", err, fi.Mode())
+	}
 	sub := filepath.Join(dir, "sub")
 	os.Mkdir(sub, 0o755)
 	if out := ferryCLI(t, s, "get", "/Docs/renamed.txt", sub).ok(t, "get into a folder"); out != filepath.Join(sub, "renamed.txt")+"\n" {
