@@ -147,10 +147,10 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		public, _ = url.Parse(strings.TrimSuffix(cfg.PublicURL, "/")) // checked by Validate
 	}
 	handler := graph.NewHandler(graph.Config{
-		PublicURL:      public,
-		TrustedProxies: cfg.TrustedProxies,
-		MaxUploadSize:  cfg.MaxUploadSize,
-		DownloadURLTTL: cfg.DownloadURLTTL,
+		PublicURL:       public,
+		TrustedProxies:  cfg.TrustedProxies,
+		MaxUploadSize:   cfg.MaxUploadSize,
+		DownloadURLTTL:  cfg.DownloadURLTTL,
 		SigningKey:      key,
 		BodyIdleTimeout: cfg.BodyIdleTimeout,
 	}, graph.Deps{Log: log, Accounts: store, Items: store, Blobs: blobs, Jobs: queue, Sessions: store, Metrics: m})
