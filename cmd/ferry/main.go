@@ -2,6 +2,8 @@
 //
 //	ferry serve                      run the server (embedded SQLite and files in ./ferry-data)
 //	ferry token create --user NAME   print a new bearer token for NAME
+//	ferry token list | revoke ID     list or revoke tokens
+//	ferry user create | list | quota manage users and their quotas
 //	ferry import URL --to /Folder    upload from URL through a running server, with a progress bar
 package main
 
@@ -61,6 +63,14 @@ const usage = `usage: ferry <command> [flags]
 commands:
   serve          run the drive server (see ferry serve --help)
   token create   create a bearer token: ferry token create --user NAME [--scopes Files.Read,Files.ReadWrite]
+                 [--expires 720h] [--name LABEL]
+  token list     list tokens (never their secrets): ferry token list [--user NAME] [--json]
+  token revoke   revoke a token at once: ferry token revoke ID
+  user create    create a user: ferry user create NAME [--email ADDR] [--quota SIZE]
+  user list      list users with their quotas and use: ferry user list [--json]
+  user quota     change a user's quota: ferry user quota NAME SIZE
+                 (token and user commands take --data DIR or --db DSN, as serve does,
+                 and work while the server runs)
   import         upload from URL through a running server: ferry import URL --to /Folder
 `
 
@@ -74,11 +84,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "serve":
 		return runServe(ctx, args[1:], getenv, stdout, stderr)
 	case "token":
-		if len(args) < 2 || args[1] != "create" {
-			fmt.Fprint(stderr, usage)
-			return usageError{"want: ferry token create --user NAME"}
-		}
-		return runTokenCreate(ctx, args[2:], getenv, stdout, stderr)
+		return runToken(ctx, args[1:], getenv, stdout, stderr)
+	case "user":
+		return runUser(ctx, args[1:], getenv, stdout, stderr)
 	case "import":
 		return runImport(ctx, args[1:], getenv, stdout, stderr)
 	case "help", "-h", "--help":
