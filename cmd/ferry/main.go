@@ -34,12 +34,26 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	go forceExitOnSecondSignal()
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(os.Stderr, "ferry:", err)
 		}
 		os.Exit(exitCode(err))
 	}
+}
+
+// forceExitOnSecondSignal ends the process at once when a second
+// SIGTERM/SIGINT arrives: the first starts a graceful stop (run's context),
+// which waits for handlers and jobs; an operator who does not want to wait
+// sends another.
+func forceExitOnSecondSignal() {
+	c := make(chan os.Signal, 2)
+	signal.Notify(c, os.Interrupt, syscall.SIGTERM)
+	<-c
+	<-c
+	fmt.Fprintln(os.Stderr, "ferry: second signal; exiting without waiting")
+	os.Exit(1)
 }
 
 // usageError marks errors in the command line itself.
