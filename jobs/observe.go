@@ -24,7 +24,9 @@ type Metrics interface {
 	FetchBytes(n int64)
 	// FetchRetry counts an attempt that will be tried again.
 	FetchRetry()
-	// SSRFRefused counts a source address the fetch guard refused.
+	// SSRFRefused counts an import refused when requested because its
+	// source is an address the fetch guard refuses (fetch counts the
+	// refusals at dial time itself, Options.Refusals).
 	SSRFRefused()
 }
 
@@ -52,9 +54,6 @@ type observedStore struct {
 }
 
 func observe(s Store, m Metrics, ids *requestIDs) *observedStore {
-	if m == nil {
-		m = noMetrics{}
-	}
 	return &observedStore{Store: s, m: m, ids: ids, active: map[string]bool{}, bytes: map[string]int64{}}
 }
 
@@ -165,9 +164,6 @@ func (o *observedStore) FinishJob(ctx context.Context, id string, status ferry.J
 		o.m.ImportFinished("cancelled", "")
 	case ferry.StatusFailed:
 		o.m.ImportFinished("failed", code)
-		if code == "addressRefused" {
-			o.m.SSRFRefused()
-		}
 	}
 	return nil
 }

@@ -193,6 +193,9 @@ func (c *Config) setDefaults() {
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)
 	}
+	if c.Metrics == nil {
+		c.Metrics = noMetrics{}
+	}
 }
 
 func setDefault[T comparable](p *T, def T) {
@@ -396,6 +399,9 @@ func (q *Queue) Enqueue(ctx context.Context, j *ferry.Job) error {
 		// dialed, on every connection.
 		var fe *fetch.Error
 		if err := q.fetch.Check(j.SourceURL); errors.As(err, &fe) {
+			if fe.Code == fetch.CodeAddressRefused {
+				q.cfg.Metrics.SSRFRefused()
+			}
 			return (&ferry.Error{Kind: ferry.Invalid, Message: fe.Message, Err: err}).WithCode(fe.Code)
 		}
 	case ferry.OpCopy:

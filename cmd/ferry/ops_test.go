@@ -192,6 +192,11 @@ func TestMetrics(t *testing.T) {
 		t.Fatalf("import of a missing file: %v", st)
 	}
 	code, _ := st["errorCode"].(string)
+	refused := s.do(t, "POST", "/v1.0/me/drive/root/children", `{"@microsoft.graph.sourceUrl":"http://10.0.0.1/x","file":{}}`,
+		"Prefer", "respond-async", "Content-Type", "application/json")
+	if refused.StatusCode != http.StatusBadRequest {
+		t.Fatalf("import from a private address: %d, want 400", refused.StatusCode)
+	}
 
 	after := scrape(t, s.metrics)
 	for _, tt := range []struct {
@@ -203,9 +208,10 @@ func TestMetrics(t *testing.T) {
 		{"ferry_imports_finished_total", map[string]string{"outcome": "completed", "code": ""}, 1},
 		{"ferry_imports_finished_total", map[string]string{"outcome": "failed", "code": code}, 1},
 		{"ferry_imports_active", nil, 0},
+		{"ferry_ssrf_refusals_total", nil, 1},
 		{"ferry_jobs", map[string]string{"state": "notStarted"}, 0},
 		{"ferry_http_requests_total", map[string]string{"route": "POST /v1.0/me/drive/{item}/children", "status": "202"}, 2},
-		{"ferry_http_request_duration_seconds", map[string]string{"route": "POST /v1.0/me/drive/{item}/children"}, 2},
+		{"ferry_http_request_duration_seconds", map[string]string{"route": "POST /v1.0/me/drive/{item}/children"}, 3},
 	} {
 		if got := value(after, tt.name, tt.labels); got != tt.want {
 			t.Errorf("%s%v = %v, want %v", tt.name, tt.labels, got, tt.want)

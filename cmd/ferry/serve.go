@@ -124,6 +124,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		ConnectTimeout: cfg.ConnectTimeout,
 		HeaderTimeout:  cfg.HeaderTimeout,
 		IdleTimeout:    cfg.IdleTimeout,
+		Refusals:       m,
 	})
 	defer fetcher.Close()
 	queue, err := jobs.New(ctx, jobs.Config{
