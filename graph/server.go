@@ -79,6 +79,7 @@ const (
 	DefaultMaxFragmentSize   = 60 << 20
 	DefaultMaxUploadSessions = 1000
 	DefaultDeltaRetention    = 720 * time.Hour
+	DefaultBodyIdleTimeout   = time.Minute
 )
 
 // Config holds the HTTP layer's settings.
@@ -110,6 +111,9 @@ type Config struct {
 	// DeltaRetention is how long a delta token stays valid (410
 	// resyncRequired after). Zero means DefaultDeltaRetention.
 	DeltaRetention time.Duration
+	// BodyIdleTimeout cuts off a request body that sends nothing for this
+	// long. Zero means DefaultBodyIdleTimeout.
+	BodyIdleTimeout time.Duration
 }
 
 // Deps are the domain services the API calls.
@@ -123,6 +127,8 @@ type Deps struct {
 	// the upload URLs answer 501 notSupported.
 	Sessions ferry.SessionStore
 	Now      func() time.Time // nil means time.Now
+	// Metrics receives request counts and latencies; nil records nothing.
+	Metrics Metrics
 }
 
 // NewHandler returns the API as one http.Handler. It panics if
@@ -153,11 +159,17 @@ func NewHandler(cfg Config, d Deps) http.Handler {
 	if cfg.DeltaRetention <= 0 {
 		cfg.DeltaRetention = DefaultDeltaRetention
 	}
+	if cfg.BodyIdleTimeout <= 0 {
+		cfg.BodyIdleTimeout = DefaultBodyIdleTimeout
+	}
 	if d.Log == nil {
 		d.Log = slog.New(slog.DiscardHandler)
 	}
 	if d.Now == nil {
 		d.Now = time.Now
+	}
+	if d.Metrics == nil {
+		d.Metrics = noMetrics{}
 	}
 	urls := &urlBuilder{public: cfg.PublicURL, trusted: cfg.TrustedProxies}
 	sign := &signer{key: cfg.SigningKey, ttl: cfg.DownloadURLTTL, now: d.Now}
@@ -165,7 +177,8 @@ func NewHandler(cfg Config, d Deps) http.Handler {
 	addRoutes(mux, cfg, d, urls, sign)
 	var h http.Handler = rejectUncleanPaths(d.Log, mux)
 	h = recoverPanics(d.Log, h)
-	h = logRequests(d.Log, h)
-	h = withRequestID(h)
+	h = cutIdleBodies(cfg.BodyIdleTimeout, d.Metrics, h)
+	h = logRequests(d.Log, d.Metrics, h)
+	h = withRequestID(urls, h)
 	return h
 }

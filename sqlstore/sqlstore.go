@@ -27,6 +27,8 @@ type Store struct {
 	db *sql.DB
 	d  dialect
 	c  conn // runs statements outside a transaction
+
+	retries RetryCounter // nil until CountRetries
 }
 
 var (
@@ -184,6 +186,9 @@ func (s *Store) txOpts(ctx context.Context, opts *sql.TxOptions, fn func(tx *sql
 		}
 		if attempt == maxAttempts {
 			return &ferry.Error{Kind: ferry.Unavailable, Message: "the database is busy; try again", RetryAfter: 1, Err: err}
+		}
+		if s.retries != nil {
+			s.retries.DBRetry()
 		}
 		t := time.NewTimer(time.Duration(attempt*attempt) * 10 * time.Millisecond)
 		select {
