@@ -87,7 +87,7 @@ func logRequests(log *slog.Logger, next http.Handler) http.Handler {
 }
 
 func redactPath(p string) string {
-	for _, prefix := range []string{"/download/", "/monitor/", "/upload/"} {
+	for _, prefix := range []string{"/download/", "/monitor/", "/upload/", "/s/", "/v1.0/shares/", "/v2.0/shares/"} {
 		if strings.HasPrefix(p, prefix) {
 			return prefix + "…"
 		}

@@ -135,7 +135,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		MaxUploadSize:  cfg.MaxUploadSize,
 		DownloadURLTTL: cfg.DownloadURLTTL,
 		SigningKey:     key,
-	}, graph.Deps{Log: log, Accounts: store, Items: store, Blobs: blobs, Jobs: queue, Sessions: store})
+	}, graph.Deps{Log: log, Accounts: store, Items: store, Blobs: blobs, Jobs: queue, Sessions: store, Shares: store})
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {

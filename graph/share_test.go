@@ -1,0 +1,201 @@
+package graph_test
+
+import (
+	"bytes"
+	"encoding/base64"
+	"mime/multipart"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// createLink posts createLink on the item at path and returns the
+// permission and the status.
+func (e *env) createLink(path string, body map[string]any) (map[string]any, int) {
+	e.t.Helper()
+	r := e.do("POST", "/v1.0/me/drive/root:"+escapePath(path)+":/createLink", body)
+	if r.StatusCode != http.StatusCreated && r.StatusCode != http.StatusOK {
+		e.t.Fatalf("createLink %s: %d %s", path, r.StatusCode, r.body)
+	}
+	return r.json(e.t), r.StatusCode
+}
+
+func webURL(t *testing.T, perm map[string]any) string {
+	t.Helper()
+	link, _ := perm["link"].(map[string]any)
+	u, _ := link["webUrl"].(string)
+	if !strings.HasPrefix(u, "http") || !strings.Contains(u, "/s/") {
+		t.Fatalf("link.webUrl = %q in %v", u, perm)
+	}
+	return u
+}
+
+func TestShareLinkToFile(t *testing.T) {
+	e := newEnv(t)
+	e.mkdir("", "docs")
+	e.put("/docs/a.txt", "hello, shared world")
+	e.put("/docs/b.txt", "another")
+
+	perm, status := e.createLink("/docs/a.txt", map[string]any{"type": "view", "scope": "anonymous"})
+	if status != http.StatusCreated {
+		t.Errorf("first createLink: status %d, want 201", status)
+	}
+	if roles, _ := perm["roles"].([]any); len(roles) != 1 || roles[0] != "read" {
+		t.Errorf("roles = %v, want [read]", perm["roles"])
+	}
+	link := webURL(t, perm)
+	again, status := e.createLink("/docs/a.txt", map[string]any{"type": "view"})
+	if status != http.StatusOK || again["id"] != perm["id"] {
+		t.Errorf("second createLink: %d %v, want 200 with the same permission %v", status, again["id"], perm["id"])
+	}
+	other, _ := e.createLink("/docs/b.txt", map[string]any{"type": "view"})
+	if webURL(t, other) == link {
+		t.Error("links to different files are the same")
+	}
+
+	// The bytes, with no token, whatever the Accept header; ranges too.
+	for _, accept := range []string{"", "application/json", "text/html"} {
+		r := e.do("GET", link, nil, noAuth(), header("Accept", accept)).must(t, http.StatusOK)
+		if string(r.body) != "hello, shared world" {
+			t.Errorf("Accept %q: body %q", accept, r.body)
+		}
+	}
+	if r := e.do("GET", link, nil, noAuth(), header("Range", "bytes=7-12")).must(t, http.StatusPartialContent); string(r.body) != "shared" {
+		t.Errorf("range: %q", r.body)
+	}
+
+	// The shares API, by shareId and by the encoded URL.
+	enc := "u!" + base64.RawURLEncoding.EncodeToString([]byte(link))
+	for _, id := range []string{perm["shareId"].(string), enc} {
+		di := e.do("GET", "/v1.0/shares/"+id+"/driveItem", nil, noAuth()).must(t, http.StatusOK).json(t)
+		if di["name"] != "a.txt" {
+			t.Errorf("shares/%s/driveItem: name %v", id, di["name"])
+		}
+		if pr, _ := di["parentReference"].(map[string]any); pr["path"] != nil {
+			t.Errorf("the driveItem shows the path above the shared item: %v", pr)
+		}
+		if r := e.do("GET", "/v1.0/shares/"+id+"/driveItem/content", nil, noAuth()).must(t, http.StatusOK); string(r.body) != "hello, shared world" {
+			t.Errorf("shares content: %q", r.body)
+		}
+	}
+	e.do("GET", "/v1.0/shares/u!bm90IGEgbGluaw/driveItem", nil, noAuth()).wantError(t, http.StatusNotFound, "itemNotFound")
+
+	// Listed, then deleted: it stops working at once.
+	list := e.do("GET", "/v1.0/me/drive/root:/docs/a.txt:/permissions", nil).must(t, http.StatusOK).json(t)
+	if v, _ := list["value"].([]any); len(v) != 1 {
+		t.Fatalf("permissions: %s", list)
+	}
+	e.do("GET", "/v1.0/me/drive/root:/docs/a.txt:/permissions/"+perm["id"].(string), nil).must(t, http.StatusOK)
+	e.do("DELETE", "/v1.0/me/drive/root:/docs/a.txt:/permissions/"+perm["id"].(string), nil).must(t, http.StatusNoContent)
+	e.do("GET", link, nil, noAuth()).wantError(t, http.StatusNotFound, "itemNotFound")
+	e.do("DELETE", "/v1.0/me/drive/root:/docs/a.txt:/permissions/"+perm["id"].(string), nil).wantError(t, http.StatusNotFound, "itemNotFound")
+	e.do("GET", webURL(t, other), nil, noAuth()).must(t, http.StatusOK)
+
+	// Deleting the item takes its links with it.
+	e.do("DELETE", "/v1.0/me/drive/root:/docs/b.txt", nil).must(t, http.StatusNoContent)
+	e.do("GET", webURL(t, other), nil, noAuth()).wantError(t, http.StatusNotFound, "itemNotFound")
+}
+
+func TestShareLinkToFolder(t *testing.T) {
+	e := newEnv(t)
+	e.mkdir("", "pub")
+	e.mkdir("/pub", "sub")
+	e.put("/pub/one.txt", "1")
+	e.put("/pub/sub/two.txt", "22")
+	e.put("/private.txt", "secret")
+
+	view := webURL(t, first(e.createLink("/pub", map[string]any{"type": "view"})))
+	html := e.do("GET", view, nil, noAuth(), header("Accept", "text/html")).must(t, http.StatusOK)
+	if ct := html.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/html") {
+		t.Errorf("Content-Type %q", ct)
+	}
+	for _, want := range []string{"one.txt", "sub/"} {
+		if !bytes.Contains(html.body, []byte(want)) {
+			t.Errorf("the listing lacks %q:\n%s", want, html.body)
+		}
+	}
+	if bytes.Contains(html.body, []byte("<form")) {
+		t.Error("a view link's page offers an upload form")
+	}
+	js := e.do("GET", view, nil, noAuth(), header("Accept", "application/json")).must(t, http.StatusOK).json(t)
+	if got := names(t, js); strings.Join(got, ",") != "one.txt,sub" {
+		t.Errorf("JSON listing names %v", got)
+	}
+	if r := e.do("GET", view+"/sub/two.txt", nil, noAuth()).must(t, http.StatusOK); string(r.body) != "22" {
+		t.Errorf("file below the folder: %q", r.body)
+	}
+	e.do("GET", view+"/sub/nothing.txt", nil, noAuth()).wantError(t, http.StatusNotFound, "itemNotFound")
+	e.do("GET", view+"/../private.txt", nil, noAuth()).wantError(t, http.StatusBadRequest, "invalidRequest")
+	e.do("PUT", view+"/new.txt", "x", noAuth()).wantError(t, http.StatusForbidden, "accessDenied")
+
+	// An edit link takes uploads, by PUT and by the page's form.
+	edit := webURL(t, first(e.createLink("/pub", map[string]any{"type": "edit"})))
+	up := e.do("PUT", edit+"/sub/new.txt", "fresh bytes", noAuth()).must(t, http.StatusCreated).json(t)
+	if up["name"] != "new.txt" {
+		t.Errorf("uploaded item %v", up)
+	}
+	if r := e.do("GET", "/v1.0/me/drive/root:/pub/sub/new.txt:/content", nil); r.StatusCode != http.StatusFound {
+		t.Errorf("the owner does not see the upload: %d", r.StatusCode)
+	}
+	var form bytes.Buffer
+	mw := multipart.NewWriter(&form)
+	fw, _ := mw.CreateFormFile("file", `C:\Users\x\form.txt`)
+	fw.Write([]byte("from a form"))
+	mw.Close()
+	page := e.do("POST", edit, form.Bytes(), noAuth(), header("Content-Type", mw.FormDataContentType()), header("Accept", "text/html")).must(t, http.StatusOK)
+	if !bytes.Contains(page.body, []byte("Uploaded form.txt")) || !bytes.Contains(page.body, []byte("form.txt")) {
+		t.Errorf("form upload page:\n%s", page.body)
+	}
+	if r := e.do("GET", edit+"/form.txt", nil, noAuth()).must(t, http.StatusOK); string(r.body) != "from a form" {
+		t.Errorf("form upload stored %q", r.body)
+	}
+	e.do("PUT", edit, "x", noAuth()).wantError(t, http.StatusMethodNotAllowed, "notAllowed")
+}
+
+func first(m map[string]any, _ int) map[string]any { return m }
+
+func TestShareLinkExpiryAndPassword(t *testing.T) {
+	e := newEnv(t)
+	e.put("/f.txt", "data")
+	past := e.clock.now().Add(-time.Minute).UTC().Format(time.RFC3339)
+	e.do("POST", "/v1.0/me/drive/root:/f.txt:/createLink", map[string]any{"type": "view", "expirationDateTime": past}).
+		wantError(t, http.StatusBadRequest, "invalidRequest")
+	e.do("POST", "/v1.0/me/drive/root:/f.txt:/createLink", map[string]any{"type": "embed"}).wantError(t, http.StatusBadRequest, "invalidRequest")
+	e.do("POST", "/v1.0/me/drive/root:/f.txt:/createLink", map[string]any{"type": "view", "scope": "organization"}).wantError(t, http.StatusBadRequest, "invalidRequest")
+	e.do("POST", "/v1.0/me/drive/root:/f.txt:/createLink", map[string]any{"type": "view"}, bearer(e.ro)).wantError(t, http.StatusForbidden, "accessDenied")
+	e.do("POST", "/v1.0/me/drive/root:/f.txt:/createLink", map[string]any{"type": "view"}, bearer(e.other)).wantError(t, http.StatusNotFound, "itemNotFound")
+
+	soon := e.clock.now().Add(time.Hour).UTC().Format(time.RFC3339)
+	perm, _ := e.createLink("/f.txt", map[string]any{"type": "view", "expirationDateTime": soon})
+	if perm["expirationDateTime"] == nil {
+		t.Errorf("no expirationDateTime in %v", perm)
+	}
+	link := webURL(t, perm)
+	e.do("GET", link, nil, noAuth()).must(t, http.StatusOK)
+	e.clock.advance(2 * time.Hour)
+	e.do("GET", link, nil, noAuth()).wantError(t, http.StatusNotFound, "itemNotFound")
+
+	locked, _ := e.createLink("/f.txt", map[string]any{"type": "view", "password": "open sesame"})
+	if locked["hasPassword"] != true {
+		t.Errorf("hasPassword missing: %v", locked)
+	}
+	link = webURL(t, locked)
+	r := e.do("GET", link, nil, noAuth())
+	r.wantError(t, http.StatusUnauthorized, "unauthenticated")
+	if !strings.HasPrefix(r.Header.Get("WWW-Authenticate"), "Basic") {
+		t.Errorf("WWW-Authenticate %q", r.Header.Get("WWW-Authenticate"))
+	}
+	basic := func(pw string) reqOpt {
+		return header("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte("x:"+pw)))
+	}
+	e.do("GET", link, nil, basic("wrong")).wantError(t, http.StatusUnauthorized, "unauthenticated")
+	if r := e.do("GET", link, nil, basic("open sesame")).must(t, http.StatusOK); string(r.body) != "data" {
+		t.Errorf("body %q", r.body)
+	}
+	for _, bad := range []string{"/s/", "/s/nonexistent-token", "/s/%00"} {
+		if r := e.do("GET", bad, nil, noAuth()); r.StatusCode != http.StatusNotFound && r.StatusCode != http.StatusBadRequest {
+			t.Errorf("GET %s: %d", bad, r.StatusCode)
+		}
+	}
+}
