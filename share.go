@@ -85,8 +85,9 @@ type ShareStore interface {
 	// item or the user does not exist.
 	Grant(ctx context.Context, item ItemID, user UserID, email string, role Role, by UserID) (*Permission, error)
 	// Permissions lists the links and grants set on the item itself
-	// (not those inherited from its folders), oldest first, including
-	// expired links.
+	// (not those inherited from its folders), oldest first (in a stable
+	// order among those made in the same millisecond), including expired
+	// links.
 	Permissions(ctx context.Context, item ItemID) ([]*Permission, error)
 	// SetRole changes the role of one permission of the item. NotFound
 	// if the item has no permission with that ID.

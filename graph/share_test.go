@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ferrydrive/ferry"
 )
 
 // createLink posts createLink on the item at path and returns the
@@ -197,5 +199,89 @@ func TestShareLinkExpiryAndPassword(t *testing.T) {
 		if r := e.do("GET", bad, nil, noAuth()); r.StatusCode != http.StatusNotFound && r.StatusCode != http.StatusBadRequest {
 			t.Errorf("GET %s: %d", bad, r.StatusCode)
 		}
+	}
+}
+
+func TestShareGrants(t *testing.T) {
+	e := newEnv(t)
+	team := e.mkdir("", "team")["id"].(string)
+	e.put("/team/a.txt", "team notes")
+	secret := e.put("/secret.txt", "mine")["id"].(string)
+	guestID := string(e.odrive.Owner)
+	drive := "/v1.0/drives/" + string(e.drive.ID)
+
+	invite := func(recipient map[string]any, role string) *resp {
+		return e.do("POST", "/v1.0/me/drive/items/"+team+"/invite", map[string]any{
+			"recipients": []any{recipient}, "roles": []string{role}, "requireSignIn": true, "sendInvitation": false})
+	}
+	invite(map[string]any{"email": "nobody@example.org"}, "read").wantError(t, http.StatusBadRequest, "invalidRequest")
+	if r := invite(map[string]any{"email": "nobody@example.org"}, "read"); !bytes.Contains(r.body, []byte("sharingFailed")) {
+		t.Errorf("unknown address: %s, want sharingFailed", r.body)
+	}
+	invite(map[string]any{"objectId": string(e.me.ID)}, "read").wantError(t, http.StatusBadRequest, "invalidRequest")
+	invite(map[string]any{"objectId": guestID}, "owner").wantError(t, http.StatusBadRequest, "invalidRequest")
+
+	// Before the grant the guest sees nothing of the drive.
+	e.do("GET", drive+"/items/"+team+"/children", nil, bearer(e.other)).wantError(t, http.StatusNotFound, "itemNotFound")
+
+	res := invite(map[string]any{"objectId": guestID}, "read").must(t, http.StatusOK).json(t)
+	perms, _ := res["value"].([]any)
+	if len(perms) != 1 {
+		t.Fatalf("invite answered %v", res)
+	}
+	perm := perms[0].(map[string]any)
+	permID := perm["id"].(string)
+	for _, field := range []string{"grantedTo", "grantedToV2"} {
+		who, _ := perm[field].(map[string]any)["user"].(map[string]any)
+		if who["id"] != guestID {
+			t.Errorf("%s.user = %v, want id %s", field, who, guestID)
+		}
+	}
+
+	// Read access: the shared folder and what is below it, nothing else.
+	kids := e.do("GET", drive+"/items/"+team+"/children", nil, bearer(e.other)).must(t, http.StatusOK).json(t)
+	if got := names(t, kids); len(got) != 1 || got[0] != "a.txt" {
+		t.Errorf("guest listing: %v", got)
+	}
+	e.do("GET", drive+"/root:/team/a.txt:/content", nil, bearer(e.other)).must(t, http.StatusFound)
+	e.do("GET", drive+"/items/"+secret, nil, bearer(e.other)).wantError(t, http.StatusNotFound, "itemNotFound")
+	e.do("GET", drive+"/root", nil, bearer(e.other)).wantError(t, http.StatusNotFound, "itemNotFound")
+	e.do("GET", drive+"/root:/secret.txt", nil, bearer(e.other)).wantError(t, http.StatusNotFound, "itemNotFound")
+	e.do("GET", drive, nil, bearer(e.other)).wantError(t, http.StatusNotFound, "itemNotFound")
+	e.do("PUT", drive+"/items/"+team+":/new.txt:/content", "x", bearer(e.other)).wantError(t, http.StatusForbidden, "accessDenied")
+	e.do("GET", drive+"/items/"+team+"/permissions", nil, bearer(e.other)).wantError(t, http.StatusForbidden, "accessDenied")
+	e.do("POST", drive+"/items/"+team+"/createLink", map[string]any{"type": "view"}, bearer(e.other)).wantError(t, http.StatusForbidden, "accessDenied")
+
+	// A token without an .All scope does not reach shared items.
+	plain, err := e.store.CreateToken(t.Context(), e.odrive.Owner, ferry.Scopes{ferry.ScopeReadWrite})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.do("GET", drive+"/items/"+team, nil, bearer(plain)).wantError(t, http.StatusNotFound, "itemNotFound")
+
+	shared := e.do("GET", "/v1.0/me/drive/sharedWithMe", nil, bearer(e.other)).must(t, http.StatusOK).json(t)
+	list, _ := shared["value"].([]any)
+	if len(list) != 1 {
+		t.Fatalf("sharedWithMe: %v", shared)
+	}
+	remote, _ := list[0].(map[string]any)["remoteItem"].(map[string]any)
+	if remote["id"] != team || remote["parentReference"].(map[string]any)["driveId"] != string(e.drive.ID) {
+		t.Errorf("remoteItem = %v", remote)
+	}
+
+	// Write access after the owner changes the role.
+	up := e.do("PATCH", "/v1.0/me/drive/items/"+team+"/permissions/"+permID, map[string]any{"roles": []string{"write"}}).must(t, http.StatusOK).json(t)
+	if roles, _ := up["roles"].([]any); len(roles) != 1 || roles[0] != "write" || up["id"] != permID {
+		t.Errorf("PATCH answered %v", up)
+	}
+	e.do("PUT", drive+"/items/"+team+":/new.txt:/content", "from the guest", bearer(e.other)).must(t, http.StatusCreated)
+	e.do("GET", "/v1.0/me/drive/root:/team/new.txt", nil).must(t, http.StatusOK)
+	e.do("PATCH", drive+"/items/"+team+"/permissions/"+permID, map[string]any{"roles": []string{"write"}}, bearer(e.other)).wantError(t, http.StatusForbidden, "accessDenied")
+
+	// Revoked: gone at once.
+	e.do("DELETE", "/v1.0/me/drive/items/"+team+"/permissions/"+permID, nil).must(t, http.StatusNoContent)
+	e.do("GET", drive+"/items/"+team+"/children", nil, bearer(e.other)).wantError(t, http.StatusNotFound, "itemNotFound")
+	if v := e.do("GET", "/v1.0/me/drive/sharedWithMe", nil, bearer(e.other)).must(t, http.StatusOK).json(t)["value"].([]any); len(v) != 0 {
+		t.Errorf("sharedWithMe after the revoke: %v", v)
 	}
 }

@@ -363,3 +363,14 @@ func TestFolderSizeMigration(t *testing.T) {
 		})
 	}
 }
+
+func TestShareStore(t *testing.T) {
+	for _, e := range engines() {
+		t.Run(e.name, func(t *testing.T) {
+			ferrytest.TestShareStore(t, func(t *testing.T) ferrytest.ShareStores {
+				s := open(t, e.newDSN(t))
+				return ferrytest.ShareStores{Items: s, Accounts: s, Shares: s}
+			})
+		})
+	}
+}
