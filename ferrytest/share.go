@@ -228,6 +228,13 @@ func testPermissionErrors(t *testing.T, s ShareStores) {
 	if _, err := s.Shares.UserByEmail(ctx, "nobody@example.org"); ferry.KindOf(err) != ferry.NotFound {
 		t.Errorf("UserByEmail of an unknown address: err %v, want NotFound", err)
 	}
+	ryan, err := s.Accounts.CreateUser(ctx, "ryan", "ryan@contoso.com", 1<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u, err := s.Shares.UserByEmail(ctx, "Ryan@Contoso.com"); err != nil || u.ID != ryan.ID || u.Email != "ryan@contoso.com" {
+		t.Errorf("UserByEmail ignoring case = %+v, %v; want %s", u, err, ryan.ID)
+	}
 	if _, err := s.Shares.Access(ctx, guest.ID, "bad\x00id"); ferry.KindOf(err) != ferry.NotFound {
 		t.Errorf("Access with a NUL id: err %v, want NotFound", err)
 	}

@@ -95,6 +95,7 @@ func handleItemRequest(log *slog.Logger, accounts ferry.AccountStore, shares fer
 			methodNotAllowed(log, allow...).ServeHTTP(w, r)
 			return
 		}
+		setRoute(r, itemRouteName(r, ref.action))
 		t, err := itemTarget(r, accounts, shares, ref)
 		if err != nil {
 			writeError(w, r, log, err)
@@ -102,6 +103,17 @@ func handleItemRequest(log *slog.Logger, accounts ferry.AccountStore, shares fer
 		}
 		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), targetKey, t)))
 	})
+}
+
+// itemRouteName is the route of an item request for logs and metrics: the
+// drive prefix's pattern, {item} for any item address (by id or path) and
+// the action, which is one of the table's (never client text).
+func itemRouteName(r *http.Request, action string) string {
+	route := r.Method + " " + strings.TrimSuffix(r.Pattern, "{ref...}") + "{item}"
+	if action != "" {
+		route += "/" + action
+	}
+	return route
 }
 
 // trimSegments drops the first n segments of an escaped path.

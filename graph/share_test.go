@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"mime/multipart"
 	"net/http"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -283,5 +284,45 @@ func TestShareGrants(t *testing.T) {
 	e.do("GET", drive+"/items/"+team+"/children", nil, bearer(e.other)).wantError(t, http.StatusNotFound, "itemNotFound")
 	if v := e.do("GET", "/v1.0/me/drive/sharedWithMe", nil, bearer(e.other)).must(t, http.StatusOK).json(t)["value"].([]any); len(v) != 0 {
 		t.Errorf("sharedWithMe after the revoke: %v", v)
+	}
+}
+
+// TestShareInviteByEmail follows what rclone's permission tests do: invite
+// ryan@contoso.com with read, read the permissions, change the role to
+// write, read them again (the same, but for the role), then delete it.
+func TestShareInviteByEmail(t *testing.T) {
+	e := newEnv(t)
+	ryan, err := e.store.CreateUser(t.Context(), "ryan", "ryan@contoso.com", 1<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := e.put("/report.txt", "numbers")["id"].(string)
+	base := "/v1.0/drives/" + string(e.drive.ID) + "/items/" + file
+	res := e.do("POST", base+"/invite", map[string]any{
+		"recipients": []any{map[string]any{"email": "Ryan@Contoso.com"}}, "roles": []string{"read"}, "requireSignIn": true,
+	}).must(t, http.StatusOK).json(t)
+	perm := res["value"].([]any)[0].(map[string]any)
+	for _, field := range []string{"grantedToIdentities", "grantedToIdentitiesV2"} {
+		ids, _ := perm[field].([]any)
+		if len(ids) != 1 || ids[0].(map[string]any)["user"].(map[string]any)["displayName"] != "Ryan@Contoso.com" {
+			t.Errorf("%s = %v, want one user shown as the invited address", field, perm[field])
+		}
+	}
+	if perm["grantedTo"].(map[string]any)["user"].(map[string]any)["id"] != string(ryan.ID) {
+		t.Errorf("grantedTo = %v, want the user id %s", perm["grantedTo"], ryan.ID)
+	}
+	before := e.do("GET", base+"/permissions", nil).must(t, http.StatusOK).json(t)["value"].([]any)
+	e.do("PATCH", base+"/permissions/"+perm["id"].(string), map[string]any{"roles": []string{"write"}}).must(t, http.StatusOK)
+	after := e.do("GET", base+"/permissions", nil).must(t, http.StatusOK).json(t)["value"].([]any)
+	if len(before) != 1 || len(after) != 1 {
+		t.Fatalf("permissions before %v, after %v", before, after)
+	}
+	before[0].(map[string]any)["roles"] = []any{"write"}
+	if b, a := normalize(before[0]), normalize(after[0]); !reflect.DeepEqual(b, a) {
+		t.Errorf("after the role change the permission differs by more than its role:\n%v\n%v", b, a)
+	}
+	e.do("DELETE", base+"/permissions/"+perm["id"].(string), nil).must(t, http.StatusNoContent)
+	if v := e.do("GET", base+"/permissions", nil).must(t, http.StatusOK).json(t)["value"].([]any); len(v) != 0 {
+		t.Errorf("permissions after delete: %v", v)
 	}
 }

@@ -246,7 +246,7 @@ func (s *Store) UserByEmail(ctx context.Context, email string) (*ferry.User, err
 	}
 	var u ferry.User
 	var created int64
-	err := s.c.row(ctx, `SELECT id, name, created FROM users WHERE LOWER(email) = LOWER(?)`, email).Scan(&u.ID, &u.Name, &created)
+	err := s.c.row(ctx, `SELECT id, name, email, created FROM users WHERE LOWER(email) = LOWER(?)`, email).Scan(&u.ID, &u.Name, &u.Email, &created)
 	if notFound(err) || ferry.KindOf(err) == ferry.Invalid {
 		return nil, ferry.Errorf(ferry.NotFound, "no user has the address %s", email)
 	}
