@@ -39,7 +39,13 @@ func TestStagingInUseSessions(t *testing.T) {
 			if err := s.InsertJob(ctx, job, nil); err != nil {
 				t.Fatal(err)
 			}
-			if err := s.SaveJobCheckpoint(ctx, job.ID, "stage-job", nil); err != nil {
+			if ok, err := s.StartJob(ctx, job.ID, 0); !ok || err != nil {
+				t.Fatalf("StartJob = %v, %v", ok, err)
+			}
+			if ok, err := s.ClaimJob(ctx, job.ID, "r1", time.Now()); !ok || err != nil {
+				t.Fatalf("ClaimJob = %v, %v", ok, err)
+			}
+			if err := s.SaveJobCheckpoint(ctx, job.ID, "r1", "stage-job", nil); err != nil {
 				t.Fatal(err)
 			}
 			mk := func(staging string, expires time.Duration) *ferry.UploadSession {
