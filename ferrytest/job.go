@@ -25,8 +25,10 @@ type JobStore interface {
 	// first use (atomic across processes).
 	Secret(ctx context.Context, name string, n int) ([]byte, error)
 	// InsertJob stores j and, in the same transaction, calls enqueue; if
-	// enqueue fails, nothing is stored.
-	InsertJob(ctx context.Context, j *ferry.Job, enqueue func(tx *sql.Tx) error) error
+	// enqueue fails, nothing is stored. With rate > 0 it first takes a
+	// token from the user's bucket (at most burst, refilled at rate per
+	// second), or fails with Throttled and stores nothing.
+	InsertJob(ctx context.Context, j *ferry.Job, rate float64, burst int, enqueue func(tx *sql.Tx) error) error
 	// Job returns a job, or NotFound.
 	Job(ctx context.Context, id string) (*ferry.Job, error)
 	// SetJobStatus moves a job to status to only if its status is one of
@@ -116,6 +118,7 @@ func TestJobStore(t *testing.T, newStore func(t *testing.T) JobStore) {
 		{"HeldBlobs", testHeldBlobs},
 		{"CommitJobItem", testCommitJobItem},
 		{"CommitJobCopy", testCommitJobCopy},
+		{"JobRate", testJobRate},
 		{"Fencing", testFencing},
 		{"FencedCopy", testFencedCopy},
 		{"RequeueInterruptedJobs", testRequeueInterrupted},
@@ -142,7 +145,7 @@ func newJob(user string) *ferry.Job {
 
 func insertJob(t *testing.T, s JobStore, j *ferry.Job) *ferry.Job {
 	t.Helper()
-	if err := s.InsertJob(t.Context(), j, nil); err != nil {
+	if err := s.InsertJob(t.Context(), j, 0, 0, nil); err != nil {
 		t.Fatalf("InsertJob: %v", err)
 	}
 	return j
@@ -176,7 +179,7 @@ func testInsertJob(t *testing.T, s JobStore) {
 	j := newJob("u1")
 	j.ExpectSHA256 = "AB12"
 	calls := 0
-	err := s.InsertJob(ctx, j, func(tx *sql.Tx) error {
+	err := s.InsertJob(ctx, j, 0, 0, func(tx *sql.Tx) error {
 		calls++
 		if tx == nil {
 			t.Error("enqueue got a nil transaction")
@@ -213,7 +216,7 @@ func testInsertJob(t *testing.T, s JobStore) {
 func testInsertJobRollback(t *testing.T, s JobStore) {
 	j := newJob("u1")
 	boom := errors.New("queue is full")
-	err := s.InsertJob(t.Context(), j, func(*sql.Tx) error { return boom })
+	err := s.InsertJob(t.Context(), j, 0, 0, func(*sql.Tx) error { return boom })
 	if !errors.Is(err, boom) {
 		t.Errorf("InsertJob with a failing enqueue = %v, want it to wrap %v", err, boom)
 	}

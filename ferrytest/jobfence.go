@@ -3,6 +3,7 @@ package ferrytest
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"slices"
 	"testing"
 	"time"
@@ -134,7 +135,7 @@ func riverJobs(t *testing.T, s JobStore, jobs ...*ferry.Job) (riverdriver.Driver
 	}
 	ids := map[string]int64{}
 	for _, j := range jobs {
-		err := s.InsertJob(ctx, j, func(tx *sql.Tx) error {
+		err := s.InsertJob(ctx, j, 0, 0, func(tx *sql.Tx) error {
 			res, err := client.InsertTx(ctx, tx, riverArgs{JobID: j.ID}, nil)
 			if err == nil {
 				ids[j.ID] = res.Job.ID
@@ -238,5 +239,48 @@ func testRescueStale(t *testing.T, s JobStore) {
 	}
 	if got := riverState(t, driver, rids[fresh.ID]); got != rivertype.JobStateRunning {
 		t.Errorf("River job of the fresh job is %s, want running", got)
+	}
+}
+
+// testJobRate: InsertJob takes a token per job from the user's bucket;
+// an empty bucket refuses with Throttled and a whole-second Retry-After
+// and stores nothing; the bucket refills at the rate; users do not share
+// buckets; rate 0 means no limit.
+func testJobRate(t *testing.T, s JobStore) {
+	ctx := t.Context()
+	insert := func(user string, rate float64, burst int) (*ferry.Job, error) {
+		j := newJob(user)
+		return j, s.InsertJob(ctx, j, rate, burst, nil)
+	}
+	for i := range 3 {
+		if _, err := insert("u1", 0.1, 3); err != nil {
+			t.Fatalf("job %d of a burst of 3: %v", i+1, err)
+		}
+	}
+	j, err := insert("u1", 0.1, 3)
+	var fe *ferry.Error
+	if !errors.As(err, &fe) || fe.Kind != ferry.Throttled || fe.RetryAfter < 1 || fe.RetryAfter > 10 {
+		t.Fatalf("4th job = %v; want Throttled with Retry-After in [1, 10]", err)
+	}
+	if _, err := s.Job(ctx, j.ID); ferry.KindOf(err) != ferry.NotFound {
+		t.Errorf("a refused job was stored (%v)", err)
+	}
+	if _, err := insert("u2", 0.1, 3); err != nil {
+		t.Errorf("another user's first job: %v", err)
+	}
+	if _, err := insert("u1", 0, 3); err != nil {
+		t.Errorf("a job without a rate: %v", err)
+	}
+	// 50 per second: one token is back within 20 ms.
+	for range 2 {
+		if _, err := insert("u3", 50, 1); err != nil {
+			if ferry.KindOf(err) != ferry.Throttled {
+				t.Fatal(err)
+			}
+			time.Sleep(40 * time.Millisecond)
+			if _, err := insert("u3", 50, 1); err != nil {
+				t.Errorf("after the bucket refilled: %v", err)
+			}
+		}
 	}
 }

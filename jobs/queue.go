@@ -15,7 +15,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"os"
 	"sync"
 	"time"
@@ -53,8 +52,10 @@ type Store interface {
 	// more (orphaned), for the caller to end.
 	RescueStaleJobs(ctx context.Context, before time.Time, limit int) (resumed, orphaned []string, err error)
 
-	// InsertJob stores j and calls enqueue with the same transaction.
-	InsertJob(ctx context.Context, j *ferry.Job, enqueue func(tx *sql.Tx) error) error
+	// InsertJob stores j and calls enqueue with the same transaction,
+	// after taking a token from the user's bucket (rate per second, at
+	// most burst; Throttled when empty; no limit when rate <= 0).
+	InsertJob(ctx context.Context, j *ferry.Job, rate float64, burst int, enqueue func(tx *sql.Tx) error) error
 	// Job returns a job, or NotFound.
 	Job(ctx context.Context, id string) (*ferry.Job, error)
 	// SetJobStatus moves a job to status to if its status is one of from;
@@ -118,7 +119,7 @@ type Config struct {
 	Workers        int           // concurrent fetch jobs on this node; default 4
 	CopyWorkers    int           // concurrent copies on this node, apart from Workers; default 2
 	PerUserRunning int           // running imports per user; the rest wait as notStarted; default 4
-	Rate           rate.Limit    // sustained new jobs per second per user before Throttled; default 5
+	Rate           rate.Limit    // sustained new jobs per second per user before Throttled, across all nodes; default 5
 	Burst          int           // jobs a user may submit at once; default 1000
 	MaxFileSize    int64         // largest import in bytes; default 100 GiB
 	Retention      time.Duration // how long monitors stay readable after the end; default 24h
@@ -219,9 +220,6 @@ type Queue struct {
 	log    *slog.Logger
 	client *river.Client[*sql.Tx]
 	worker *downloadWorker
-
-	mu       sync.Mutex
-	limiters map[ferry.UserID]*rate.Limiter
 }
 
 var _ ferry.JobQueue = (*Queue)(nil)
@@ -234,12 +232,11 @@ func New(ctx context.Context, cfg Config, store Store, blobs ferry.BlobStore, cl
 		return nil, fmt.Errorf("jobs: node ID %q is longer than 100 bytes", cfg.NodeID)
 	}
 	q := &Queue{
-		cfg:      cfg,
-		store:    store,
-		blobs:    blobs,
-		fetch:    client,
-		log:      cfg.Log,
-		limiters: make(map[ferry.UserID]*rate.Limiter),
+		cfg:   cfg,
+		store: store,
+		blobs: blobs,
+		fetch: client,
+		log:   cfg.Log,
 	}
 	q.worker = &downloadWorker{q: q}
 
@@ -362,9 +359,6 @@ func (q *Queue) Enqueue(ctx context.Context, j *ferry.Job) error {
 	default:
 		return ferry.Errorf(ferry.NotSupported, "jobs of kind %s are not supported", j.Operation)
 	}
-	if err := q.allow(j.UserID); err != nil {
-		return err
-	}
 	if j.Conflict == "" {
 		j.Conflict = ferry.ConflictFail
 	}
@@ -375,39 +369,16 @@ func (q *Queue) Enqueue(ctx context.Context, j *ferry.Job) error {
 	if j.Operation == ferry.OpCopy {
 		args = copyArgs{JobID: j.ID}
 	}
-	err := q.store.InsertJob(ctx, j, func(tx *sql.Tx) error {
+	err := q.store.InsertJob(ctx, j, float64(q.cfg.Rate), q.cfg.Burst, func(tx *sql.Tx) error {
 		_, err := q.client.InsertTx(ctx, tx, args, nil)
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("jobs: enqueue: %w", err)
-	}
-	return nil
-}
-
-// allow takes a token from the user's bucket, or fails with Throttled and
-// the whole seconds until one is available.
-func (q *Queue) allow(user ferry.UserID) error {
-	q.mu.Lock()
-	lim, ok := q.limiters[user]
-	if !ok {
-		lim = rate.NewLimiter(q.cfg.Rate, q.cfg.Burst)
-		q.limiters[user] = lim
-	}
-	q.mu.Unlock()
-	now := time.Now()
-	r := lim.ReserveN(now, 1)
-	if !r.OK() {
-		return &ferry.Error{Kind: ferry.Throttled, Message: "too many new jobs; try again later", RetryAfter: 60}
-	}
-	if d := r.DelayFrom(now); d > 0 {
-		r.CancelAt(now)
-		secs := int(math.Ceil(d.Seconds()))
-		return &ferry.Error{
-			Kind:       ferry.Throttled,
-			Message:    fmt.Sprintf("too many new jobs; try again in %d s", max(secs, 1)),
-			RetryAfter: max(secs, 1),
+		j.ID = ""
+		if ferry.KindOf(err) == ferry.Throttled {
+			return err
 		}
+		return fmt.Errorf("jobs: enqueue: %w", err)
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -58,10 +59,16 @@ func errJobNotFound() error {
 // Created and Updated become now. j.ID is set by the caller; a taken ID is
 // Conflict.
 //
+// With rate > 0, the job first takes a token from its user's bucket, which
+// holds at most burst tokens and refills at rate tokens per second, in the
+// same transaction (see takeJobToken); an empty bucket is Throttled, with
+// the whole seconds until a token is back, and nothing is stored. The
+// bucket lives in the database, so the limit holds across nodes.
+//
 // This is where the store deliberately hands a transaction to the queue:
 // atomicity matters more here than keeping River out of sqlstore's
 // business.
-func (s *Store) InsertJob(ctx context.Context, j *ferry.Job, enqueue func(tx *sql.Tx) error) error {
+func (s *Store) InsertJob(ctx context.Context, j *ferry.Job, rate float64, burst int, enqueue func(tx *sql.Tx) error) error {
 	if j.ID == "" || j.UserID == "" {
 		return ferry.Errorf(ferry.Invalid, "a job needs an ID and a user")
 	}
@@ -80,6 +87,11 @@ func (s *Store) InsertJob(ctx context.Context, j *ferry.Job, enqueue func(tx *sq
 		j.Finished = fromMillis(millis(j.Finished))
 	}
 	return s.tx(ctx, func(tx *sql.Tx, t conn) error {
+		if rate > 0 {
+			if err := s.takeJobToken(ctx, t, string(j.UserID), rate, burst); err != nil {
+				return err
+			}
+		}
 		_, err := t.exec(ctx, `INSERT INTO ferry_jobs (`+jobCols+`)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			j.ID, string(j.Operation), string(j.UserID), j.UserName, string(j.DriveID), string(j.ParentID), j.Name,
@@ -99,6 +111,42 @@ func (s *Store) InsertJob(ctx context.Context, j *ferry.Job, enqueue func(tx *sq
 		}
 		return nil
 	})
+}
+
+// takeJobToken takes one token from user's job bucket (see InsertJob), in
+// the caller's transaction, or returns Throttled with the whole seconds
+// until the next token. The bucket's read and write are serial per user:
+// SQLite's write transactions are serial, and on PostgreSQL the user's
+// advisory lock (lockUserSQL) orders them.
+func (s *Store) takeJobToken(ctx context.Context, t conn, user string, rate float64, burst int) error {
+	if lock := s.d.lockUserSQL(); lock != "" {
+		if _, err := t.exec(ctx, lock, user); err != nil {
+			return fmt.Errorf("sqlstore: job rate: lock: %w", err)
+		}
+	}
+	ts := millis(now())
+	tokens := float64(max(burst, 1))
+	var left float64
+	var at int64
+	err := t.row(ctx, `SELECT tokens, updated FROM ferry_job_rates WHERE user_id = ?`, user).Scan(&left, &at)
+	switch {
+	case notFound(err):
+	case err != nil:
+		return fmt.Errorf("sqlstore: job rate: %w", err)
+	default:
+		tokens = min(tokens, left+float64(max(ts-at, 0))/1000*rate)
+	}
+	if tokens < 1 {
+		secs := max(int(math.Ceil((1-tokens)/rate)), 1)
+		return &ferry.Error{Kind: ferry.Throttled, RetryAfter: secs,
+			Message: fmt.Sprintf("too many new jobs; try again in %d s", secs)}
+	}
+	_, err = t.exec(ctx, `INSERT INTO ferry_job_rates (user_id, tokens, updated) VALUES (?, ?, ?)
+		ON CONFLICT (user_id) DO UPDATE SET tokens = excluded.tokens, updated = excluded.updated`, user, tokens-1, ts)
+	if err != nil {
+		return fmt.Errorf("sqlstore: job rate: %w", err)
+	}
+	return nil
 }
 
 // Job returns a job by ID, or NotFound.

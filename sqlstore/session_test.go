@@ -36,7 +36,7 @@ func TestStagingInUseSessions(t *testing.T) {
 			}
 			inUse()
 			job := &ferry.Job{ID: ferry.NewID("mon_", 16), Operation: ferry.OpDownloadURL, UserID: "u1", Total: -1}
-			if err := s.InsertJob(ctx, job, nil); err != nil {
+			if err := s.InsertJob(ctx, job, 0, 0, nil); err != nil {
 				t.Fatal(err)
 			}
 			if ok, err := s.StartJob(ctx, job.ID, 0); !ok || err != nil {
