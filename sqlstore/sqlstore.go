@@ -30,6 +30,8 @@ type Store struct {
 	db *sql.DB
 	d  dialect
 	c  conn // runs statements outside a transaction
+
+	retries RetryCounter // nil until CountRetries
 }
 
 var (
@@ -164,6 +166,9 @@ func (s *Store) tx(ctx context.Context, fn func(tx *sql.Tx, c conn) error) error
 		}
 		if attempt == maxAttempts {
 			return &ferry.Error{Kind: ferry.Unavailable, Message: "the database is busy; try again", RetryAfter: 1, Err: err}
+		}
+		if s.retries != nil {
+			s.retries.DBRetry()
 		}
 		t := time.NewTimer(time.Duration(attempt*attempt) * 10 * time.Millisecond)
 		select {
