@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -100,9 +99,8 @@ func startVersityGW() (*S3Server, error) {
 	go cmd.Wait()
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
-		resp, err := http.Get(srv.Endpoint + "/")
-		if err == nil {
-			resp.Body.Close()
+		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+			c.Close()
 			return srv, nil
 		}
 		time.Sleep(50 * time.Millisecond)
