@@ -356,5 +356,3 @@ func TestParseLocation(t *testing.T) {
 		}
 	}
 }
-
-

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -99,18 +98,6 @@ func startStoppable(t *testing.T, env map[string]string, args ...string) (server
 	return s, stop
 }
 
-func (s server) importURL(t *testing.T, src, name string) string {
-	t.Helper()
-	resp := s.do(t, "POST", "/v1.0/me/drive/root/children",
-		fmt.Sprintf(`{"@microsoft.graph.sourceUrl":%q,"name":%q,"file":{}}`, src, name),
-		"Prefer", "respond-async", "Content-Type", "application/json")
-	if resp.StatusCode != http.StatusAccepted {
-		b, _ := io.ReadAll(resp.Body)
-		t.Fatalf("upload from URL: %d %s", resp.StatusCode, b)
-	}
-	return resp.Header.Get("Location")
-}
-
 // TestServeOnS3 runs a server on S3: an import that spans several parts,
 // downloads with Range and If-Range, a copy that adds no object, deletes,
 // and a restart whose sweep removes the blob no item uses; the bucket
@@ -125,7 +112,7 @@ func TestServeOnS3(t *testing.T) {
 	data := t.TempDir()
 	s, stop := startStoppable(t, e.env, append([]string{"--data", data}, e.args...)...)
 
-	code, st := pollMonitor(t, s.importURL(t, src.URL+"/big.bin", "big.bin"), 120*time.Second)
+	code, st := pollMonitor(t, s.importURL(t, src.URL+"/big.bin", "big.bin").Header.Get("Location"), 120*time.Second)
 	if code != http.StatusOK || st["status"] != "completed" {
 		t.Fatalf("import ended %d %v", code, st)
 	}
@@ -201,7 +188,7 @@ func TestCancelOnS3Aborts(t *testing.T) {
 	t.Cleanup(srv.Close)
 	src := srv.URL
 	s, _ := startStoppable(t, e.env, append([]string{"--data", t.TempDir()}, e.args...)...)
-	monitor := s.importURL(t, src+"/slow.bin", "slow.bin")
+	monitor := s.importURL(t, src+"/slow.bin", "slow.bin").Header.Get("Location")
 	deadline := time.Now().Add(60 * time.Second)
 	for len(e.objects(t)) == 0 { // a checkpoint synced pieces
 		if time.Now().After(deadline) {

@@ -74,7 +74,7 @@ func TestThreeNodesOnS3(t *testing.T) {
 		n.s.token = token // one database: a token made on one node works on all
 	}
 
-	monitor := nodes[0].s.importURL(t, srcSrv.URL+"/big.bin", "big.bin")
+	monitor := nodes[0].s.importURL(t, srcSrv.URL+"/big.bin", "big.bin").Header.Get("Location")
 	path := monitor[len(nodes[0].s.base):]
 
 	// Wait, polling another node, until the runner has a part in S3,
