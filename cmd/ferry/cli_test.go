@@ -106,7 +106,7 @@ func TestCLIUsageListsEveryCommand(t *testing.T) {
 	if err := run(t.Context(), []string{"help"}, func(string) string { return "" }, &out, &errOut); err != nil {
 		t.Fatal(err)
 	}
-	for _, cmd := range []string{"serve", "token create", "import", "ls", "get", "put", "mkdir", "rm", "mv", "jobs", "cancel"} {
+	for _, cmd := range []string{"serve", "token create", "token list", "token revoke", "user create", "user list", "user quota", "import", "ls", "get", "put", "mkdir", "rm", "mv", "jobs", "cancel"} {
 		if !regexp.MustCompile(`(?m)^  ` + regexp.QuoteMeta(cmd) + `\b`).MatchString(out.String()) {
 			t.Errorf("usage does not list %q:\n%s", cmd, out.String())
 		}
