@@ -345,6 +345,7 @@ func TestFolderSizeMigration(t *testing.T) {
 				`ALTER TABLE tokens DROP COLUMN name`,
 				`DROP INDEX tokens_id`,
 				`ALTER TABLE tokens DROP COLUMN id`,
+				`DROP TABLE permissions`, // 13
 			} {
 				if _, err := s.DB().ExecContext(ctx, q); err != nil {
 					t.Fatalf("%s: %v", q, err)
