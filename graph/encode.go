@@ -180,3 +180,7 @@ func jsonString(b []byte) (string, bool) {
 	}
 	return s, true
 }
+
+// decodeJSON parses a JSON document the server itself produced, such as
+// an error body captured from a handler.
+func decodeJSON(data []byte, v any) error { return json.Unmarshal(data, v) }

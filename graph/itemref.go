@@ -25,6 +25,7 @@ type itemRef struct {
 	path   string // "" for the item itself, else "/a/b" (unescaped names)
 	action string // "", "children", "content", "delta", …
 	args   string // what stood between the parentheses of a function-style action: delta(token='x'), search(q='x')
+	sub    string // the permission ID of permissions/{id}
 }
 
 // names returns the path's names, nil when the ref names its base item.
@@ -90,6 +91,11 @@ func parseItemRef(escaped string) (itemRef, error) {
 		// OData functions: delta(), delta(token='…'), search(q='…').
 		if i := strings.IndexByte(ref.action, '('); i > 0 && strings.HasSuffix(ref.action, ")") {
 			ref.action, ref.args = ref.action[:i], ref.action[i+1:len(ref.action)-1]
+		}
+	case strings.HasPrefix(rest, "/permissions/") && len(rest) > len("/permissions/") && !strings.ContainsAny(rest[len("/permissions/"):], "/:"):
+		ref.action, ref.sub = "permissions/", rest[len("/permissions/"):]
+		if !cleanText(ref.sub) {
+			return itemRef{}, ferry.Errorf(ferry.NotFound, "the item has no such permission")
 		}
 	default:
 		return itemRef{}, apiNotFound()
