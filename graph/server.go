@@ -106,6 +106,10 @@ type Config struct {
 	// MaxUploadSessions caps the live upload sessions of one drive (429
 	// beyond it). Zero means DefaultMaxUploadSessions.
 	MaxUploadSessions int
+	// StreamPoll is how often an event stream (a monitor's, or the
+	// operations list's) reads the database, which bounds its events to
+	// one per period. Zero means DefaultStreamPoll.
+	StreamPoll time.Duration
 }
 
 // Deps are the domain services the API calls.
@@ -119,6 +123,14 @@ type Deps struct {
 	// the upload URLs answer 501 notSupported.
 	Sessions ferry.SessionStore
 	Now      func() time.Time // nil means time.Now
+	// Page serves the web page at "/", its icon at "/favicon.ico" and its
+	// assets under "/web/" (package web). Nil: those paths are unknown
+	// routes like any other.
+	Page http.Handler
+	// Closing, once closed, ends every event stream, so that a graceful
+	// shutdown need not wait for them (http.Server.Shutdown waits for
+	// active requests). Nil: streams end only with their clients.
+	Closing <-chan struct{}
 }
 
 // NewHandler returns the API as one http.Handler. It panics if
@@ -145,6 +157,9 @@ func NewHandler(cfg Config, d Deps) http.Handler {
 	}
 	if cfg.MaxUploadSessions <= 0 {
 		cfg.MaxUploadSessions = DefaultMaxUploadSessions
+	}
+	if cfg.StreamPoll <= 0 {
+		cfg.StreamPoll = DefaultStreamPoll
 	}
 	if d.Log == nil {
 		d.Log = slog.New(slog.DiscardHandler)

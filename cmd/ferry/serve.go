@@ -26,6 +26,7 @@ import (
 	"github.com/ferrydrive/ferry/graph"
 	"github.com/ferrydrive/ferry/jobs"
 	"github.com/ferrydrive/ferry/sqlstore"
+	"github.com/ferrydrive/ferry/web"
 )
 
 // firstUser is the user created, with a printed token, on first start.
@@ -125,6 +126,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		return err
 	}
 
+	closing := make(chan struct{})
 	var public *url.URL
 	if cfg.PublicURL != "" {
 		public, _ = url.Parse(strings.TrimSuffix(cfg.PublicURL, "/")) // checked by Validate
@@ -135,7 +137,8 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		MaxUploadSize:  cfg.MaxUploadSize,
 		DownloadURLTTL: cfg.DownloadURLTTL,
 		SigningKey:     key,
-	}, graph.Deps{Log: log, Accounts: store, Items: store, Blobs: blobs, Jobs: queue, Sessions: store})
+	}, graph.Deps{Log: log, Accounts: store, Items: store, Blobs: blobs, Jobs: queue, Sessions: store,
+		Page: web.Handler(), Closing: closing})
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -147,6 +150,9 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	// Event streams never go idle: end them when shutdown begins, so that
+	// Shutdown need not wait out its timeout.
+	srv.RegisterOnShutdown(func() { close(closing) })
 	base := "http://" + ln.Addr().String()
 	fmt.Fprintf(stdout, "ferry: listening on %s  (API base %s/v1.0)\n", base, base)
 
