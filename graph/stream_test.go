@@ -291,7 +291,9 @@ func TestListOperations(t *testing.T) {
 	e.jobs.set(jobs[0].ID, func(j *ferry.Job) {
 		j.Status, j.ErrorCode, j.ErrorMessage, j.Finished = ferry.StatusFailed, "itemNotFound", "The source answered 404 Not Found.", time.Now()
 	})
-	e.jobs.set(jobs[1].ID, func(j *ferry.Job) { j.Status, j.Bytes, j.Total, j.BytesPerSecond = ferry.StatusInProgress, 250, 1000, 50 })
+	e.jobs.set(jobs[1].ID, func(j *ferry.Job) {
+		j.Status, j.Bytes, j.Total, j.BytesPerSecond = ferry.StatusInProgress, 250, 1000, 50
+	})
 	// Another user's job is never listed.
 	e.do("POST", "/v1.0/me/drive/root/children", map[string]any{"@microsoft.graph.sourceUrl": "https://example.org/o"},
 		async, bearer(e.other)).must(t, http.StatusAccepted)
