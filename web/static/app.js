@@ -572,8 +572,11 @@ async function startImport(form) {
     // The stream shows it within a moment; a placeholder shows it now.
     const loc = r.headers.get('Location') || '';
     const id = loc.split('/monitor/')[1] || '';
-    if (id && !state.ops.has(id)) {
-      putOperation({ monitorId: id, monitorUrl: loc, name: name || nameOf(url), operation: 'DownloadUrl',
+    if (id) rememberName(id, name || nameOf(url));
+    if (id && state.ops.has(id)) {
+      putOperation(state.ops.get(id)); // shown already: show the guessed name
+    } else if (id) {
+      putOperation({ monitorId: id, monitorUrl: loc, name: name, operation: 'DownloadUrl',
         status: 'notStarted', percentageComplete: 0, bytesTransferred: 0, bytesPerSecond: 0,
         createdDateTime: new Date().toISOString() });
     }
@@ -593,26 +596,51 @@ const statusWords = {
   completed: 'Done', failed: 'Failed', cancelled: 'Cancelled',
 };
 
+// Names this tab guessed for the imports it started, by monitor id, for
+// entries whose name the server does not know yet.
+const GUESS_KEY = 'ferry.importNames';
+function guessedName(id) {
+  try { return JSON.parse(sessionStorage.getItem(GUESS_KEY) || '{}')[id] || ''; } catch { return ''; }
+}
+function rememberName(id, name) {
+  try {
+    const m = JSON.parse(sessionStorage.getItem(GUESS_KEY) || '{}');
+    m[id] = name;
+    sessionStorage.setItem(GUESS_KEY, JSON.stringify(m));
+  } catch { /* storage full or off: the list shows a generic name */ }
+}
+
+function displayName(op) {
+  if (op.name) return op.name;
+  const g = guessedName(op.monitorId);
+  if (g) return g;
+  const t = op.createdDateTime ? new Date(op.createdDateTime).toLocaleTimeString(undefined, { timeStyle: 'short' }) : '';
+  return 'Import' + (t ? ' started ' + t : '');
+}
+
 function putOperation(op) {
   if (op.operation && op.operation !== 'DownloadUrl') return; // copies are not imports
   const before = state.ops.get(op.monitorId);
   state.ops.set(op.monitorId, op);
   let row = document.querySelector('li[data-monitor="' + CSS.escape(op.monitorId) + '"]');
   if (!row) {
-    const r = transferRow($('imports'), op.name || 'Import');
+    const r = transferRow($('imports'), displayName(op));
     r.li.dataset.monitor = op.monitorId;
     row = r.li;
-    if (before === undefined) {
-      // keep newest first: a later-created entry goes on top (prepend)
-      const rows = [...$('imports').children];
-      const created = op.createdDateTime || '';
-      const after = rows.find((li) => li !== row && (state.ops.get(li.dataset.monitor)?.createdDateTime || '') > created);
-      if (after && after.nextSibling !== row) after.after(row);
-    }
+    sortImports();
   }
   renderOperation(row, op);
   $('no-imports').hidden = state.ops.size > 0;
   if (op.status === 'completed' && before && before.status !== 'completed') itemArrived(op);
+}
+
+// sortImports keeps the list newest first.
+function sortImports() {
+  const list = $('imports');
+  const rows = [...list.children];
+  const created = (li) => (state.ops.get(li.dataset.monitor) || {}).createdDateTime || '';
+  const sorted = rows.slice().sort((a, b) => (created(a) < created(b) ? 1 : created(a) > created(b) ? -1 : 0));
+  if (sorted.some((li, i) => li !== rows[i])) list.append(...sorted);
 }
 
 function renderOperation(li, op) {
@@ -622,8 +650,8 @@ function renderOperation(li, op) {
   const info = li.querySelector('.info');
   const err = li.querySelector('.error');
   const acts = li.querySelector('.tactions');
-  name.textContent = op.name || 'Import';
-  bar.setAttribute('aria-label', (op.name || 'Import') + ' progress');
+  name.textContent = displayName(op);
+  bar.setAttribute('aria-label', displayName(op) + ' progress');
   status.textContent = statusWords[op.status] || op.status;
   li.className = 'transfer ' + op.status;
   const pct = Math.max(0, Math.min(100, op.percentageComplete || 0));
@@ -647,7 +675,7 @@ function renderOperation(li, op) {
   err.textContent = op.status === 'failed'
     ? plainError(op.errorCode || (op.error && op.error.code), (op.error && op.error.message) || op.statusDescription)
     : '';
-  const label = ' ' + (op.name || 'import');
+  const label = ' ' + displayName(op);
   if (running(op.status) && op.status !== 'cancelPending') {
     if (!acts.querySelector('.cancel')) {
       const b = button('Cancel', () => cancelImport(op.monitorId), 'cancel quiet');
@@ -700,8 +728,7 @@ async function followOperations() {
       pause = 1000;
       await readEvents(res.body, (type, data) => {
         if (type === 'operations') {
-          const known = new Set(state.ops.keys());
-          for (const op of (data.value || []).slice().reverse()) { known.delete(op.monitorId); putOperation(op); }
+          for (const op of (data.value || [])) putOperation(op);
         } else if (type === 'operation') {
           putOperation(data);
         }
