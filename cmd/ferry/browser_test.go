@@ -17,6 +17,7 @@ import (
 	"github.com/chromedp/cdproto/accessibility"
 	"github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/cdproto/dom"
+	"github.com/chromedp/cdproto/fetch"
 	"github.com/chromedp/cdproto/input"
 	"github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/network"
@@ -37,6 +38,8 @@ type page struct {
 	mu        sync.Mutex
 	problems  []string
 	shots     int
+	dropped   map[network.RequestID]bool // requests the test failed on purpose
+	drop      func(*fetch.EventRequestPaused) bool
 }
 
 // artifactDir is where screenshots go: $FERRY_TEST_ARTIFACTS/NAME when
@@ -79,10 +82,28 @@ func newPage(t *testing.T) *page {
 	)
 	ctx, cancel := chromedp.NewContext(actx)
 	t.Cleanup(func() { cancel(); cancelAlloc() })
-	p := &page{t: t, ctx: ctx, artifacts: artifactDir(t)}
+	p := &page{t: t, ctx: ctx, artifacts: artifactDir(t), dropped: map[network.RequestID]bool{}}
 	err := chromedp.Listen(ctx, func(ev any) {
 		var problem string
 		switch e := ev.(type) {
+		case *fetch.EventRequestPaused:
+			p.mu.Lock()
+			fail := p.drop != nil && p.drop(e)
+			if fail {
+				p.dropped[e.NetworkID] = true
+			}
+			p.mu.Unlock()
+			go func() { // commands may not run inside the listener
+				var err error
+				if fail {
+					_, err = chromedp.Call(ctx, fetch.FailRequest, fetch.FailRequestParams{RequestID: e.RequestID, ErrorReason: network.ErrorReasonConnectionReset})
+				} else {
+					_, err = chromedp.Call(ctx, fetch.ContinueRequest, fetch.ContinueRequestParams{RequestID: e.RequestID})
+				}
+				if err != nil && ctx.Err() == nil {
+					t.Errorf("intercepted request: %v", err)
+				}
+			}()
 		case *runtime.EventExceptionThrown:
 			problem = "exception: " + e.ExceptionDetails.Text
 			if e.ExceptionDetails.Exception != nil {
@@ -97,11 +118,17 @@ func newPage(t *testing.T) *page {
 				problem = fmt.Sprintf("console.%s: %s", e.Type, strings.Join(args, " "))
 			}
 		case *log.EventEntryAdded:
-			if e.Entry.Level == log.EntryLevelError {
+			p.mu.Lock()
+			expected := p.dropped[e.Entry.NetworkRequestID]
+			p.mu.Unlock()
+			if e.Entry.Level == log.EntryLevelError && !expected {
 				problem = "log: " + e.Entry.Text + " " + e.Entry.URL
 			}
 		case *network.EventLoadingFailed:
-			if !e.Canceled {
+			p.mu.Lock()
+			expected := p.dropped[e.RequestID]
+			p.mu.Unlock()
+			if !e.Canceled && !expected {
 				problem = "request failed: " + e.ErrorText
 			}
 		case *network.EventResponseReceived:
@@ -186,6 +213,7 @@ func (p *page) find(role, name string, hidden bool) runtime.RemoteObjectID {
 			}
 		}
 		if time.Now().After(deadline) {
+			p.shot("not-found")
 			p.t.Fatalf("no %s named %q on the page", role, name)
 		}
 		time.Sleep(100 * time.Millisecond)
