@@ -78,6 +78,7 @@ const (
 	DefaultSessionTTL        = 24 * time.Hour
 	DefaultMaxFragmentSize   = 60 << 20
 	DefaultMaxUploadSessions = 1000
+	DefaultBodyIdleTimeout   = time.Minute
 )
 
 // Config holds the HTTP layer's settings.
@@ -110,6 +111,9 @@ type Config struct {
 	// operations list's) reads the database, which bounds its events to
 	// one per period. Zero means DefaultStreamPoll.
 	StreamPoll time.Duration
+	// BodyIdleTimeout cuts off a request body that sends nothing for this
+	// long. Zero means DefaultBodyIdleTimeout.
+	BodyIdleTimeout time.Duration
 }
 
 // Deps are the domain services the API calls.
@@ -131,6 +135,8 @@ type Deps struct {
 	// shutdown need not wait for them (http.Server.Shutdown waits for
 	// active requests). Nil: streams end only with their clients.
 	Closing <-chan struct{}
+	// Metrics receives request counts and latencies; nil records nothing.
+	Metrics Metrics
 }
 
 // NewHandler returns the API as one http.Handler. It panics if
@@ -161,11 +167,17 @@ func NewHandler(cfg Config, d Deps) http.Handler {
 	if cfg.StreamPoll <= 0 {
 		cfg.StreamPoll = DefaultStreamPoll
 	}
+	if cfg.BodyIdleTimeout <= 0 {
+		cfg.BodyIdleTimeout = DefaultBodyIdleTimeout
+	}
 	if d.Log == nil {
 		d.Log = slog.New(slog.DiscardHandler)
 	}
 	if d.Now == nil {
 		d.Now = time.Now
+	}
+	if d.Metrics == nil {
+		d.Metrics = noMetrics{}
 	}
 	urls := &urlBuilder{public: cfg.PublicURL, trusted: cfg.TrustedProxies}
 	sign := &signer{key: cfg.SigningKey, ttl: cfg.DownloadURLTTL, now: d.Now}
@@ -173,7 +185,8 @@ func NewHandler(cfg Config, d Deps) http.Handler {
 	addRoutes(mux, cfg, d, urls, sign)
 	var h http.Handler = rejectUncleanPaths(d.Log, mux)
 	h = recoverPanics(d.Log, h)
-	h = logRequests(d.Log, h)
-	h = withRequestID(h)
+	h = cutIdleBodies(cfg.BodyIdleTimeout, d.Metrics, h)
+	h = logRequests(d.Log, d.Metrics, h)
+	h = withRequestID(urls, h)
 	return h
 }

@@ -123,7 +123,7 @@ func scanJob(sc interface{ Scan(...any) error }, extra ...any) (*ferry.Job, erro
 	var finished sql.NullInt64
 	dest := []any{&j.ID, &j.Operation, &j.UserID, &j.UserName, &j.DriveID, &j.ParentID, &j.Name, &j.Conflict, &j.SourceURL,
 		&j.ExpectSHA256, &j.SourceItem, &j.Status, &j.Bytes, &j.Total, &j.BytesPerSecond, &j.ResourceID, &j.ErrorCode,
-		&j.ErrorMessage, &created, &updated, &finished}
+		&j.ErrorMessage, &created, &updated, &finished, &j.RequestID}
 	if err := sc.Scan(append(dest, extra...)...); err != nil {
 		return nil, err
 	}
