@@ -191,7 +191,7 @@ func (p *page) shot(name string) {
 // scripts. hidden also finds elements that assistive technology ignores.
 func (p *page) find(role, name string, hidden bool) runtime.RemoteObjectID {
 	p.t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(time.Minute) // a loaded CI machine is slow
 	for {
 		doc, err := chromedp.Call(p.ctx, dom.GetDocument, dom.GetDocumentParams{})
 		if err != nil {
@@ -345,7 +345,7 @@ func TestBrowser(t *testing.T) {
 	p.typeInto("Token", s.token)
 	p.pressEnter()
 	p.find("button", "New folder", false)
-	p.waitFor("the empty folder", `!document.getElementById("empty").hidden`, 10*time.Second)
+	p.waitFor("the empty folder", `!document.getElementById("empty").hidden`, 30*time.Second)
 	p.shot("signed-in")
 	if strings.Contains(p.eval("location.href"), "fy_") {
 		t.Error("the token is in the address bar")
@@ -356,7 +356,7 @@ func TestBrowser(t *testing.T) {
 	p.typeInto("Folder name", "Inbox")
 	p.click("button", "Create folder")
 	p.click("link", "Inbox")
-	p.waitFor("the breadcrumbs of Inbox", `document.querySelector("#crumbs [aria-current]")?.textContent === "Inbox"`, 10*time.Second)
+	p.waitFor("the breadcrumbs of Inbox", `document.querySelector("#crumbs [aria-current]")?.textContent === "Inbox"`, 30*time.Second)
 
 	// Upload: the picker (a small file and one through an upload
 	// session), then a drop.
@@ -456,10 +456,10 @@ func TestBrowser(t *testing.T) {
 	p.click("button", "Move renamed.txt")
 	p.typeInto("Move to folder", "/")
 	p.click("button", "Move")
-	p.waitFor("renamed.txt moved away", `![...document.querySelectorAll("#items a")].some(a => a.textContent === "renamed.txt")`, 10*time.Second)
+	p.waitFor("renamed.txt moved away", `![...document.querySelectorAll("#items a")].some(a => a.textContent === "renamed.txt")`, 30*time.Second)
 	p.click("button", "Delete hello.txt")
 	p.click("button", "Delete")
-	p.waitFor("hello.txt deleted", `![...document.querySelectorAll("#items a")].some(a => a.textContent === "hello.txt")`, 10*time.Second)
+	p.waitFor("hello.txt deleted", `![...document.querySelectorAll("#items a")].some(a => a.textContent === "hello.txt")`, 30*time.Second)
 	p.click("link", "My files")
 	p.find("link", "renamed.txt", false)
 	p.shot("laptop")
