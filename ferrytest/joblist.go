@@ -113,10 +113,8 @@ func testUserJobsNames(t *testing.T, s JobListStore) {
 	done := newJob(string(d.Owner))
 	done.Name, done.DriveID, done.ParentID = "", d.ID, d.RootID
 	insertJob(t, s, done)
-	if ok, err := s.StartJob(ctx, done.ID, 0); !ok || err != nil {
-		t.Fatalf("StartJob = %v, %v", ok, err)
-	}
-	it, _, err := s.CommitJobItem(ctx, done.ID, ferry.NewItem{DriveID: d.ID, ParentID: d.RootID, Name: "chosen.bin",
+	running(t, s, done, "runner-"+done.ID)
+	it, _, err := s.CommitJobItem(ctx, done.ID, "runner-"+done.ID, ferry.NewItem{DriveID: d.ID, ParentID: d.RootID, Name: "chosen.bin",
 		Content: ferry.Content{Size: 3, BlobKey: "K1"}}, ferry.ConflictFail, "done")
 	if err != nil {
 		t.Fatal(err)
