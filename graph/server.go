@@ -118,7 +118,11 @@ type Deps struct {
 	// Sessions keeps upload sessions. When nil, createUploadSession and
 	// the upload URLs answer 501 notSupported.
 	Sessions ferry.SessionStore
-	Now      func() time.Time // nil means time.Now
+	// Space accounts the local disk that writes stage bytes on; nil when
+	// the blob store stages nothing locally. A write that does not fit
+	// is 503 with Retry-After, and /healthz reports it.
+	Space ferry.DiskSpace
+	Now   func() time.Time // nil means time.Now
 }
 
 // NewHandler returns the API as one http.Handler. It panics if

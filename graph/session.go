@@ -40,6 +40,7 @@ type uploads struct {
 	accounts    ferry.AccountStore
 	items       ferry.ItemStore
 	blobs       ferry.BlobStore
+	files       *blob.Committer
 	sessions    ferry.SessionStore
 	now         func() time.Time
 	ttl         time.Duration
@@ -725,7 +726,7 @@ func handlePutFragment(log *slog.Logger, up *uploads, view *itemView) http.Handl
 				return
 			}
 		}
-		if err := up.stage(ctx, s, rng, r.Body); err != nil {
+		if err := up.stage(ctx, s, rng, cr.total, r.Body); err != nil {
 			writeError(w, r, log, err)
 			return
 		}
@@ -784,26 +785,20 @@ func (b markedBody) Read(p []byte) (int, error) {
 }
 
 // stage writes the fragment body into the session's staging area at
-// rng.Start and makes it durable. A body shorter than the range is 400.
-func (u *uploads) stage(ctx context.Context, s *ferry.UploadSession, rng ferry.Range, body io.Reader) error {
-	st, err := u.blobs.OpenStaging(ctx, s.StagingID)
-	if ferry.KindOf(err) == ferry.NotFound {
-		return errSessionGone()
-	}
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	n, err := blob.Copy(ctx, st, rng.Start, markedBody{body}, nil, rng.Len(), nil)
+// rng.Start and makes it durable, through the one path that reserves room
+// on the local disk for the whole file first (503 when there is none). A
+// body shorter than the range is 400.
+func (u *uploads) stage(ctx context.Context, s *ferry.UploadSession, rng ferry.Range, total int64, body io.Reader) error {
+	n, err := u.files.WriteAt(ctx, s.StagingID, rng.Start, markedBody{body}, rng.Len(), total)
 	var be *bodyError
 	switch {
+	case ferry.KindOf(err) == ferry.NotFound:
+		return errSessionGone()
 	case errors.As(err, &be) || ctx.Err() != nil || (err == nil && n < rng.Len()):
 		return &ferry.Error{Kind: ferry.Invalid, Err: err,
 			Message: fmt.Sprintf("the fragment body ended after %d of %d bytes; send the fragment again", n, rng.Len())}
-	case err != nil:
-		return err
 	}
-	return st.Sync()
+	return err
 }
 
 // writeCommit commits the complete session id and answers 201 (new file)

@@ -35,6 +35,7 @@ type Config struct {
 	IdleTimeout      time.Duration
 	MaxDuration      time.Duration // an import fails this long after its first attempt began
 	NodeID           string
+	MinFreeSpace     int64 // local disk kept free below every staged write
 }
 
 const (
@@ -62,6 +63,7 @@ func defaultConfig() Config {
 		HeaderTimeout:    30 * time.Second,
 		IdleTimeout:      20 * time.Second,
 		MaxDuration:      24 * time.Hour,
+		MinFreeSpace:     gib,
 	}
 }
 
@@ -88,6 +90,7 @@ func serveFlags(fs *flag.FlagSet, c *Config) {
 	fs.DurationVar(&c.HeaderTimeout, "fetch-header-timeout", c.HeaderTimeout, "upload from URL: response header timeout")
 	fs.DurationVar(&c.IdleTimeout, "fetch-idle-timeout", c.IdleTimeout, "upload from URL: fail a read after this long without bytes")
 	fs.DurationVar(&c.MaxDuration, "fetch-max-duration", c.MaxDuration, "upload from URL: fail an import this long after its first attempt began")
+	fs.Var(sizeValue{&c.MinFreeSpace}, "min-free-space", "local disk kept free for the database and the system: a write (import, upload session, PUT) that would leave less waits or is refused (503); 0 turns the check off")
 	fs.StringVar(&c.NodeID, "node-id", c.NodeID, "stable name of this node among several on one PostgreSQL database (default: derived from host and --data)")
 }
 
@@ -150,6 +153,8 @@ func (c *Config) Validate() error {
 		return errors.New("--per-user-imports must be at least 1")
 	case c.Quota <= 0, c.MaxImportSize <= 0, c.MaxUploadSize <= 0:
 		return errors.New("sizes must be positive")
+	case c.MinFreeSpace < 0:
+		return errors.New("--min-free-space must not be negative")
 	case c.ImportRate <= 0 || c.ImportBurst < 1:
 		return errors.New("--import-rate must be positive and --import-burst at least 1")
 	case c.MonitorRetention <= 0 || c.DownloadURLTTL <= 0 || c.MaxDuration <= 0:
