@@ -31,16 +31,32 @@ type CreateFunc func(ctx context.Context, c ferry.Content) (*ferry.Item, error)
 
 // Refused reports whether err is a store refusing a change it did not
 // make: the name is taken, the quota or a precondition fails, the target
-// or the job or session is gone. Any other error (Internal, Unavailable)
-// leaves the outcome open: the change may have been committed before the
-// error, so the blob must stay.
+// or the job or session is gone. Any other error (Internal, Unavailable),
+// and an error marked with Unknown, leaves the outcome open: the change
+// may have been committed before the error, so the blob must stay.
 func Refused(err error) bool {
+	var u *unknownOutcome
+	if errors.As(err, &u) {
+		return false
+	}
 	switch ferry.KindOf(err) {
 	case ferry.NameConflict, ferry.QuotaExceeded, ferry.Modified, ferry.Invalid, ferry.NotFound, ferry.Forbidden, ferry.Conflict:
 		return true
 	}
 	return false
 }
+
+// Unknown marks an error of a CreateFunc after which the item may exist
+// although the error looks like a refusal (say, the job or session it
+// completes is gone: an earlier attempt whose answer was lost completed
+// it). The blob then stays; the sweep deletes it if no item uses it. The
+// error keeps its kind and message.
+func Unknown(err error) error { return &unknownOutcome{err} }
+
+type unknownOutcome struct{ err error }
+
+func (u *unknownOutcome) Error() string { return u.err.Error() }
+func (u *unknownOutcome) Unwrap() error { return u.err }
 
 // Staged is bytes in a staging area, hashed, ready to commit.
 type Staged struct {

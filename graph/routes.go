@@ -32,7 +32,6 @@ func addRoutes(mux *http.ServeMux, cfg Config, d Deps, urls *urlBuilder, sign *s
 		up = &uploads{
 			log: log, accounts: d.Accounts, items: d.Items, blobs: d.Blobs, files: files, sessions: d.Sessions,
 			now: d.Now, ttl: cfg.SessionTTL, maxFragment: cfg.MaxFragmentSize, maxSessions: cfg.MaxUploadSessions,
-			busy: newInflight(),
 		}
 	}
 
