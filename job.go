@@ -50,6 +50,10 @@ type Job struct {
 	SourceURL    string // OpDownloadURL; never shown on the monitor
 	ExpectSHA256 string // OpDownloadURL, optional upper-case hex
 	SourceItem   ItemID // OpCopy
+	// RequestID is the id of the API request that created the job; every
+	// log line of the job carries it. Enqueue takes it from the context
+	// (WithRequestID) when empty.
+	RequestID string
 
 	Status         JobStatus
 	Bytes          int64   // bytes transferred so far

@@ -55,6 +55,9 @@ type Options struct {
 	IdleTimeout    time.Duration  // no body bytes for this long fails the read; default 20s
 	MaxRedirects   int            // default 10; negative means none are followed
 	UserAgent      string         // default "Ferry/1.0"
+	// Refusals, when set, counts every connection the SSRF guard refuses
+	// (*metrics.Metrics implements it).
+	Refusals interface{ SSRFRefused() }
 }
 
 // Client fetches URLs. It is safe for concurrent use; Close it when done to
@@ -89,7 +92,7 @@ func New(opts Options) *Client {
 		opts.UserAgent = "Ferry/1.0"
 	}
 	c := &Client{
-		guard:    newGuard(append([]netip.Prefix(nil), opts.Allow...)),
+		guard:    newGuard(append([]netip.Prefix(nil), opts.Allow...), opts.Refusals),
 		idle:     opts.IdleTimeout,
 		maxRedir: opts.MaxRedirects,
 		ua:       opts.UserAgent,

@@ -577,6 +577,12 @@ func (d *download) checkpoint(ctx context.Context) error {
 		}
 		return d.q.store.SaveJobCheckpoint(ctx, d.job.ID, "", data)
 	}
+	// Every byte below the offset is hashed and is never read again (a
+	// restart from zero moves to a fresh area): an S3 store may turn it
+	// into multipart parts at this Sync and drop its local copy.
+	if err := d.st.Release(d.offset); err != nil {
+		return fmt.Errorf("jobs: release staged bytes: %w", err)
+	}
 	if err := d.st.Sync(); err != nil {
 		return fmt.Errorf("jobs: sync staging: %w", err)
 	}

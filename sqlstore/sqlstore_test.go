@@ -341,6 +341,15 @@ func TestFolderSizeMigration(t *testing.T) {
 				`ALTER TABLE upload_sessions DROP COLUMN hash_state`,
 				`ALTER TABLE upload_sessions DROP COLUMN held`,
 				`ALTER TABLE upload_sessions DROP COLUMN busy_until`,
+				// 7
+				`ALTER TABLE ferry_jobs DROP COLUMN request_id`,
+				`DROP INDEX users_email`,
+				`ALTER TABLE users DROP COLUMN email`,
+				`ALTER TABLE tokens DROP COLUMN last_used`,
+				`ALTER TABLE tokens DROP COLUMN expires`,
+				`ALTER TABLE tokens DROP COLUMN name`,
+				`DROP INDEX tokens_id`,
+				`ALTER TABLE tokens DROP COLUMN id`,
 			} {
 				if _, err := s.DB().ExecContext(ctx, q); err != nil {
 					t.Fatalf("%s: %v", q, err)

@@ -106,7 +106,7 @@ func TestCLIUsageListsEveryCommand(t *testing.T) {
 	if err := run(t.Context(), []string{"help"}, func(string) string { return "" }, &out, &errOut); err != nil {
 		t.Fatal(err)
 	}
-	for _, cmd := range []string{"serve", "token create", "import", "ls", "get", "put", "mkdir", "rm", "mv", "jobs", "cancel"} {
+	for _, cmd := range []string{"serve", "token create", "token list", "token revoke", "user create", "user list", "user quota", "import", "ls", "get", "put", "mkdir", "rm", "mv", "jobs", "cancel"} {
 		if !regexp.MustCompile(`(?m)^  ` + regexp.QuoteMeta(cmd) + `\b`).MatchString(out.String()) {
 			t.Errorf("usage does not list %q:\n%s", cmd, out.String())
 		}
@@ -240,6 +240,9 @@ func TestCLIFiles(t *testing.T) {
 	ferryCLI(t, s, "get", "/a.txt", "--force").ok(t, "get --force")
 	if b, _ := os.ReadFile(filepath.Join(dir, "a.txt")); string(b) != "hello ferry\n" {
 		t.Errorf("downloaded a.txt holds %q", b)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "a.txt")); err != nil || fi.Mode().Perm() != 0o644 {
+		t.Errorf("downloaded a.txt: %v, mode %v; want 0644 like any new file", err, fi.Mode())
 	}
 	sub := filepath.Join(dir, "sub")
 	os.Mkdir(sub, 0o755)

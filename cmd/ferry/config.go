@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/ferrydrive/ferry/blob/s3blob"
 )
 
 // Config is everything `ferry serve` can be told. Only this package reads
@@ -36,6 +38,23 @@ type Config struct {
 	MaxDuration      time.Duration // an import fails this long after its first attempt began
 	NodeID           string
 	MinFreeSpace     int64 // local disk kept free below every staged write
+
+	// Blobs is "" for local files in Data, or s3://BUCKET[/PREFIX].
+	Blobs       string
+	S3Endpoint  string
+	S3Region    string
+	S3PathStyle bool
+	S3Presign   bool
+	S3AccessKey string // AWS_ACCESS_KEY_ID; empty: the SDK's chain
+	S3SecretKey string // AWS_SECRET_ACCESS_KEY
+	S3Session   string // AWS_SESSION_TOKEN
+
+	MetricsListen     string        // address of the Prometheus listener; "" is off
+	LogLevel          string        // debug, info, warn, error
+	LogFormat         string        // text, json
+	BodyIdleTimeout   time.Duration // a request body that sends nothing this long is cut off
+	MaxConnsPerClient int           // concurrent connections one client address may hold
+	TLSCert, TLSKey   string        // PEM files; both set serves HTTPS
 }
 
 const (
@@ -64,6 +83,12 @@ func defaultConfig() Config {
 		IdleTimeout:      20 * time.Second,
 		MaxDuration:      24 * time.Hour,
 		MinFreeSpace:     gib,
+		S3Region:         "us-east-1",
+
+		LogLevel:          "info",
+		LogFormat:         "text",
+		BodyIdleTimeout:   time.Minute,
+		MaxConnsPerClient: 256,
 	}
 }
 
@@ -91,7 +116,19 @@ func serveFlags(fs *flag.FlagSet, c *Config) {
 	fs.DurationVar(&c.IdleTimeout, "fetch-idle-timeout", c.IdleTimeout, "upload from URL: fail a read after this long without bytes")
 	fs.DurationVar(&c.MaxDuration, "fetch-max-duration", c.MaxDuration, "upload from URL: fail an import this long after its first attempt began")
 	fs.Var(sizeValue{&c.MinFreeSpace}, "min-free-space", "local disk kept free for the database and the system: a write (import, upload session, PUT) that would leave less waits or is refused (503); 0 turns the check off")
+	fs.StringVar(&c.Blobs, "blobs", c.Blobs, "where blobs live: empty for local files in --data, or `s3://BUCKET[/PREFIX]` for S3-compatible storage")
+	fs.StringVar(&c.S3Endpoint, "s3-endpoint", c.S3Endpoint, "S3 server `URL` (default: AWS)")
+	fs.StringVar(&c.S3Region, "s3-region", c.S3Region, "S3 region")
+	fs.BoolVar(&c.S3PathStyle, "s3-path-style", c.S3PathStyle, "S3 path-style addressing (http://host/bucket/key), which most S3-compatible servers want")
+	fs.BoolVar(&c.S3Presign, "s3-presign", c.S3Presign, "redirect downloads to short-lived presigned S3 URLs instead of streaming them")
 	fs.StringVar(&c.NodeID, "node-id", c.NodeID, "stable name of this node among several on one PostgreSQL database (default: derived from host and --data)")
+	fs.StringVar(&c.MetricsListen, "metrics-listen", c.MetricsListen, "address (`host:port`) of a separate listener serving Prometheus /metrics (default: off)")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "least level logged: debug, info, warn or error")
+	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log format: text or json")
+	fs.DurationVar(&c.BodyIdleTimeout, "body-idle-timeout", c.BodyIdleTimeout, "cut off a request body that sends nothing this long")
+	fs.IntVar(&c.MaxConnsPerClient, "max-conns-per-client", c.MaxConnsPerClient, "concurrent connections one client address may hold; more are closed at once")
+	fs.StringVar(&c.TLSCert, "tls-cert", c.TLSCert, "PEM certificate (chain) `file`: serve HTTPS directly (with --tls-key)")
+	fs.StringVar(&c.TLSKey, "tls-key", c.TLSKey, "PEM private key `file` of --tls-cert")
 }
 
 // parseFlags parses args into fs, with flags allowed before, between and
@@ -157,8 +194,29 @@ func (c *Config) Validate() error {
 		return errors.New("--min-free-space must not be negative")
 	case c.ImportRate <= 0 || c.ImportBurst < 1:
 		return errors.New("--import-rate must be positive and --import-burst at least 1")
-	case c.MonitorRetention <= 0 || c.DownloadURLTTL <= 0 || c.MaxDuration <= 0:
+	case c.MonitorRetention <= 0 || c.DownloadURLTTL <= 0 || c.MaxDuration <= 0 || c.BodyIdleTimeout <= 0:
 		return errors.New("durations must be positive")
+	case c.MaxConnsPerClient < 1:
+		return errors.New("--max-conns-per-client must be at least 1")
+	case (c.TLSCert == "") != (c.TLSKey == ""):
+		return errors.New("give both --tls-cert and --tls-key, or neither")
+	}
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		return err
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		return fmt.Errorf("--log-format %q: want text or json", c.LogFormat)
+	}
+	if c.Blobs != "" {
+		if _, _, err := s3blob.ParseLocation(c.Blobs); err != nil {
+			return fmt.Errorf("--blobs %q: want s3://BUCKET[/PREFIX], or nothing for local files", c.Blobs)
+		}
+	}
+	if c.S3Endpoint != "" {
+		u, err := url.Parse(c.S3Endpoint)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			return fmt.Errorf("--s3-endpoint %q must be http(s)://HOST[:PORT]", c.S3Endpoint)
+		}
 	}
 	if c.PublicURL != "" {
 		u, err := url.Parse(c.PublicURL)

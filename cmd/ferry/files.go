@@ -205,8 +205,12 @@ func (e existsError) Error() string {
 // when fill succeeds, so that a broken download leaves no half-written file.
 // Without force an existing name is refused.
 func writeFileAtomic(name string, force bool, fill func(*os.File) error) error {
-	if _, err := os.Lstat(name); err == nil && !force {
-		return existsError{name}
+	mode := fs.FileMode(0o644) // CreateTemp makes 0600; a download is an ordinary file
+	if fi, err := os.Lstat(name); err == nil {
+		if !force {
+			return existsError{name}
+		}
+		mode = fi.Mode().Perm() // replacing keeps the old file's mode
 	}
 	dir, base := filepath.Dir(name), filepath.Base(name)
 	f, err := os.CreateTemp(dir, "."+base+".ferry-*")
@@ -218,6 +222,10 @@ func writeFileAtomic(name string, force bool, fill func(*os.File) error) error {
 		return fmt.Errorf("cannot write in %s: %s", dir, err)
 	}
 	defer os.Remove(f.Name()) // fails harmlessly after the rename
+	if err := f.Chmod(mode); err != nil {
+		f.Close()
+		return plainFSError(err)
+	}
 	if err := fill(f); err != nil {
 		f.Close()
 		return err
