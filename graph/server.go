@@ -134,7 +134,10 @@ type Deps struct {
 	// the blob store stages nothing locally. A write that does not fit
 	// is 503 with Retry-After, and /healthz reports it.
 	Space ferry.DiskSpace
-	Now   func() time.Time // nil means time.Now
+	// Shares keeps sharing links and grants. When nil, the sharing routes
+	// answer 501 notSupported and other users' drives stay unreachable.
+	Shares ferry.ShareStore
+	Now    func() time.Time // nil means time.Now
 	// Metrics receives request counts and latencies; nil records nothing.
 	Metrics Metrics
 }

@@ -103,17 +103,17 @@ func (w *downloadWorker) Work(ctx context.Context, rj *river.Job[downloadArgs]) 
 			return river.JobSnooze(q.cfg.Snooze + rand.N(q.cfg.Snooze/2+1))
 		}
 	}
-	rctx, stop, j, err := q.claimLive(ctx, id)
+	rctx, c, j, err := q.claimLive(ctx, id)
 	if j == nil || err != nil {
 		return err
 	}
-	defer stop()
-	return w.attempt(rctx, rj, j)
+	defer c.stop()
+	return w.attempt(rctx, rj, j, c.runner)
 }
 
 // attempt downloads as much as it can, then ends the job, or leaves it
 // waiting for the next attempt.
-func (w *downloadWorker) attempt(ctx context.Context, rj *river.Job[downloadArgs], j *ferry.Job) error {
+func (w *downloadWorker) attempt(ctx context.Context, rj *river.Job[downloadArgs], j *ferry.Job, runner string) error {
 	q := w.q
 	d, err := q.openDownload(ctx, j)
 	if err != nil {
@@ -123,6 +123,7 @@ func (w *downloadWorker) attempt(ctx context.Context, rj *river.Job[downloadArgs
 		return err
 	}
 	defer d.close()
+	d.runner = runner
 
 	bestBefore := d.cp.Best
 	if d.cp.Started.IsZero() {
@@ -153,9 +154,10 @@ func (w *downloadWorker) attempt(ctx context.Context, rj *river.Job[downloadArgs
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(cause, errClaimLost):
-		// Another attempt runs the job now: it owns the checkpoint and
-		// the staging area.
+	case errors.Is(cause, errClaimLost) || ownerLost(err):
+		// Another attempt runs the job now (or it has ended): it owns
+		// the checkpoint and the staging area, and the store refuses
+		// this attempt's writes.
 		d.close()
 		return q.lostClaim(j.ID)
 	case errors.Is(cause, errCancelRequested):
@@ -167,7 +169,9 @@ func (w *downloadWorker) attempt(ctx context.Context, rj *river.Job[downloadArgs
 	case ctx.Err() != nil:
 		// River is stopping: keep what was staged and let the next start
 		// resume at once. Snoozing does not use up an attempt.
-		if err := d.checkpoint(bg); err != nil {
+		if err := d.checkpoint(bg); ownerLost(err) {
+			return q.lostClaim(j.ID)
+		} else if err != nil {
 			q.log.Error("jobs: checkpoint on stop", "job", j.ID, "err", err)
 		}
 		if _, err := q.store.SetJobStatus(bg, j.ID, ferry.StatusWaiting, ferry.StatusInProgress); err != nil {
@@ -189,7 +193,10 @@ func (w *downloadWorker) attempt(ctx context.Context, rj *river.Job[downloadArgs
 	if d.cp.Stalls >= q.cfg.MaxStalls || rj.Attempt >= rj.MaxAttempts {
 		return d.fail(bg, giveUp(err))
 	}
-	if err := d.checkpoint(bg); err != nil {
+	if err := d.checkpoint(bg); ownerLost(err) {
+		d.close()
+		return q.lostClaim(j.ID)
+	} else if err != nil {
 		return fmt.Errorf("jobs: checkpoint %s: %w", j.ID, err)
 	}
 	// While it waits, the monitor shows what is staged, not what the last
@@ -257,11 +264,12 @@ type checkpointData struct {
 // download is one attempt's state. Its fields are used by the attempt's
 // goroutine only, except bytes and total, which report reads.
 type download struct {
-	q   *Queue
-	job *ferry.Job
-	st  ferry.Staging // nil until the first byte range starts
-	h   *blob.Hasher
-	cp  checkpointData
+	q      *Queue
+	job    *ferry.Job
+	runner string        // this attempt's claim, which fences its writes
+	st     ferry.Staging // nil until the first byte range starts
+	h      *blob.Hasher
+	cp     checkpointData
 
 	offset int64 // bytes staged and hashed so far
 	limit  int64 // the most bytes the file may have: min(quota left, MaxFileSize)
@@ -575,7 +583,7 @@ func (d *download) checkpoint(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("jobs: checkpoint: %w", err)
 		}
-		return d.q.store.SaveJobCheckpoint(ctx, d.job.ID, "", data)
+		return d.q.store.SaveJobCheckpoint(ctx, d.job.ID, d.runner, "", data)
 	}
 	// Every byte below the offset is hashed and is never read again (a
 	// restart from zero moves to a fresh area): an S3 store may turn it
@@ -596,7 +604,7 @@ func (d *download) checkpoint(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("jobs: checkpoint: %w", err)
 	}
-	if err := d.q.store.SaveJobCheckpoint(ctx, d.job.ID, d.st.ID(), data); err != nil {
+	if err := d.q.store.SaveJobCheckpoint(ctx, d.job.ID, d.runner, d.st.ID(), data); err != nil {
 		return fmt.Errorf("jobs: save checkpoint: %w", err)
 	}
 	return nil
@@ -620,7 +628,7 @@ func (d *download) commit(ctx context.Context) error {
 			return err
 		}
 	}
-	it, already, err := q.store.CommitJobItem(ctx, j.ID, ferry.NewItem{
+	it, already, err := q.store.CommitJobItem(ctx, j.ID, d.runner, ferry.NewItem{
 		DriveID:  j.DriveID,
 		ParentID: j.ParentID,
 		Name:     d.cp.FileName,
@@ -638,9 +646,9 @@ func (d *download) commit(ctx context.Context) error {
 			// Perhaps passing: keep the blob for the next attempt.
 			return fmt.Errorf("jobs: commit %s: %w", j.ID, err)
 		}
-	case ferry.Conflict: // the job ended meanwhile (failed or cancelled)
+	case ferry.Conflict: // the job ended meanwhile, or another attempt took it over
 		q.deleteBlob(ctx, j.ID, d.cp.BlobKey)
-		return nil
+		return fmt.Errorf("jobs: commit %s: %w", j.ID, err)
 	default:
 		q.deleteBlob(ctx, j.ID, d.cp.BlobKey)
 		d.cp.BlobKey = ""
@@ -692,7 +700,7 @@ func (d *download) publish(ctx context.Context) error {
 	d.cp.Offset, d.cp.Hash = d.offset, nil
 	data, err := json.Marshal(d.cp)
 	if err == nil {
-		err = q.store.HoldJobBlob(ctx, j.ID, key, data)
+		err = q.store.HoldJobBlob(ctx, j.ID, d.runner, key, data)
 	}
 	if err != nil {
 		// The commit is likely to fail as well; if it does, the next

@@ -50,8 +50,12 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	rounds := fs.Int("rounds", 5, "rounds; each runs curl once and Ferry once")
 	ferryBin := fs.String("ferry", "", "ferry binary to run (default: go build ./cmd/ferry into a temp folder)")
 	workDir := fs.String("dir", "", "folder for the test file and data (default: a temp folder; removed after)")
+	small := addSmallFlags(fs) // small.go
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if small.enabled() {
+		return small.run(ctx, *ferryBin, *workDir, out)
 	}
 	size, err := parseSize(*sizeFlag)
 	if err != nil {
