@@ -154,7 +154,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		DownloadURLTTL:  cfg.DownloadURLTTL,
 		SigningKey:      key,
 		BodyIdleTimeout: cfg.BodyIdleTimeout,
-	}, graph.Deps{Log: log, Accounts: store, Items: store, Blobs: blobs, Jobs: queue, Sessions: store, Metrics: m})
+	}, graph.Deps{Log: log, Accounts: store, Items: store, Blobs: blobs, Jobs: queue, Sessions: store, Shares: store, Metrics: m})
 	// Handlers must be done before the deferred store.Close, also when the
 	// shutdown below runs out of time and closes their connections.
 	var handlers sync.WaitGroup
