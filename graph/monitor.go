@@ -45,6 +45,7 @@ var failedStatus = map[string]int{
 	"maxFileSizeExceeded": http.StatusRequestEntityTooLarge,
 	"timeout":             http.StatusGatewayTimeout,
 	"quotaLimitReached":   http.StatusInsufficientStorage,
+	"insufficientStorage": http.StatusInsufficientStorage,
 	"notSupported":        http.StatusNotImplemented,
 }
 
@@ -91,6 +92,8 @@ func monitorAnswer(r *http.Request, urls *urlBuilder, j *ferry.Job) (int, jobSta
 			status = http.StatusInternalServerError
 		}
 		return status, s
+	case ferry.StatusWaiting:
+		s.StatusDescription = j.ErrorMessage // why it waits, if known
 	case ferry.StatusCancelled:
 		s.StatusDescription = j.ErrorMessage
 		if s.StatusDescription == "" {
