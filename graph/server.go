@@ -46,13 +46,21 @@
 //     until it commits, is cancelled or expires. A drive may have at most
 //     MaxUploadSessions (default 1000) live sessions, and creating one
 //     more is 429 activityLimitReached with Retry-After (a limit on
-//     activity, not on space); the count is checked before the insert,
-//     so simultaneous creations can pass it by a few;
-//   - a store error whose outcome is unknown after a file's bytes were
-//     published (not a refusal such as 409 or 507): the error is answered,
-//     and the blob stays for the sweep, which deletes it if no item uses
-//     it; once the file is written, failures of clean-up steps are logged,
-//     and the file is answered;
+//     activity, not on space); the store counts and inserts atomically,
+//     so simultaneous creations on any nodes cannot pass it;
+//   - upload-session state that matters across nodes (fragments being
+//     written, a commit or cancel under way) lives in the session store,
+//     not in this process;
+//   - a commit that fails for a passing reason (the database unavailable:
+//     503, or 500 when the outcome is unknown) keeps the session with its
+//     published bytes, and the client retries the commit or the last
+//     fragment; a store error whose outcome is unknown after a file's
+//     bytes were published (not a refusal such as 409 or 507): the error
+//     is answered, and the blob stays for the sweep, which deletes it if
+//     no item uses it; once the file is written, failures of clean-up
+//     steps are logged, and the file is answered;
+//   - a write that does not fit the local disk (Deps.Space): 503
+//     serviceNotAvailable with Retry-After;
 //   - copy: no Prefer needed; conflict default fail; copying the root, or a
 //     folder into itself or its subtree: 400;
 //   - parentReference (PATCH and copy): an id, or a path /drive/root:…,
@@ -111,6 +119,10 @@ type Config struct {
 	// DeltaRetention is how long a delta token stays valid (410
 	// resyncRequired after). Zero means DefaultDeltaRetention.
 	DeltaRetention time.Duration
+	// StreamPoll is how often an event stream (a monitor's, or the
+	// operations list's) reads the database, which bounds its events to
+	// one per period. Zero means DefaultStreamPoll.
+	StreamPoll time.Duration
 	// BodyIdleTimeout cuts off a request body that sends nothing for this
 	// long. Zero means DefaultBodyIdleTimeout.
 	BodyIdleTimeout time.Duration
@@ -126,10 +138,22 @@ type Deps struct {
 	// Sessions keeps upload sessions. When nil, createUploadSession and
 	// the upload URLs answer 501 notSupported.
 	Sessions ferry.SessionStore
+	// Space accounts the local disk that writes stage bytes on; nil when
+	// the blob store stages nothing locally. A write that does not fit
+	// is 503 with Retry-After, and /healthz reports it.
+	Space ferry.DiskSpace
 	// Shares keeps sharing links and grants. When nil, the sharing routes
 	// answer 501 notSupported and other users' drives stay unreachable.
 	Shares ferry.ShareStore
 	Now    func() time.Time // nil means time.Now
+	// Page serves the web page at "/", its icon at "/favicon.ico" and its
+	// assets under "/web/" (package web). Nil: those paths are unknown
+	// routes like any other.
+	Page http.Handler
+	// Closing, once closed, ends every event stream, so that a graceful
+	// shutdown need not wait for them (http.Server.Shutdown waits for
+	// active requests). Nil: streams end only with their clients.
+	Closing <-chan struct{}
 	// Metrics receives request counts and latencies; nil records nothing.
 	Metrics Metrics
 }
@@ -161,6 +185,9 @@ func NewHandler(cfg Config, d Deps) http.Handler {
 	}
 	if cfg.DeltaRetention <= 0 {
 		cfg.DeltaRetention = DefaultDeltaRetention
+	}
+	if cfg.StreamPoll <= 0 {
+		cfg.StreamPoll = DefaultStreamPoll
 	}
 	if cfg.BodyIdleTimeout <= 0 {
 		cfg.BodyIdleTimeout = DefaultBodyIdleTimeout

@@ -150,6 +150,7 @@ func (w *downloadWorker) attempt(ctx context.Context, rj *river.Job[downloadArgs
 	bg, stop := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer stop()
 	var f *failure
+	var ws *errWaitForSpace
 	switch {
 	case err == nil:
 		return nil
@@ -177,6 +178,8 @@ func (w *downloadWorker) attempt(ctx context.Context, rj *river.Job[downloadArgs
 			q.log.Error("jobs: mark waiting on stop", "job", j.ID, "err", err)
 		}
 		return river.JobSnooze(0)
+	case errors.As(err, &ws):
+		return d.waitForSpace(bg, ws)
 	case errors.As(err, &f):
 		return d.fail(bg, f)
 	}
@@ -468,6 +471,9 @@ func (d *download) fetchOnce(ctx context.Context, off, end int64) error {
 			return err
 		}
 	}
+	if err := d.reserveSpace(resp.Total); err != nil {
+		return err
+	}
 	if resp.Status == 416 { // fetch: the staged bytes already are the whole file
 		return nil
 	}
@@ -522,6 +528,11 @@ func (d *download) stream(ctx context.Context, body io.Reader, end int64) error 
 		}
 		if base > limit { // the quota shrank since the last attempt
 			return d.checkSize(base, false)
+		}
+		if d.cp.Total < 0 { // size unknown: reserve a segment ahead
+			if err := d.reserveSpace(base + q.cfg.CheckpointBytes); err != nil {
+				return err
+			}
 		}
 		n, err := blob.Copy(ctx, d.st, base, seg, d.h, limit-base, func(n int64) { d.bytes.Store(base + n) })
 		d.offset = base + n

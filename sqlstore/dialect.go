@@ -64,7 +64,11 @@ func openSQLite(path string) (*sql.DB, error) {
 	q := url.Values{}
 	q.Set("_journal_mode", "WAL")
 	q.Set("_busy_timeout", "10000")
-	q.Set("_synchronous", "NORMAL")
+	// FULL, not NORMAL: in WAL mode NORMAL syncs only at checkpoints, so
+	// a power loss may undo commits that were acknowledged; FULL syncs the
+	// WAL at every commit, so an acknowledged commit survives power loss,
+	// not only a crash of the process.
+	q.Set("_synchronous", "FULL")
 	q.Set("_foreign_keys", "1")
 	q.Set("_txlock", "immediate")
 	c, err := sqlite.NewConnector(path + "?" + q.Encode())
@@ -215,6 +219,17 @@ func (d dialect) lockDriveSQL() string {
 func (d dialect) lockUserSQL() string {
 	if d.postgres {
 		return `SELECT pg_advisory_xact_lock(1717924466, hashtext(?))`
+	}
+	return ""
+}
+
+// lockSessionsSQL serialises transactions that count a drive's upload
+// sessions before adding one; one '?' for the drive ID, or empty (see
+// lockDriveSQL). Advisory, like lockUserSQL, so that it holds whether or
+// not the drive's row exists, under its own first key.
+func (d dialect) lockSessionsSQL() string {
+	if d.postgres {
+		return `SELECT pg_advisory_xact_lock(1717924467, hashtext(?))`
 	}
 	return ""
 }

@@ -66,6 +66,14 @@ func TestJobStore(t *testing.T) {
 	}
 }
 
+func TestJobListing(t *testing.T) {
+	for _, e := range engines() {
+		t.Run(e.name, func(t *testing.T) {
+			ferrytest.TestJobListing(t, func(t *testing.T) ferrytest.JobListStore { return open(t, e.newDSN(t)) })
+		})
+	}
+}
+
 // dump returns every value of every table of the store's database as text.
 func dump(t *testing.T, s *sqlstore.Store) string {
 	t.Helper()
@@ -336,6 +344,11 @@ func TestFolderSizeMigration(t *testing.T) {
 				// them in order only: each must be undone here.
 				`DELETE FROM ferry_migrations WHERE version_id >= 3`,
 				`DROP INDEX upload_sessions_drive`, // 4
+				`DROP TABLE upload_fragments`,      // 9
+				`ALTER TABLE upload_sessions DROP COLUMN hashed`,
+				`ALTER TABLE upload_sessions DROP COLUMN hash_state`,
+				`ALTER TABLE upload_sessions DROP COLUMN held`,
+				`ALTER TABLE upload_sessions DROP COLUMN busy_until`,
 				// 7
 				`ALTER TABLE ferry_jobs DROP COLUMN request_id`,
 				`DROP INDEX users_email`,

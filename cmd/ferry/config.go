@@ -38,6 +38,7 @@ type Config struct {
 	MaxDuration      time.Duration // an import fails this long after its first attempt began
 	NodeID           string
 	DeltaRetention   time.Duration // how long a delta token stays valid
+	MinFreeSpace     int64         // local disk kept free below every staged write
 
 	// Blobs is "" for local files in Data, or s3://BUCKET[/PREFIX].
 	Blobs       string
@@ -83,6 +84,7 @@ func defaultConfig() Config {
 		IdleTimeout:      20 * time.Second,
 		MaxDuration:      24 * time.Hour,
 		DeltaRetention:   720 * time.Hour,
+		MinFreeSpace:     gib,
 		S3Region:         "us-east-1",
 
 		LogLevel:          "info",
@@ -116,6 +118,7 @@ func serveFlags(fs *flag.FlagSet, c *Config) {
 	fs.DurationVar(&c.IdleTimeout, "fetch-idle-timeout", c.IdleTimeout, "upload from URL: fail a read after this long without bytes")
 	fs.DurationVar(&c.MaxDuration, "fetch-max-duration", c.MaxDuration, "upload from URL: fail an import this long after its first attempt began")
 	fs.DurationVar(&c.DeltaRetention, "delta-retention", c.DeltaRetention, "how long delta tokens stay valid (then 410 resyncRequired); changes older than this are forgotten")
+	fs.Var(sizeValue{&c.MinFreeSpace}, "min-free-space", "local disk kept free for the database and the system: a write (import, upload session, PUT) that would leave less waits or is refused (503); 0 turns the check off")
 	fs.StringVar(&c.Blobs, "blobs", c.Blobs, "where blobs live: empty for local files in --data, or `s3://BUCKET[/PREFIX]` for S3-compatible storage")
 	fs.StringVar(&c.S3Endpoint, "s3-endpoint", c.S3Endpoint, "S3 server `URL` (default: AWS)")
 	fs.StringVar(&c.S3Region, "s3-region", c.S3Region, "S3 region")
@@ -190,6 +193,8 @@ func (c *Config) Validate() error {
 		return errors.New("--per-user-imports must be at least 1")
 	case c.Quota <= 0, c.MaxImportSize <= 0, c.MaxUploadSize <= 0:
 		return errors.New("sizes must be positive")
+	case c.MinFreeSpace < 0:
+		return errors.New("--min-free-space must not be negative")
 	case c.ImportRate <= 0 || c.ImportBurst < 1:
 		return errors.New("--import-rate must be positive and --import-burst at least 1")
 	case c.MonitorRetention <= 0 || c.DownloadURLTTL <= 0 || c.MaxDuration <= 0 || c.BodyIdleTimeout <= 0 || c.DeltaRetention <= 0:
