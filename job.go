@@ -47,22 +47,41 @@ type Job struct {
 	Name      string // requested name; "" lets an upload from URL pick one
 	Conflict  ConflictBehavior
 
-	SourceURL    string // OpDownloadURL; never shown on the monitor
-	ExpectSHA256 string // OpDownloadURL, optional upper-case hex
+	SourceURL    string   // OpDownloadURL; never shown on the monitor
+	Mirrors      []string // OpDownloadURL, optional: more URLs of the same file ("@ferry.mirrors"); never shown
+	ExpectSHA256 string   // OpDownloadURL, optional upper-case hex
 	SourceItem   ItemID // OpCopy
 
 	Status         JobStatus
 	Bytes          int64   // bytes transferred so far
 	Total          int64   // expected bytes; -1 while unknown
 	BytesPerSecond float64 // recent transfer rate
-	ResourceID     ItemID  // the new item, once completed
-	ErrorCode      string  // Graph error code, once failed
+	ResourceID     ItemID       // the new item, once completed
+	ErrorCode      JobErrorCode // why it failed, once failed
 	ErrorMessage   string  // client-safe description, once failed or cancelled
 
 	Created  time.Time
 	Updated  time.Time
 	Finished time.Time // zero until Status is final
 }
+
+// JobErrorCode says why a job failed: the monitor's Graph errorCode.
+// The set is closed; graph maps each code to the monitor's HTTP status in
+// one table, and codes it does not list answer 500.
+type JobErrorCode string
+
+const (
+	JobGeneralException    JobErrorCode = "generalException"    // unexpected, or the source kept failing
+	JobInvalidRequest      JobErrorCode = "invalidRequest"      // the source refused the request or cannot be reached (400)
+	JobItemNotFound        JobErrorCode = "itemNotFound"        // the source, the copied item or the target folder is gone (400)
+	JobAccessDenied        JobErrorCode = "accessDenied"        // the source answered 401 or 403 (403)
+	JobNameAlreadyExists   JobErrorCode = "nameAlreadyExists"   // the name was taken at commit, conflict behaviour fail (409)
+	JobMaxFileSizeExceeded JobErrorCode = "maxFileSizeExceeded" // larger than the largest import (413)
+	JobQuotaLimitReached   JobErrorCode = "quotaLimitReached"   // larger than the drive's room (507)
+	JobHashMismatch        JobErrorCode = "hashMismatch"        // the bytes' SHA-256 differs from @ferry.sha256 (500)
+	JobTimeout             JobErrorCode = "timeout"             // longer than the longest import allowed (504)
+	JobNotSupported        JobErrorCode = "notSupported"        // the job asks for something not implemented (501)
+)
 
 // Percentage is the monitor's percentageComplete: 100 only once completed,
 // never 100 before.

@@ -264,7 +264,7 @@ func (h *harness) wantCompleted(j *ferry.Job, data []byte, name string) *ferry.I
 
 // wantFailed checks a failed job: the code, a message without the source
 // URL, no item, no blob and no staging left.
-func (h *harness) wantFailed(j *ferry.Job, code string, o *origin) {
+func (h *harness) wantFailed(j *ferry.Job, code ferry.JobErrorCode, o *origin) {
 	h.t.Helper()
 	if j.Status != ferry.StatusFailed || j.ErrorCode != code {
 		h.t.Fatalf("job = %s (%q: %s), want failed with %q", j.Status, j.ErrorCode, j.ErrorMessage, code)

@@ -11,7 +11,6 @@ package jobs
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -58,7 +57,7 @@ type Store interface {
 	// UpdateJobProgress records the monitor's progress fields.
 	UpdateJobProgress(ctx context.Context, id string, bytes, total int64, bps float64) error
 	// FinishJob moves a job to a final status.
-	FinishJob(ctx context.Context, id string, status ferry.JobStatus, resource ferry.ItemID, code, msg string) error
+	FinishJob(ctx context.Context, id string, status ferry.JobStatus, resource ferry.ItemID, code ferry.JobErrorCode, msg string) error
 	// SaveJobCheckpoint durably records where a download stands.
 	SaveJobCheckpoint(ctx context.Context, id, stagingID string, data []byte) error
 	// JobCheckpoint returns what SaveJobCheckpoint recorded last.
@@ -147,6 +146,22 @@ type Config struct {
 	// costs at most about a second of transfer.
 	CheckpointEvery time.Duration
 	CheckpointBytes int64
+	// Connections is the most connections one import opens at once
+	// (segmented downloads, --fetch-connections); default 8. The
+	// per-host limit across imports is fetch's (Options.HostConns).
+	Connections int
+	// FastStream is the rate of one connection above which an import
+	// opens no more: the disk and the hashers are then the bottleneck,
+	// not the origin. Default 256 MiB/s.
+	FastStream float64
+	// StallAfter is how long one connection of a segmented download may
+	// go without bytes while the others receive some before it is cut
+	// and its range fetched again. Default 4s.
+	StallAfter time.Duration
+	// Observe, if set, hears every running import's progress on every
+	// progress tick (metrics, logs). It must not block.
+	Observe func(Progress)
+
 	// StagingGrace and BlobGrace are the ages above which unreferenced
 	// staging areas and unknown blob files count as orphans. Defaults 10
 	// minutes and 1 hour.
@@ -178,6 +193,9 @@ func (c *Config) setDefaults() {
 	setDefault(&c.ProgressEvery, 500*time.Millisecond)
 	setDefault(&c.CheckpointEvery, time.Second)
 	setDefault(&c.CheckpointBytes, 128<<20)
+	setDefault(&c.Connections, 8)
+	setDefault(&c.FastStream, 256<<20)
+	setDefault(&c.StallAfter, 4*time.Second)
 	setDefault(&c.StagingGrace, 10*time.Minute)
 	setDefault(&c.BlobGrace, time.Hour)
 	setDefault(&c.SweepEvery, time.Minute)
@@ -536,9 +554,8 @@ func (q *Queue) freeJob(ctx context.Context, id string) error {
 			return err
 		}
 	}
-	var cp checkpointData
-	if len(data) > 0 && json.Unmarshal(data, &cp) == nil && cp.BlobKey != "" {
-		if err := q.blobs.Delete(ctx, cp.BlobKey); err != nil {
+	if key := heldBlob(data); key != "" {
+		if err := q.blobs.Delete(ctx, key); err != nil {
 			return err
 		}
 	}
@@ -550,7 +567,7 @@ func (q *Queue) freeJob(ctx context.Context, id string) error {
 // retried a few times, on a context of its own: a job whose end could not
 // be written stays non-final, and a retry of its attempt or the stale-job
 // rescue ends it later.
-func (q *Queue) finish(ctx context.Context, id string, status ferry.JobStatus, code, msg string) error {
+func (q *Queue) finish(ctx context.Context, id string, status ferry.JobStatus, code ferry.JobErrorCode, msg string) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	var err error
