@@ -50,15 +50,15 @@ type Job struct {
 	SourceURL    string   // OpDownloadURL; never shown on the monitor
 	Mirrors      []string // OpDownloadURL, optional: more URLs of the same file ("@ferry.mirrors"); never shown
 	ExpectSHA256 string   // OpDownloadURL, optional upper-case hex
-	SourceItem   ItemID // OpCopy
+	SourceItem   ItemID   // OpCopy
 
 	Status         JobStatus
-	Bytes          int64   // bytes transferred so far
-	Total          int64   // expected bytes; -1 while unknown
-	BytesPerSecond float64 // recent transfer rate
+	Bytes          int64        // bytes transferred so far
+	Total          int64        // expected bytes; -1 while unknown
+	BytesPerSecond float64      // recent transfer rate
 	ResourceID     ItemID       // the new item, once completed
 	ErrorCode      JobErrorCode // why it failed, once failed
-	ErrorMessage   string  // client-safe description, once failed or cancelled
+	ErrorMessage   string       // client-safe description, once failed or cancelled
 
 	Created  time.Time
 	Updated  time.Time

@@ -104,10 +104,10 @@ type piece struct {
 
 // mark records the hash state at offset off.
 type mark struct {
-	off         int64
-	left        atomic.Int32 // stages yet to record their part
+	off          int64
+	left         atomic.Int32 // stages yet to record their part
 	qx, s1, s256 []byte
-	done        chan struct{}
+	done         chan struct{}
 }
 
 // NewAssembly starts assembling into st. h has absorbed the first hashed

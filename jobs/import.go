@@ -420,7 +420,7 @@ func (a *attempt) restage(ctx context.Context, f *fetching, src sourceInfo) erro
 func (a *attempt) publish(ctx context.Context, f *fetching, h *blob.Hasher, size int64) (*published, error) {
 	q, j := a.q, a.job
 	ctx = context.WithoutCancel(ctx) // short, and undoing it is worse than finishing it
-	if f.staging == nil { // an empty body still needs a staging area to publish
+	if f.staging == nil {            // an empty body still needs a staging area to publish
 		st, err := q.blobs.Stage(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("jobs: stage: %w", err)
