@@ -400,15 +400,19 @@ func (q *Queue) Enqueue(ctx context.Context, j *ferry.Job) error {
 	}
 	switch j.Operation {
 	case ferry.OpDownloadURL:
-		if _, err := ferry.ValidateSourceURL(j.SourceURL); err != nil {
+		if err := q.checkURL(j.SourceURL); err != nil {
 			return err
 		}
-		// Refuse now what the URL alone shows to be forbidden (a private
-		// IP literal, a port other than 80/443); names are judged when
-		// dialed, on every connection.
-		var fe *fetch.Error
-		if err := q.fetch.Check(j.SourceURL); errors.As(err, &fe) {
-			return (&ferry.Error{Kind: ferry.Invalid, Message: fe.Message, Err: err}).WithCode(fe.Code)
+		if len(j.Mirrors) > maxMirrors {
+			return ferry.Errorf(ferry.Invalid, "at most %d mirrors may be given", maxMirrors)
+		}
+		for i, m := range j.Mirrors {
+			// Each mirror is checked exactly like the main URL: here, and
+			// by fetch's dial guard on every connection.
+			if err := q.checkURL(m); err != nil {
+				e := &ferry.Error{Kind: ferry.Invalid, Code: ferry.CodeOf(err), Message: fmt.Sprintf("mirror %d: %s", i+1, ferry.Message(err)), Err: err}
+				return e
+			}
 		}
 	case ferry.OpCopy:
 		if j.SourceItem == "" || j.ParentID == "" {
@@ -439,6 +443,23 @@ func (q *Queue) Enqueue(ctx context.Context, j *ferry.Job) error {
 	})
 	if err != nil {
 		return fmt.Errorf("jobs: enqueue: %w", err)
+	}
+	return nil
+}
+
+// maxMirrors bounds "@ferry.mirrors".
+const maxMirrors = 16
+
+// checkURL refuses a source URL that is malformed, or that the URL alone
+// shows to be forbidden (a private IP literal, a port other than 80/443);
+// names are judged when dialed, on every connection.
+func (q *Queue) checkURL(raw string) error {
+	if _, err := ferry.ValidateSourceURL(raw); err != nil {
+		return err
+	}
+	var fe *fetch.Error
+	if err := q.fetch.Check(raw); errors.As(err, &fe) {
+		return (&ferry.Error{Kind: ferry.Invalid, Message: fe.Message, Err: err}).WithCode(fe.Code)
 	}
 	return nil
 }

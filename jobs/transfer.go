@@ -84,9 +84,18 @@ type segment struct {
 	pos    int64 // read up to (under transfer.mu via progress)
 	last   int64 // pos at the controller's previous tick
 	still  int   // ticks without progress
+	ticks  int   // ticks seen by the controller
 	rate   float64
 	end    atomic.Int64
 	cancel context.CancelCauseFunc
+}
+
+// estimate is s's rate, or mean while s is too young to have one.
+func (s *segment) estimate(mean float64) float64 {
+	if s.ticks < 4 {
+		return mean
+	}
+	return s.rate
 }
 
 // errStalled is the cause of a connection cut because it stopped sending
@@ -569,7 +578,7 @@ func (t *transfer) stealLocked(src *source) *segment {
 		if rem < 2*stealMin {
 			continue
 		}
-		eta := float64(rem) / max(s.rate, 1)
+		eta := float64(rem) / max(s.estimate(mean), 1)
 		if victim == nil || eta > worst {
 			victim, worst = s, eta
 		}
@@ -580,8 +589,8 @@ func (t *transfer) stealLocked(src *source) *segment {
 	end := victim.end.Load()
 	rem := end - victim.pos
 	share := 0.5
-	if victim.rate+mean > 0 {
-		share = victim.rate / (victim.rate + mean)
+	if vr := victim.estimate(mean); vr+mean > 0 {
+		share = vr / (vr + mean)
 	}
 	split := victim.pos + int64(float64(rem)*share)
 	split = max(split, victim.pos+stealMin/4)
@@ -740,24 +749,19 @@ func (t *transfer) disagree(src *source) error {
 // errMirrorDropped ends a connection to a mirror that was dropped.
 var errMirrorDropped = &retryable{"a mirror was dropped"}
 
-// disagrees reports whether a mirror's validators contradict the main
-// source's: where both have the same kind of validator (a strong ETag,
-// Last-Modified), at least one shared kind must match.
+// disagrees reports whether a mirror's validator contradicts the main
+// source's, where they share one: strong ETags when both have one, else
+// Last-Modified when both have it. (Mirrors on different servers often
+// have different ETags for the same bytes; such a mirror is dropped, which
+// is safe. @ferry.sha256 guards the result either way.)
 func disagrees(main sourceInfo, etag, lm string) bool {
-	shared, match := 0, 0
-	if main.ETag != "" && etag != "" {
-		shared++
-		if main.ETag == etag {
-			match++
-		}
+	switch {
+	case main.ETag != "" && etag != "":
+		return main.ETag != etag
+	case main.LastModified != "" && lm != "":
+		return main.LastModified != lm
 	}
-	if main.LastModified != "" && lm != "" {
-		shared++
-		if main.LastModified == lm {
-			match++
-		}
-	}
-	return shared > 0 && match == 0
+	return false
 }
 
 // sourceError marks errors of mirrors so that retry drops the mirror
@@ -918,6 +922,7 @@ func (t *transfer) control(stop <-chan struct{}) {
 		t.mu.Lock()
 		moving := false
 		for _, s := range t.segs {
+			s.ticks++
 			r := float64(s.pos-s.last) / tick.Seconds()
 			s.rate = 0.7*s.rate + 0.3*r
 			if s.pos > s.last {
@@ -995,20 +1000,30 @@ func (t *transfer) remainingLocked() int64 {
 	return n
 }
 
-// spawnLocked starts one more connection if there is work for it.
+// spawnLocked starts one more connection if there is work for it. When
+// no range is free it carves one: the segment with the most left keeps
+// one piece from where it is, and the rest becomes free, to be handed out
+// in file order, so that every connection works close to the hash
+// frontier.
 func (t *transfer) spawnLocked() bool {
 	if len(t.free) == 0 {
-		// Only steal for a new connection when a tail is long enough
-		// to be worth a connection of its own.
-		worth := false
+		var victim *segment
 		for _, s := range t.segs {
-			if s.end.Load()-s.pos >= 4*minPiece {
-				worth = true
+			if victim == nil || s.end.Load()-s.pos > victim.end.Load()-victim.pos {
+				victim = s
 			}
 		}
-		if !worth {
+		if victim == nil {
 			return false
 		}
+		p := t.pieceLocked()
+		end := victim.end.Load()
+		cut := (victim.pos + p + minPiece - 1) &^ (minPiece - 1)
+		if end-cut < minPiece {
+			return false
+		}
+		victim.end.Store(cut)
+		t.giveLocked(blob.Range{Start: cut, End: end})
 	}
 	t.startLocked(nil, nil)
 	return true
