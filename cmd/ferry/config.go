@@ -34,6 +34,8 @@ type Config struct {
 	HeaderTimeout    time.Duration
 	IdleTimeout      time.Duration
 	MaxDuration      time.Duration // an import fails this long after its first attempt began
+	FetchConns       int           // most connections one import opens
+	FetchHostConns   int           // most connections to one origin host across the node's imports
 	NodeID           string
 }
 
@@ -62,6 +64,8 @@ func defaultConfig() Config {
 		HeaderTimeout:    30 * time.Second,
 		IdleTimeout:      20 * time.Second,
 		MaxDuration:      24 * time.Hour,
+		FetchConns:       8,
+		FetchHostConns:   16,
 	}
 }
 
@@ -88,6 +92,8 @@ func serveFlags(fs *flag.FlagSet, c *Config) {
 	fs.DurationVar(&c.HeaderTimeout, "fetch-header-timeout", c.HeaderTimeout, "upload from URL: response header timeout")
 	fs.DurationVar(&c.IdleTimeout, "fetch-idle-timeout", c.IdleTimeout, "upload from URL: fail a read after this long without bytes")
 	fs.DurationVar(&c.MaxDuration, "fetch-max-duration", c.MaxDuration, "upload from URL: fail an import this long after its first attempt began")
+	fs.IntVar(&c.FetchConns, "fetch-connections", c.FetchConns, "upload from URL: most connections one import opens (segmented downloads)")
+	fs.IntVar(&c.FetchHostConns, "fetch-host-connections", c.FetchHostConns, "upload from URL: most connections to one origin host across all imports of the node")
 	fs.StringVar(&c.NodeID, "node-id", c.NodeID, "stable name of this node among several on one PostgreSQL database (default: derived from host and --data)")
 }
 
@@ -146,6 +152,8 @@ func (c *Config) Validate() error {
 		return errors.New("give --data or --db")
 	case c.Workers < 1:
 		return errors.New("--workers must be at least 1")
+	case c.FetchConns < 1 || c.FetchHostConns < 1:
+		return errors.New("--fetch-connections and --fetch-host-connections must be at least 1")
 	case c.PerUserImports < 1:
 		return errors.New("--per-user-imports must be at least 1")
 	case c.Quota <= 0, c.MaxImportSize <= 0, c.MaxUploadSize <= 0:

@@ -108,6 +108,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		ConnectTimeout: cfg.ConnectTimeout,
 		HeaderTimeout:  cfg.HeaderTimeout,
 		IdleTimeout:    cfg.IdleTimeout,
+		HostConns:      cfg.FetchHostConns,
 	})
 	defer fetcher.Close()
 	queue, err := jobs.New(ctx, jobs.Config{
@@ -118,6 +119,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		MaxFileSize:    cfg.MaxImportSize,
 		Retention:      cfg.MonitorRetention,
 		MaxDuration:    cfg.MaxDuration,
+		Connections:    cfg.FetchConns,
 		NodeID:         nodeID(cfg),
 		Log:            log,
 	}, store, blobs, fetcher)
