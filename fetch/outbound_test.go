@@ -17,7 +17,7 @@ import (
 // that may build their own HTTP clients, with the reason. Each must talk only
 // to Ferry's own API or to origins it started itself, never to user URLs.
 var outboundAllowlist = map[string]string{
-	"cmd/ferry/client.go": "the CLI (ferry import …) calls the Ferry server the user names with --server",
+	"cmd/ferry/client.go": "the CLI (ferry ls, get, put, import …) calls the Ferry server the user names with --server, and the download, upload and monitor URLs that server hands out",
 	"cmd/ferry-bench/":    "the bench command talks to the Ferry server and the loopback origin it starts",
 }
 

@@ -2,7 +2,10 @@
 //
 //	ferry serve                      run the server (embedded SQLite and files in ./ferry-data)
 //	ferry token create --user NAME   print a new bearer token for NAME
-//	ferry import URL --to /Folder    upload from URL through a running server, with a progress bar
+//	ferry import URL… --to /Folder   upload from URL through a running server, with progress bars
+//	ferry ls, get, put, mkdir, rm, mv, jobs, cancel   use a drive from the shell
+//
+// The usage constant below lists every command.
 package main
 
 import (
@@ -33,10 +36,17 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "ferry:", err)
-		}
+		reportError(os.Stderr, err)
 		os.Exit(exitCode(err))
+	}
+}
+
+// reportError prints the one line a failed command leaves on stderr,
+// unless the usage was asked for or the command has told it already.
+func reportError(w io.Writer, err error) {
+	var told silentError
+	if !errors.Is(err, flag.ErrHelp) && !errors.As(err, &told) {
+		fmt.Fprintln(w, "ferry:", err)
 	}
 }
 
@@ -56,12 +66,24 @@ func exitCode(err error) int {
 	return 1
 }
 
-const usage = `usage: ferry <command> [flags]
+const usage = `usage: ferry <command> [flags]   (ferry <command> --help for its flags)
 
-commands:
-  serve          run the drive server (see ferry serve --help)
+server:
+  serve          run the drive server
   token create   create a bearer token: ferry token create --user NAME [--scopes Files.Read,Files.ReadWrite]
-  import         upload from URL through a running server: ferry import URL --to /Folder
+
+drive (talk to a running server: --server or FERRY_SERVER, --token or FERRY_TOKEN):
+  ls [PATH]           list a folder: type, size, modified, name (--json for scripts)
+  get PATH [FILE]     download a file to FILE, into a folder, or to stdout with -
+  put FILE PATH       upload a file (large ones in resumable fragments, with a bar)
+  mkdir PATH…         create a folder (-p: with its parents)
+  rm PATH…            remove files or folders, folders with everything in them
+  mv SRC DST          rename or move; DST an existing folder means into it
+  import URL…         upload from URL: ferry import URL… [-i FILE] [--to /Folder]; prints the new paths
+  jobs                your running and recent imports and copies
+  cancel MONITOR|ID   cancel an import or copy
+
+Drive paths are absolute: /Downloads/a.txt.
 `
 
 // run is the whole program, minus process globals, so tests can call it.
@@ -81,6 +103,22 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runTokenCreate(ctx, args[2:], getenv, stdout, stderr)
 	case "import":
 		return runImport(ctx, args[1:], getenv, stdout, stderr)
+	case "ls":
+		return runLs(ctx, args[1:], getenv, stdout, stderr)
+	case "get":
+		return runGet(ctx, args[1:], getenv, stdout, stderr)
+	case "put":
+		return runPut(ctx, args[1:], getenv, stdout, stderr)
+	case "mkdir":
+		return runMkdir(ctx, args[1:], getenv, stdout, stderr)
+	case "rm":
+		return runRm(ctx, args[1:], getenv, stdout, stderr)
+	case "mv":
+		return runMv(ctx, args[1:], getenv, stdout, stderr)
+	case "jobs":
+		return runJobs(ctx, args[1:], getenv, stdout, stderr)
+	case "cancel":
+		return runCancel(ctx, args[1:], getenv, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

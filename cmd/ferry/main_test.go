@@ -382,38 +382,3 @@ func TestKillNineResumes(t *testing.T) {
 		t.Fatalf("refetched %d bytes of a %d-byte file after the restart; want about a checkpoint interval per connection", refetched, len(content))
 	}
 }
-
-func TestImportCommand(t *testing.T) {
-	content := []byte(strings.Repeat("imported by the CLI\n", 20000))
-	src := origin(t, content)
-	s := startInProcess(t, nil, "--data", t.TempDir(), "--fetch-allow", "127.0.0.1/32")
-	if resp := s.do(t, "POST", "/v1.0/me/drive/root/children", `{"name":"Downloads","folder":{}}`, "Content-Type", "application/json"); resp.StatusCode != http.StatusCreated {
-		t.Fatalf("mkdir: %d", resp.StatusCode)
-	}
-	env := map[string]string{"FERRY_SERVER": s.base, "FERRY_TOKEN": s.token}
-	getenv := func(k string) string { return env[k] }
-	var out, errOut strings.Builder
-	err := run(t.Context(), []string{"import", src.URL + "/cli.txt", "--to", "/Downloads"}, getenv, &out, &errOut)
-	if err != nil {
-		t.Fatalf("import: %v (stderr %q)", err, errOut.String())
-	}
-	if !strings.Contains(out.String(), "imported item ") {
-		t.Errorf("stdout %q does not name the new item", out.String())
-	}
-	resp := s.do(t, "GET", "/v1.0/me/drive/root:/Downloads/cli.txt:/content", "")
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 200 || string(body) != string(content) {
-		t.Fatalf("imported file: status %d, %d bytes; want 200 and %d bytes", resp.StatusCode, len(body), len(content))
-	}
-
-	// A second import of the same name fails (conflict behaviour fail) and says why.
-	err = run(t.Context(), []string{"import", src.URL + "/cli.txt", "--to", "/Downloads"}, getenv, &out, &errOut)
-	if err == nil || !strings.Contains(err.Error(), "nameAlreadyExists") {
-		t.Fatalf("second import: %v, want a nameAlreadyExists error", err)
-	}
-	// Usage errors exit 2 and say what is missing.
-	err = run(t.Context(), []string{"import", "--to", "/x"}, getenv, &out, &errOut)
-	if exitCode(err) != 2 {
-		t.Fatalf("import without URL: %v (exit %d), want a usage error", err, exitCode(err))
-	}
-}
