@@ -57,7 +57,7 @@ func pieces(n, size int64, seed uint64) []blob.Range {
 
 func TestAssemblyOutOfOrder(t *testing.T) {
 	before := runtime.NumGoroutine()
-	data := randomBytes(5, 9<<20+12345)
+	data := randomBytes(5, 3<<20+12345)
 	for _, tt := range []struct {
 		name    string
 		size    int64
@@ -65,8 +65,8 @@ func TestAssemblyOutOfOrder(t *testing.T) {
 	}{
 		{"one stream", int64(len(data)), 1},
 		{"1 MiB pieces, 4 writers", 1 << 20, 4},
-		{"odd pieces, 8 writers", 777777, 8},
-		{"small pieces, 3 writers", 100000, 3},
+		{"odd pieces, 8 writers", 277777, 8},
+		{"small pieces, 3 writers", 60000, 3},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			st := newStaging(t, newStore(t))
@@ -95,13 +95,13 @@ func TestAssemblyOutOfOrder(t *testing.T) {
 // written ranges and the hash state of a prefix are enough.
 func TestAssemblySnapshotResume(t *testing.T) {
 	before := runtime.NumGoroutine()
-	data := randomBytes(6, 6<<20)
+	data := randomBytes(6, 3<<20)
 	st := newStaging(t, newStore(t))
 	a, err := blob.NewAssembly(st, blob.NewHasher(), 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	all := pieces(int64(len(data)), 512<<10, 4)
+	all := pieces(int64(len(data)), 256<<10, 4)
 	first, rest := all[:len(all)/2], all[len(all)/2:]
 	fillRanges(t, a, data, first, 3)
 	a.Snapshot() // queues a mark
@@ -120,8 +120,8 @@ func TestAssemblySnapshotResume(t *testing.T) {
 	for _, r := range snap.Written {
 		written += r.Len()
 	}
-	if written != int64(len(first))*(512<<10) && snap.Written[len(snap.Written)-1].End != int64(len(data)) {
-		t.Errorf("snapshot holds %d bytes, want %d", written, len(first)*(512<<10))
+	if written != int64(len(first))*(256<<10) && snap.Written[len(snap.Written)-1].End != int64(len(data)) {
+		t.Errorf("snapshot holds %d bytes, want %d", written, len(first)*(256<<10))
 	}
 	h := blob.NewHasher()
 	if err := h.UnmarshalBinary(snap.Hash); err != nil {

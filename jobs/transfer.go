@@ -670,6 +670,10 @@ func (t *transfer) dropLocked(seg *segment) {
 	if i := slices.Index(t.segs, seg); i >= 0 {
 		t.segs = slices.Delete(t.segs, i, i+1)
 	}
+	if seg.cancel != nil { // its response is closed: release its context
+		seg.cancel(nil)
+		seg.cancel = nil
+	}
 }
 
 // open requests seg's range from its source and checks that the answer
