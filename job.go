@@ -51,6 +51,10 @@ type Job struct {
 	Mirrors      []string // OpDownloadURL, optional: more URLs of the same file ("@ferry.mirrors"); never shown
 	ExpectSHA256 string   // OpDownloadURL, optional upper-case hex
 	SourceItem   ItemID   // OpCopy
+	// RequestID is the id of the API request that created the job; every
+	// log line of the job carries it. Enqueue takes it from the context
+	// (WithRequestID) when empty.
+	RequestID string
 
 	Status         JobStatus
 	Bytes          int64        // bytes transferred so far

@@ -106,14 +106,39 @@ type ItemStore interface {
 // AccountStore keeps users, their drives and their tokens.
 type AccountStore interface {
 	// Authenticate returns the principal a bearer token stands for, or an
-	// error of kind Unauthenticated. Only a hash of each token is stored.
+	// error of kind Unauthenticated — the same for an unknown, revoked or
+	// expired token. Only a hash of each token is stored, and no answer is
+	// cached: a revoked token fails at once. It records when the token was
+	// last used, at most once a minute per token.
 	Authenticate(ctx context.Context, token string) (*Principal, error)
 	// EnsureUser returns the user called name, creating it and its drive
 	// (with the given quota and an empty root folder) if needed; created
 	// reports which.
 	EnsureUser(ctx context.Context, name string, quota int64) (u *User, created bool, err error)
-	// CreateToken issues a new random bearer token for the user.
+	// CreateToken issues a new random bearer token for the user; it is
+	// IssueToken with scopes only.
 	CreateToken(ctx context.Context, user UserID, scopes Scopes) (string, error)
+	// IssueToken issues a new random bearer token for the user and returns
+	// it (the only time the secret is seen) with its record. NotFound if
+	// the user does not exist; Invalid for bad scopes or label.
+	IssueToken(ctx context.Context, user UserID, opts TokenOptions) (secret string, t *Token, err error)
+	// Tokens lists the tokens of a user, or of every user when user is
+	// "", oldest first, expired ones included. Revoked tokens are gone.
+	Tokens(ctx context.Context, user UserID) ([]*Token, error)
+	// RevokeToken deletes a token by its ID, or returns NotFound. From
+	// then on Authenticate refuses it, in every process on the database.
+	RevokeToken(ctx context.Context, id string) error
+	// CreateUser creates a user, its drive and the drive's root; email may
+	// be "". NameConflict if the name, or the email ignoring case, is
+	// taken.
+	CreateUser(ctx context.Context, name, email string, quota int64) (*User, error)
+	// UserByName returns a user, or NotFound.
+	UserByName(ctx context.Context, name string) (*User, error)
+	// Users lists every user, by name.
+	Users(ctx context.Context) ([]*User, error)
+	// SetQuota changes the quota of the user's drive (NotFound without
+	// one). A quota below what is used refuses new bytes but deletes none.
+	SetQuota(ctx context.Context, user UserID, quota int64) error
 	// UserCount reports how many users exist.
 	UserCount(ctx context.Context) (int, error)
 	// Drive returns a drive with Used computed, or NotFound.

@@ -10,7 +10,31 @@ import (
 type User struct {
 	ID      UserID
 	Name    string
+	Email   string // "" when none; unique among users, ignoring case
 	Created time.Time
+}
+
+// A Token is what is known about a bearer token. The secret itself is
+// shown once, when the token is issued, and never stored.
+type Token struct {
+	ID       string // public handle ("tok_…"), for listing and revoking
+	UserID   UserID
+	UserName string
+	Name     string // the label given at creation, may be ""
+	Scopes   Scopes
+	Created  time.Time
+	Expires  time.Time // zero: never
+	LastUsed time.Time // zero: not used yet; updated at most once a minute
+}
+
+// Expired reports whether the token has expired at t.
+func (t *Token) Expired(at time.Time) bool { return !t.Expires.IsZero() && !at.Before(t.Expires) }
+
+// TokenOptions describe a token to issue.
+type TokenOptions struct {
+	Scopes  Scopes
+	Name    string    // label, at most 255 characters
+	Expires time.Time // zero: never
 }
 
 // A Drive is a user's tree of items, with a quota.

@@ -12,5 +12,5 @@ func SetDialHook(c *Client, f func(network, address string, allowed bool)) { c.g
 // GuardControl returns the net.Dialer.Control function of a Client whose
 // Options.Allow is allow.
 func GuardControl(allow []netip.Prefix) func(network, address string, rc syscall.RawConn) error {
-	return newGuard(allow).control
+	return newGuard(allow, nil).control
 }

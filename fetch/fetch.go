@@ -60,6 +60,9 @@ type Options struct {
 	// default 16. Open waits for a free slot, or fails at once with
 	// CodeHostBusy when Request.NoWait is set.
 	HostConns int
+	// Refusals, when set, counts every connection the SSRF guard refuses
+	// (*metrics.Metrics implements it).
+	Refusals interface{ SSRFRefused() }
 }
 
 // Client fetches URLs. It is safe for concurrent use; Close it when done to
@@ -99,7 +102,7 @@ func New(opts Options) *Client {
 	}
 	c := &Client{
 		slots:    newHostSlots(opts.HostConns),
-		guard:    newGuard(append([]netip.Prefix(nil), opts.Allow...)),
+		guard:    newGuard(append([]netip.Prefix(nil), opts.Allow...), opts.Refusals),
 		idle:     opts.IdleTimeout,
 		maxRedir: opts.MaxRedirects,
 		ua:       opts.UserAgent,

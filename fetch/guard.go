@@ -19,10 +19,11 @@ type guard struct {
 	allow []netip.Prefix             // from Options.Allow: any port, checked first
 	def   *ssrf.Guardian             // everything else: ports 80/443, public addresses only
 	hook  func(string, string, bool) // tests only: sees every decision
+	count interface{ SSRFRefused() } // may be nil
 }
 
-func newGuard(allow []netip.Prefix) *guard {
-	return &guard{allow: allow, def: ssrf.New()}
+func newGuard(allow []netip.Prefix, count interface{ SSRFRefused() }) *guard {
+	return &guard{allow: allow, def: ssrf.New(), count: count}
 }
 
 // control has the signature of net.Dialer.Control. The ssrf library checks
@@ -32,6 +33,9 @@ func newGuard(allow []netip.Prefix) *guard {
 // admit its IPv4-mapped IPv6 spelling, and zoned addresses never match.
 func (g *guard) control(network, address string, _ syscall.RawConn) error {
 	err := g.check(network, address)
+	if err != nil && g.count != nil {
+		g.count.SSRFRefused()
+	}
 	if g.hook != nil {
 		g.hook(network, address, err == nil)
 	}

@@ -67,6 +67,7 @@ func handleItemRequest(log *slog.Logger, accounts ferry.AccountStore, prefixSegm
 			methodNotAllowed(log, allow...).ServeHTTP(w, r)
 			return
 		}
+		setRoute(r, itemRouteName(r, ref.action))
 		d, err := callerDrive(r, accounts)
 		if err != nil {
 			writeError(w, r, log, err)
@@ -75,6 +76,17 @@ func handleItemRequest(log *slog.Logger, accounts ferry.AccountStore, prefixSegm
 		t := &target{drive: d, ref: ref}
 		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), targetKey, t)))
 	})
+}
+
+// itemRouteName is the route of an item request for logs and metrics: the
+// drive prefix's pattern, {item} for any item address (by id or path) and
+// the action, which is one of the table's (never client text).
+func itemRouteName(r *http.Request, action string) string {
+	route := r.Method + " " + strings.TrimSuffix(r.Pattern, "{ref...}") + "{item}"
+	if action != "" {
+		route += "/" + action
+	}
+	return route
 }
 
 // trimSegments drops the first n segments of an escaped path.

@@ -4,9 +4,12 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
@@ -29,33 +32,85 @@ func newRequestID() string {
 	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
 }
 
-// withRequestID gives every request an id, in the request-id response
-// header and in every error body.
-func withRequestID(next http.Handler) http.Handler {
+// requestInfo is what the request log learns while a request is served:
+// handlers refine the route (setRoute) and authenticate names the user.
+type requestInfo struct {
+	id    string
+	route string
+	user  string
+}
+
+// withRequestID gives every request an id: in the request-id and
+// X-Request-Id response headers, in every error body, on the request's log
+// line and on every log line of a job the request creates. An incoming
+// X-Request-Id is kept only from a --trusted-proxies peer (a proxy that
+// assigned it, so that its logs and Ferry's match) and only when it is a
+// short plain token; anyone else's is replaced, so that a client cannot
+// make its requests look like another's in the logs.
+func withRequestID(urls *urlBuilder, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id := newRequestID()
+		id := r.Header.Get("X-Request-Id")
+		if id == "" || !plainToken(id) || !urls.fromTrustedProxy(r) {
+			id = newRequestID()
+		}
 		w.Header().Set("request-id", id)
+		w.Header().Set("X-Request-Id", id)
 		if c := r.Header.Get("client-request-id"); c != "" && len(c) <= 128 {
 			w.Header().Set("client-request-id", c)
 		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), requestIDKey, id)))
+		ctx := context.WithValue(r.Context(), requestIDKey, &requestInfo{id: id})
+		next.ServeHTTP(w, r.WithContext(ferry.WithRequestID(ctx, id)))
 	})
 }
 
-func requestID(r *http.Request) string {
-	id, _ := r.Context().Value(requestIDKey).(string)
-	return id
+// plainToken reports whether s is 1 to 64 letters, digits, '-', '_', '.'
+// or ':' — safe in a log line and a header.
+func plainToken(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for _, c := range []byte(s) {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_', c == '.', c == ':':
+		default:
+			return false
+		}
+	}
+	return true
 }
 
-// statusRecorder remembers the status a handler wrote, for the request log
-// and for panic recovery (which must not write a second header).
+func infoOf(r *http.Request) *requestInfo {
+	info, _ := r.Context().Value(requestIDKey).(*requestInfo)
+	return info
+}
+
+func requestID(r *http.Request) string {
+	if info := infoOf(r); info != nil {
+		return info.id
+	}
+	return ""
+}
+
+// setRoute names the request's route more precisely than its ServeMux
+// pattern, for the request log and metrics. route must be a pattern built
+// from constants, never from the request's path.
+func setRoute(r *http.Request, route string) {
+	if info := infoOf(r); info != nil {
+		info.route = route
+	}
+}
+
+// statusRecorder remembers the status a handler wrote and counts the body
+// bytes, for the request log and for panic recovery (which must not write
+// a second header).
 type statusRecorder struct {
 	http.ResponseWriter
 	status int
+	bytes  int64
 }
 
 func (s *statusRecorder) WriteHeader(code int) {
-	if s.status == 0 {
+	if s.status == 0 && code >= 200 {
 		s.status = code
 	}
 	s.ResponseWriter.WriteHeader(code)
@@ -65,25 +120,111 @@ func (s *statusRecorder) Write(p []byte) (int, error) {
 	if s.status == 0 {
 		s.status = http.StatusOK
 	}
-	return s.ResponseWriter.Write(p)
+	n, err := s.ResponseWriter.Write(p)
+	s.bytes += int64(n)
+	return n, err
+}
+
+// ReadFrom keeps the server's sendfile path for downloads (io.Copy into
+// the ResponseWriter) through the wrapper.
+func (s *statusRecorder) ReadFrom(src io.Reader) (int64, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	var n int64
+	var err error
+	if rf, ok := s.ResponseWriter.(io.ReaderFrom); ok {
+		n, err = rf.ReadFrom(src)
+	} else {
+		n, err = io.Copy(struct{ io.Writer }{s.ResponseWriter}, src)
+	}
+	s.bytes += n
+	return n, err
 }
 
 func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
-// logRequests logs one line per request. Capability paths (download,
-// monitor and upload-session tokens) are shortened so that the logs never hold a usable URL.
-func logRequests(log *slog.Logger, next http.Handler) http.Handler {
+// Metrics receives the API's measurements (*metrics.Metrics implements
+// it). Deps.Metrics may be nil.
+type Metrics interface {
+	// HTTPRequest records an answered request by route pattern.
+	HTTPRequest(route string, status int, took time.Duration)
+	// SessionFragment counts an accepted upload-session fragment.
+	SessionFragment()
+	// SessionCommit counts a commit of an upload session by outcome
+	// ("completed" or "failed").
+	SessionCommit(outcome string)
+	// BodyTimeout counts a request body cut off for idleness.
+	BodyTimeout()
+}
+
+type noMetrics struct{}
+
+func (noMetrics) HTTPRequest(string, int, time.Duration) {}
+func (noMetrics) SessionFragment()                       {}
+func (noMetrics) SessionCommit(string)                   {}
+func (noMetrics) BodyTimeout()                           {}
+
+// logRequests logs one info line per request, and records it in the
+// metrics: method, route pattern (never a path: paths hold ids, names and
+// capability tokens), status, bytes, duration, request id and user. The
+// query string is never logged.
+func logRequests(log *slog.Logger, m Metrics, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w}
 		next.ServeHTTP(rec, r)
-		log.LogAttrs(r.Context(), slog.LevelDebug, "request",
+		took := time.Since(start)
+		status := rec.status
+		if status == 0 {
+			status = http.StatusOK
+		}
+		info := infoOf(r)
+		route := r.Pattern // set by the ServeMux on this same request
+		var id, user string
+		if info != nil {
+			if info.route != "" {
+				route = info.route
+			}
+			id, user = info.id, info.user
+		}
+		if route == "" {
+			route = "unmatched" // rejected before routing
+		}
+		m.HTTPRequest(route, status, took)
+		countSessions(m, route, status)
+		log.LogAttrs(r.Context(), slog.LevelInfo, "request",
 			slog.String("method", r.Method),
-			slog.String("path", redactPath(r.URL.EscapedPath())),
-			slog.Int("status", rec.status),
-			slog.Duration("took", time.Since(start)),
-			slog.String("request_id", requestID(r)))
+			slog.String("route", route),
+			slog.Int("status", status),
+			slog.Int64("bytes", rec.bytes),
+			slog.Duration("took", took),
+			slog.String("request_id", id),
+			slog.String("user", user))
 	})
+}
+
+// countSessions derives the upload-session counters from the answer: a
+// fragment is accepted with 202, or with 200/201 when it was the last one
+// and the file was committed; POST commits explicitly.
+func countSessions(m Metrics, route string, status int) {
+	switch route {
+	case "PUT /upload/{id}":
+		switch status {
+		case http.StatusAccepted:
+			m.SessionFragment()
+		case http.StatusOK, http.StatusCreated:
+			m.SessionFragment()
+			m.SessionCommit("completed")
+		}
+	case "POST /upload/{id}":
+		switch {
+		case status == http.StatusOK || status == http.StatusCreated:
+			m.SessionCommit("completed")
+		case status >= 400:
+			m.SessionCommit("failed")
+		}
+	}
 }
 
 func redactPath(p string) string {
@@ -168,6 +309,9 @@ func authenticate(log *slog.Logger, accounts ferry.AccountStore, next http.Handl
 				return
 			}
 		}
+		if info := infoOf(r); info != nil {
+			info.user = p.User.Name
+		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey, p)))
 	})
 }
@@ -188,4 +332,75 @@ func bearerToken(r *http.Request) (string, bool) {
 func principal(r *http.Request) *ferry.Principal {
 	p, _ := r.Context().Value(principalKey).(*ferry.Principal)
 	return p
+}
+
+// cutIdleBodies gives each read of a request body its own deadline: a
+// client that stops sending for timeout gets a read error (the handler
+// then fails the request and releases what it reserved, such as an upload
+// session's fragment range) and its connection is closed. The deadline is
+// per read, so a slow but steady upload of any size goes through.
+func cutIdleBodies(timeout time.Duration, m Metrics, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Body == nil || r.Body == http.NoBody {
+			next.ServeHTTP(w, r)
+			return
+		}
+		b := &idleBody{body: r.Body, rc: http.NewResponseController(w), timeout: timeout, m: m}
+		r.Body = b
+		defer b.done()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// idleBody is a request body whose every Read must make progress within
+// timeout.
+type idleBody struct {
+	body    io.ReadCloser
+	rc      *http.ResponseController
+	timeout time.Duration
+	m       Metrics
+	eof     bool // the body was read to its end
+	noDeadl bool // the connection cannot take a read deadline
+	cut     bool // the deadline fired
+}
+
+func (b *idleBody) Read(p []byte) (int, error) {
+	if !b.noDeadl && !b.eof {
+		if err := b.rc.SetReadDeadline(time.Now().Add(b.timeout)); err != nil {
+			b.noDeadl = true // a test recorder, say: nothing to cut
+		}
+	}
+	n, err := b.body.Read(p)
+	switch {
+	case err == io.EOF && !b.eof:
+		b.eof = true
+		b.clearDeadline()
+	case err != nil && !b.cut && errors.Is(err, os.ErrDeadlineExceeded):
+		b.cut = true
+		b.m.BodyTimeout()
+		err = fmt.Errorf("graph: the request body sent nothing for %v: %w", b.timeout, err)
+	}
+	return n, err
+}
+
+func (b *idleBody) Close() error { return b.body.Close() }
+
+// clearDeadline lifts the read deadline once the body is complete: the
+// server then reads the connection in the background to notice a client
+// that goes away, and a deadline firing there would cancel the request's
+// context while its handler still works.
+func (b *idleBody) clearDeadline() {
+	if !b.noDeadl {
+		b.rc.SetReadDeadline(time.Time{})
+	}
+}
+
+// done runs when the handler returns. A body left unread keeps a deadline
+// one timeout away, so that the server's discarding of the rest cannot
+// hang on a silent client either.
+func (b *idleBody) done() {
+	if b.noDeadl || b.eof || b.cut {
+		return
+	}
+	b.rc.SetReadDeadline(time.Now().Add(b.timeout))
 }

@@ -78,6 +78,7 @@ const (
 	DefaultSessionTTL        = 24 * time.Hour
 	DefaultMaxFragmentSize   = 60 << 20
 	DefaultMaxUploadSessions = 1000
+	DefaultBodyIdleTimeout   = time.Minute
 )
 
 // Config holds the HTTP layer's settings.
@@ -106,6 +107,9 @@ type Config struct {
 	// MaxUploadSessions caps the live upload sessions of one drive (429
 	// beyond it). Zero means DefaultMaxUploadSessions.
 	MaxUploadSessions int
+	// BodyIdleTimeout cuts off a request body that sends nothing for this
+	// long. Zero means DefaultBodyIdleTimeout.
+	BodyIdleTimeout time.Duration
 }
 
 // Deps are the domain services the API calls.
@@ -119,6 +123,8 @@ type Deps struct {
 	// the upload URLs answer 501 notSupported.
 	Sessions ferry.SessionStore
 	Now      func() time.Time // nil means time.Now
+	// Metrics receives request counts and latencies; nil records nothing.
+	Metrics Metrics
 }
 
 // NewHandler returns the API as one http.Handler. It panics if
@@ -146,11 +152,17 @@ func NewHandler(cfg Config, d Deps) http.Handler {
 	if cfg.MaxUploadSessions <= 0 {
 		cfg.MaxUploadSessions = DefaultMaxUploadSessions
 	}
+	if cfg.BodyIdleTimeout <= 0 {
+		cfg.BodyIdleTimeout = DefaultBodyIdleTimeout
+	}
 	if d.Log == nil {
 		d.Log = slog.New(slog.DiscardHandler)
 	}
 	if d.Now == nil {
 		d.Now = time.Now
+	}
+	if d.Metrics == nil {
+		d.Metrics = noMetrics{}
 	}
 	urls := &urlBuilder{public: cfg.PublicURL, trusted: cfg.TrustedProxies}
 	sign := &signer{key: cfg.SigningKey, ttl: cfg.DownloadURLTTL, now: d.Now}
@@ -158,7 +170,8 @@ func NewHandler(cfg Config, d Deps) http.Handler {
 	addRoutes(mux, cfg, d, urls, sign)
 	var h http.Handler = rejectUncleanPaths(d.Log, mux)
 	h = recoverPanics(d.Log, h)
-	h = logRequests(d.Log, h)
-	h = withRequestID(h)
+	h = cutIdleBodies(cfg.BodyIdleTimeout, d.Metrics, h)
+	h = logRequests(d.Log, d.Metrics, h)
+	h = withRequestID(urls, h)
 	return h
 }

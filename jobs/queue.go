@@ -127,6 +127,8 @@ type Config struct {
 	// this node was running when it stopped. Default: the host name.
 	NodeID string
 	Log    *slog.Logger // default: discard
+	// Metrics receives the queue's measurements; nil records nothing.
+	Metrics Metrics
 
 	// RetryBase and RetryMax shape the backoff between attempts: RetryBase,
 	// doubled on every attempt that adds no bytes, at most RetryMax. An
@@ -209,6 +211,9 @@ func (c *Config) setDefaults() {
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)
 	}
+	if c.Metrics == nil {
+		c.Metrics = noMetrics{}
+	}
 }
 
 func setDefault[T comparable](p *T, def T) {
@@ -244,14 +249,18 @@ func New(ctx context.Context, cfg Config, store Store, blobs ferry.BlobStore, cl
 	if len(cfg.NodeID) > 100 {
 		return nil, fmt.Errorf("jobs: node ID %q is longer than 100 bytes", cfg.NodeID)
 	}
+	// Every log line of a job carries its request id (jobLog), and the
+	// metrics are taken where the store changes a job (observedStore).
+	ids := &requestIDs{}
 	q := &Queue{
 		cfg:      cfg,
-		store:    store,
+		store:    observe(store, cfg.Metrics, ids),
 		blobs:    blobs,
 		fetch:    client,
-		log:      cfg.Log,
+		log:      slog.New(&jobLog{h: cfg.Log.Handler(), ids: ids}),
 		limiters: make(map[ferry.UserID]*rate.Limiter),
 	}
+	riverLog := slog.New(quietLog{cfg.Log.Handler()})
 	q.worker = &downloadWorker{q: q}
 
 	workers := river.NewWorkers()
@@ -263,7 +272,7 @@ func New(ctx context.Context, cfg Config, store Store, blobs ferry.BlobStore, cl
 	}
 	rcfg := &river.Config{
 		ID:     cfg.NodeID,
-		Logger: cfg.Log,
+		Logger: riverLog,
 		Queues: map[string]river.QueueConfig{
 			river.QueueDefault: {MaxWorkers: cfg.Workers},
 			copyQueue:          {MaxWorkers: cfg.CopyWorkers},
@@ -290,13 +299,13 @@ func New(ctx context.Context, cfg Config, store Store, blobs ferry.BlobStore, cl
 	var err error
 	if store.Postgres() {
 		driver := riverdatabasesql.New(store.DB())
-		err = migrate(ctx, cfg.Log, driver)
+		err = migrate(ctx, riverLog, driver)
 		if err == nil {
 			q.client, err = river.NewClient(driver, rcfg)
 		}
 	} else {
 		driver := riversqlite.New(store.DB())
-		err = migrate(ctx, cfg.Log, driver)
+		err = migrate(ctx, riverLog, driver)
 		if err == nil {
 			q.client, err = river.NewClient(driver, rcfg)
 		}
@@ -431,6 +440,9 @@ func (q *Queue) Enqueue(ctx context.Context, j *ferry.Job) error {
 		j.Conflict = ferry.ConflictFail
 	}
 	j.ID = ferry.NewID("mon_", 16)
+	if j.RequestID == "" {
+		j.RequestID = ferry.RequestID(ctx)
+	}
 	j.Status = ferry.StatusNotStarted
 	j.Bytes, j.Total, j.BytesPerSecond = 0, -1, 0
 	var args river.JobArgs = downloadArgs{JobID: j.ID}
@@ -444,6 +456,7 @@ func (q *Queue) Enqueue(ctx context.Context, j *ferry.Job) error {
 	if err != nil {
 		return fmt.Errorf("jobs: enqueue: %w", err)
 	}
+	q.log.Debug("jobs: queued", "job", j.ID, "operation", j.Operation, "user", j.UserName)
 	return nil
 }
 
@@ -459,6 +472,9 @@ func (q *Queue) checkURL(raw string) error {
 	}
 	var fe *fetch.Error
 	if err := q.fetch.Check(raw); errors.As(err, &fe) {
+		if fe.Code == fetch.CodeAddressRefused {
+			q.cfg.Metrics.SSRFRefused()
+		}
 		return (&ferry.Error{Kind: ferry.Invalid, Message: fe.Message, Err: err}).WithCode(fe.Code)
 	}
 	return nil

@@ -45,7 +45,7 @@ func (s *Store) Secret(ctx context.Context, name string, n int) ([]byte, error) 
 
 const jobCols = `id, operation, user_id, user_name, drive_id, parent_id, name, conflict, source_url,
 	expect_sha256, source_item, status, bytes, total, bytes_per_second, resource_id, error_code,
-	error_message, created, updated, finished, mirrors`
+	error_message, created, updated, finished, request_id, mirrors`
 
 func errJobNotFound() error {
 	return ferry.Errorf(ferry.NotFound, "monitor not found")
@@ -81,11 +81,11 @@ func (s *Store) InsertJob(ctx context.Context, j *ferry.Job, enqueue func(tx *sq
 	}
 	return s.tx(ctx, func(tx *sql.Tx, t conn) error {
 		_, err := t.exec(ctx, `INSERT INTO ferry_jobs (`+jobCols+`)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			j.ID, string(j.Operation), string(j.UserID), j.UserName, string(j.DriveID), string(j.ParentID), j.Name,
 			string(j.Conflict), j.SourceURL, j.ExpectSHA256, string(j.SourceItem), string(j.Status), j.Bytes, j.Total,
 			j.BytesPerSecond, string(j.ResourceID), string(j.ErrorCode), j.ErrorMessage, millis(j.Created), millis(j.Updated),
-			nullMillis(j.Finished), strings.Join(j.Mirrors, "\n"))
+			nullMillis(j.Finished), j.RequestID, strings.Join(j.Mirrors, "\n"))
 		if s.d.uniqueViolation(err) {
 			return ferry.Errorf(ferry.Conflict, "a job with that ID already exists")
 		}
@@ -110,7 +110,7 @@ func (s *Store) Job(ctx context.Context, id string) (*ferry.Job, error) {
 	err := s.c.row(ctx, `SELECT `+jobCols+` FROM ferry_jobs WHERE id = ?`, id).Scan(
 		&j.ID, &j.Operation, &j.UserID, &j.UserName, &j.DriveID, &j.ParentID, &j.Name, &j.Conflict, &j.SourceURL,
 		&j.ExpectSHA256, &j.SourceItem, &j.Status, &j.Bytes, &j.Total, &j.BytesPerSecond, &j.ResourceID, &j.ErrorCode,
-		&j.ErrorMessage, &created, &updated, &finished, &mirrors)
+		&j.ErrorMessage, &created, &updated, &finished, &j.RequestID, &mirrors)
 	if notFound(err) {
 		return nil, errJobNotFound()
 	}

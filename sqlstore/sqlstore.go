@@ -27,6 +27,8 @@ type Store struct {
 	db *sql.DB
 	d  dialect
 	c  conn // runs statements outside a transaction
+
+	retries RetryCounter // nil until CountRetries
 }
 
 var (
@@ -161,6 +163,9 @@ func (s *Store) tx(ctx context.Context, fn func(tx *sql.Tx, c conn) error) error
 		}
 		if attempt == maxAttempts {
 			return &ferry.Error{Kind: ferry.Unavailable, Message: "the database is busy; try again", RetryAfter: 1, Err: err}
+		}
+		if s.retries != nil {
+			s.retries.DBRetry()
 		}
 		t := time.NewTimer(time.Duration(attempt*attempt) * 10 * time.Millisecond)
 		select {

@@ -336,6 +336,15 @@ func TestFolderSizeMigration(t *testing.T) {
 				// them in order only: each must be undone here.
 				`DELETE FROM ferry_migrations WHERE version_id >= 3`,
 				`DROP INDEX upload_sessions_drive`, // 4
+				// 7
+				`ALTER TABLE ferry_jobs DROP COLUMN request_id`,
+				`DROP INDEX users_email`,
+				`ALTER TABLE users DROP COLUMN email`,
+				`ALTER TABLE tokens DROP COLUMN last_used`,
+				`ALTER TABLE tokens DROP COLUMN expires`,
+				`ALTER TABLE tokens DROP COLUMN name`,
+				`DROP INDEX tokens_id`,
+				`ALTER TABLE tokens DROP COLUMN id`,
 			} {
 				if _, err := s.DB().ExecContext(ctx, q); err != nil {
 					t.Fatalf("%s: %v", q, err)

@@ -35,7 +35,9 @@ type cliResult struct {
 // and returns its output the way main prints it.
 func ferryCLI(t *testing.T, s server, args ...string) cliResult {
 	t.Helper()
-	env := map[string]string{"FERRY_SERVER": s.base, "FERRY_TOKEN": s.token}
+	// FERRY_FORCE and FERRY_TO must be ignored: only --server and --token
+	// come from the environment.
+	env := map[string]string{"FERRY_SERVER": s.base, "FERRY_TOKEN": s.token, "FERRY_FORCE": "true", "FERRY_TO": "/Elsewhere"}
 	var out, errOut bytes.Buffer
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
@@ -104,7 +106,7 @@ func TestCLIUsageListsEveryCommand(t *testing.T) {
 	if err := run(t.Context(), []string{"help"}, func(string) string { return "" }, &out, &errOut); err != nil {
 		t.Fatal(err)
 	}
-	for _, cmd := range []string{"serve", "token create", "import", "ls", "get", "put", "mkdir", "rm", "mv", "jobs", "cancel"} {
+	for _, cmd := range []string{"serve", "token create", "token list", "token revoke", "user create", "user list", "user quota", "import", "ls", "get", "put", "mkdir", "rm", "mv", "jobs", "cancel"} {
 		if !regexp.MustCompile(`(?m)^  ` + regexp.QuoteMeta(cmd) + `\b`).MatchString(out.String()) {
 			t.Errorf("usage does not list %q:\n%s", cmd, out.String())
 		}
@@ -119,7 +121,8 @@ func TestCLIUsageListsEveryCommand(t *testing.T) {
 // TestCLIConnectionErrors: what a user sees with no token, a wrong token
 // and a server that is not there.
 func TestCLIConnectionErrors(t *testing.T) {
-	s := startCLIServer(t)
+	data := t.TempDir()
+	s := startInProcess(t, nil, "--data", data)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -139,6 +142,16 @@ func TestCLIConnectionErrors(t *testing.T) {
 		ferryCLI(t, server{base: closed, token: s.token}, cmd...).fails(t, name+" with no server", 1,
 			"the server at "+closed+" is not reachable")
 	}
+	// A token that may only read is told so when it tries to write.
+	var tok bytes.Buffer
+	if err := run(t.Context(), []string{"token", "create", "--user", "reader", "--scopes", "Files.Read", "--data", data}, func(string) string { return "" }, &tok, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	reader := server{base: s.base, token: strings.TrimSpace(tok.String())}
+	ferryCLI(t, reader, "ls").ok(t, "ls with a read-only token")
+	ferryCLI(t, reader, "mkdir", "/A").fails(t, "mkdir with a read-only token", 1,
+		"the server refused (403): the token does not allow changing files (it needs Files.ReadWrite)")
+
 	// Flags work after the positional arguments and beat the environment.
 	r := ferryCLI(t, server{base: closed, token: "fy_wrong"}, "ls", "/", "--server", s.base, "--token", s.token)
 	r.ok(t, "ls with --server and --token after the path")
@@ -228,6 +241,9 @@ func TestCLIFiles(t *testing.T) {
 	if b, _ := os.ReadFile(filepath.Join(dir, "a.txt")); string(b) != "hello ferry\n" {
 		t.Errorf("downloaded a.txt holds %q", b)
 	}
+	if fi, err := os.Stat(filepath.Join(dir, "a.txt")); err != nil || fi.Mode().Perm() != 0o644 {
+		t.Errorf("downloaded a.txt: %v, mode %v; want 0644 like any new file", err, fi.Mode())
+	}
 	sub := filepath.Join(dir, "sub")
 	os.Mkdir(sub, 0o755)
 	if out := ferryCLI(t, s, "get", "/Docs/renamed.txt", sub).ok(t, "get into a folder"); out != filepath.Join(sub, "renamed.txt")+"\n" {
@@ -236,6 +252,8 @@ func TestCLIFiles(t *testing.T) {
 	if out := ferryCLI(t, s, "get", "/a.txt", "-").ok(t, "get to stdout"); out != "hello ferry\n" {
 		t.Errorf("get - printed %q, want the content", out)
 	}
+	ferryCLI(t, s, "get", "/a.txt", filepath.Join(dir, "no", "such", "b.txt")).fails(t, "get into a missing local folder", 1,
+		"the download of /a.txt to "+filepath.Join(dir, "no", "such", "b.txt")+" failed: cannot write in "+filepath.Join(dir, "no", "such")+": no such file or directory")
 	ferryCLI(t, s, "get", "/Docs").fails(t, "get of a folder", 1, "/Docs is a folder; ferry get downloads files (ferry ls lists it)")
 	ferryCLI(t, s, "get", "/nope.txt").fails(t, "get of a missing file", 1, "/nope.txt does not exist")
 	if entries, _ := os.ReadDir(dir); len(entries) != 2 {
@@ -276,54 +294,27 @@ func TestCLIFiles(t *testing.T) {
 	}
 }
 
-// TestCLILsPages: a folder larger than one page is listed whole.
+// TestCLILsPages: a folder larger than one page is listed whole, through
+// the server's @odata.nextLink.
 func TestCLILsPages(t *testing.T) {
 	s := startCLIServer(t)
-	ferryCLI(t, s, "mkdir", "/Many").ok(t, "mkdir /Many")
-	const n = 205 // ls asks for 200 a page
-	var wg sync.WaitGroup
-	var failed atomic.Int32
-	names := make(chan int, n)
+	const n = 7
 	for i := range n {
-		names <- i
+		ferryCLI(t, s, "mkdir", "-p", fmt.Sprintf("/Many/f%d", i)).ok(t, "mkdir")
 	}
-	close(names)
-	for range 4 {
-		wg.Go(func() {
-			for i := range names {
-				resp, err := http.DefaultClient.Do(mustRequest(t, "POST", s.base+"/v1.0/me/drive/root:/Many:/children", s.token,
-					fmt.Sprintf(`{"name":"f%03d","folder":{}}`, i)))
-				if err != nil || resp.StatusCode != http.StatusCreated {
-					failed.Add(1)
-				}
-				if err == nil {
-					resp.Body.Close()
-				}
-			}
-		})
+	out := ferryCLI(t, s, "ls", "/Many", "--page-size", "2").ok(t, "ls /Many in pages of 2")
+	var got []string
+	for l := range strings.Lines(out) {
+		f := strings.Fields(l)
+		got = append(got, f[len(f)-1])
 	}
-	wg.Wait()
-	if failed.Load() > 0 {
-		t.Fatalf("%d folders could not be made", failed.Load())
+	if want := "f0/ f1/ f2/ f3/ f4/ f5/ f6/"; strings.Join(got, " ") != want {
+		t.Errorf("ls /Many in pages of 2 lists %q, want %s", got, want)
 	}
-	out := ferryCLI(t, s, "ls", "/Many").ok(t, "ls /Many")
-	if got := strings.Count(out, "\n"); got != n {
-		t.Fatalf("ls of a folder of %d printed %d lines", n, got)
+	if out := ferryCLI(t, s, "ls", "/Many", "--json", "--page-size", "3").ok(t, "ls --json in pages"); strings.Count(out, `"name"`) != n {
+		t.Errorf("ls --json in pages of 3 holds %d names, want %d", strings.Count(out, `"name"`), n)
 	}
-	if !strings.Contains(out, "  f000/\n") || !strings.HasSuffix(out, fmt.Sprintf("  f%03d/\n", n-1)) {
-		t.Errorf("ls /Many misses the first or last child:\n%s…", out[:200])
-	}
-}
-
-func mustRequest(t *testing.T, method, u, token, body string) *http.Request {
-	req, err := http.NewRequest(method, u, strings.NewReader(body))
-	if err != nil {
-		t.Error(err)
-		return nil
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Content-Type", "application/json")
-	return req
+	ferryCLI(t, s, "ls", "--page-size", "0").fails(t, "ls --page-size 0", 2, "--page-size must be from 1 to 1000")
 }
 
 // flakyProxy stands between the CLI and the server and spoils two
@@ -510,8 +501,9 @@ func TestCLIImport(t *testing.T) {
 		if !strings.HasPrefix(lines[0], "ID ") || len(lines) < 3 {
 			t.Fatalf("jobs printed %q, want a header and the jobs", out)
 		}
-		if !strings.HasPrefix(lines[1], idB+" ") || !strings.Contains(out, "completed") || !strings.Contains(out, "missing.bin") {
-			t.Errorf("jobs printed:\n%s\nwant %s first and the finished ones with their state", out, idB)
+		newest := map[string]bool{strings.Fields(lines[1])[0]: true, strings.Fields(lines[2])[0]: true}
+		if !newest[idB] || !newest[monitorID(monitors[0])] || !strings.Contains(out, " completed ") || !strings.Contains(out, " failed ") {
+			t.Errorf("jobs printed:\n%s\nwant the two running imports first and the finished ones with their state", out)
 		}
 		if out := ferryCLI(t, s, "jobs", "--json").ok(t, "jobs --json"); !strings.Contains(out, `"monitorId"`) {
 			t.Errorf("jobs --json printed %q", out)
@@ -532,4 +524,43 @@ func TestCLIImport(t *testing.T) {
 	ferryCLI(t, s, "cancel", idB).fails(t, "cancel twice", 1, "job "+idB+" is already cancelled")
 	ferryCLI(t, s, "cancel", "nosuchjob").fails(t, "cancel of an unknown job", 1, "job nosuchjob does not exist or has expired")
 	ferryCLI(t, s, "cancel", "http://x/y").fails(t, "cancel of a URL that is no monitor", 2, "http://x/y is not a monitor URL (…/monitor/ID)")
+}
+
+// TestCLIJobsPages reads /operations in the pinned shape from a stand-in
+// server, to check what a real one cannot show cheaply: --all follows
+// @odata.nextLink (on --server, though the link names the server by its
+// public URL), and a failed job shows its reason. (TestCLIImport runs
+// jobs against the real server.)
+func TestCLIJobsPages(t *testing.T) {
+	var base string
+	stub := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1.0/me/drive/operations" || r.Header.Get("Authorization") != "Bearer fy_stub" {
+			http.Error(w, `{"error":{"code":"itemNotFound","message":"no"}}`, http.StatusNotFound)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		if r.URL.Query().Get("$skiptoken") == "" {
+			fmt.Fprintf(w, `{"value":[
+{"operation":"DownloadUrl","status":"inProgress","percentageComplete":50,"bytesTransferred":1048576,"totalBytes":2097152,"bytesPerSecond":524288,"monitorId":"mon_a","monitorUrl":"%[1]s/monitor/mon_a","name":"a.iso","createdDateTime":"2026-01-01T00:00:00Z"}],
+"@odata.nextLink":"https://ferry.example.org/v1.0/me/drive/operations?%%24skiptoken=2&%%24top=200"}`, base)
+			return
+		}
+		fmt.Fprintf(w, `{"value":[
+{"operation":"ItemCopy","status":"failed","percentageComplete":0,"bytesTransferred":0,"errorCode":"itemNotFound","statusDescription":"the source is gone","monitorId":"mon_b","monitorUrl":"%[1]s/monitor/mon_b","name":"b.bin","createdDateTime":"2026-01-01T00:00:00Z"}]}`, base)
+	}))
+	t.Cleanup(stub.Close)
+	base = stub.URL
+	s := server{base: stub.URL, token: "fy_stub"}
+
+	out := ferryCLI(t, s, "jobs").ok(t, "jobs")
+	if strings.Contains(out, "mon_b") || !regexp.MustCompile(`(?m)^mon_a +DownloadUrl +inProgress +50% +1\.0 MiB / 2\.0 MiB +512\.0 KiB/s +\S+ +a\.iso$`).MatchString(out) {
+		t.Errorf("jobs printed\n%s\nwant only the first page, with mon_a in full", out)
+	}
+	out = ferryCLI(t, s, "jobs", "--all").ok(t, "jobs --all")
+	if !strings.Contains(out, "mon_a ") || !regexp.MustCompile(`(?m)^mon_b +ItemCopy +failed .* b\.bin: the source is gone \(itemNotFound\)$`).MatchString(out) {
+		t.Errorf("jobs --all printed\n%s\nwant both pages, and b.bin's reason", out)
+	}
+	if out := ferryCLI(t, s, "jobs", "--all", "--json").ok(t, "jobs --json"); strings.Count(out, `"monitorId"`) != 2 {
+		t.Errorf("jobs --all --json printed %q, want both entries", out)
+	}
 }

@@ -50,8 +50,16 @@ func newClientFlags(name, usageLine string, stderr io.Writer) (*flag.FlagSet, *c
 }
 
 // parseClientFlags parses args and turns flag errors into usage errors.
+// Of the environment only FERRY_SERVER and FERRY_TOKEN count: a stray
+// FERRY_FORCE or FERRY_NAME must not change what a command does.
 func parseClientFlags(fs *flag.FlagSet, args []string, getenv func(string) string) ([]string, error) {
-	rest, err := parseFlags(fs, args, getenv)
+	onlyServerAndToken := func(k string) string {
+		if k == "FERRY_SERVER" || k == "FERRY_TOKEN" {
+			return getenv(k)
+		}
+		return ""
+	}
+	rest, err := parseFlags(fs, args, onlyServerAndToken)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, err
@@ -144,6 +152,20 @@ func (c *apiClient) abs(p string) string {
 		return p
 	}
 	return c.base + p
+}
+
+// nextLink is where an @odata.nextLink leads, on this client's server: a
+// server behind a proxy or with another --public-url names itself
+// differently from --server, and the token must go only to --server.
+func (c *apiClient) nextLink(link string) string {
+	if link == "" || strings.HasPrefix(link, c.base+"/") {
+		return link
+	}
+	u, err := url.Parse(link)
+	if err != nil || !strings.HasPrefix(u.Path, "/v1.0/") && !strings.HasPrefix(u.Path, "/v2.0/") {
+		return link
+	}
+	return c.base + u.RequestURI()
 }
 
 // onServer reports whether u is an API URL of our server, the only place

@@ -37,6 +37,13 @@ type Config struct {
 	FetchConns       int           // most connections one import opens
 	FetchHostConns   int           // most connections to one origin host across the node's imports
 	NodeID           string
+
+	MetricsListen     string        // address of the Prometheus listener; "" is off
+	LogLevel          string        // debug, info, warn, error
+	LogFormat         string        // text, json
+	BodyIdleTimeout   time.Duration // a request body that sends nothing this long is cut off
+	MaxConnsPerClient int           // concurrent connections one client address may hold
+	TLSCert, TLSKey   string        // PEM files; both set serves HTTPS
 }
 
 const (
@@ -66,6 +73,11 @@ func defaultConfig() Config {
 		MaxDuration:      24 * time.Hour,
 		FetchConns:       8,
 		FetchHostConns:   16,
+
+		LogLevel:          "info",
+		LogFormat:         "text",
+		BodyIdleTimeout:   time.Minute,
+		MaxConnsPerClient: 256,
 	}
 }
 
@@ -95,6 +107,13 @@ func serveFlags(fs *flag.FlagSet, c *Config) {
 	fs.IntVar(&c.FetchConns, "fetch-connections", c.FetchConns, "upload from URL: most connections one import opens (segmented downloads)")
 	fs.IntVar(&c.FetchHostConns, "fetch-host-connections", c.FetchHostConns, "upload from URL: most connections to one origin host across all imports of the node")
 	fs.StringVar(&c.NodeID, "node-id", c.NodeID, "stable name of this node among several on one PostgreSQL database (default: derived from host and --data)")
+	fs.StringVar(&c.MetricsListen, "metrics-listen", c.MetricsListen, "address (`host:port`) of a separate listener serving Prometheus /metrics (default: off)")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "least level logged: debug, info, warn or error")
+	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log format: text or json")
+	fs.DurationVar(&c.BodyIdleTimeout, "body-idle-timeout", c.BodyIdleTimeout, "cut off a request body that sends nothing this long")
+	fs.IntVar(&c.MaxConnsPerClient, "max-conns-per-client", c.MaxConnsPerClient, "concurrent connections one client address may hold; more are closed at once")
+	fs.StringVar(&c.TLSCert, "tls-cert", c.TLSCert, "PEM certificate (chain) `file`: serve HTTPS directly (with --tls-key)")
+	fs.StringVar(&c.TLSKey, "tls-key", c.TLSKey, "PEM private key `file` of --tls-cert")
 }
 
 // parseFlags parses args into fs, with flags allowed before, between and
@@ -160,8 +179,18 @@ func (c *Config) Validate() error {
 		return errors.New("sizes must be positive")
 	case c.ImportRate <= 0 || c.ImportBurst < 1:
 		return errors.New("--import-rate must be positive and --import-burst at least 1")
-	case c.MonitorRetention <= 0 || c.DownloadURLTTL <= 0 || c.MaxDuration <= 0:
+	case c.MonitorRetention <= 0 || c.DownloadURLTTL <= 0 || c.MaxDuration <= 0 || c.BodyIdleTimeout <= 0:
 		return errors.New("durations must be positive")
+	case c.MaxConnsPerClient < 1:
+		return errors.New("--max-conns-per-client must be at least 1")
+	case (c.TLSCert == "") != (c.TLSKey == ""):
+		return errors.New("give both --tls-cert and --tls-key, or neither")
+	}
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		return err
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		return fmt.Errorf("--log-format %q: want text or json", c.LogFormat)
 	}
 	if c.PublicURL != "" {
 		u, err := url.Parse(c.PublicURL)

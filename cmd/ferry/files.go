@@ -15,8 +15,8 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strconv"
 	"strings"
-	"time"
 )
 
 // wantArgs checks the number of positional arguments.
@@ -33,12 +33,16 @@ func wantArgs(rest []string, lo, hi int, what string) error {
 func runLs(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs, o := newClientFlags("ls", "ferry ls [PATH] [--json]   (PATH defaults to /)", stderr)
 	asJSON := fs.Bool("json", false, "print the Graph items as a JSON array")
+	pageSize := fs.Int("page-size", 200, "items asked for per request (1 to 1000); every page is listed")
 	rest, err := parseClientFlags(fs, args, getenv)
 	if err != nil {
 		return err
 	}
 	if err := wantArgs(rest, 0, 1, "a PATH"); err != nil {
 		return err
+	}
+	if *pageSize < 1 || *pageSize > 1000 {
+		return usageError{"--page-size must be from 1 to 1000"}
 	}
 	p := "/"
 	if len(rest) == 1 {
@@ -60,7 +64,7 @@ func runLs(ctx context.Context, args []string, getenv func(string) string, stdou
 		}
 		raw = append(raw, one)
 	} else {
-		next := itemIDURL(it.ID, "children") + "?$top=200"
+		next := itemIDURL(it.ID, "children") + "?$top=" + strconv.Itoa(*pageSize)
 		for next != "" {
 			var page struct {
 				Value    []json.RawMessage `json:"value"`
@@ -70,7 +74,7 @@ func runLs(ctx context.Context, args []string, getenv func(string) string, stdou
 				return c.explain(err, "")
 			}
 			raw = append(raw, page.Value...)
-			next = page.NextLink
+			next = c.nextLink(page.NextLink)
 		}
 	}
 	if *asJSON {
@@ -157,7 +161,7 @@ func runGet(ctx context.Context, args []string, getenv func(string) string, stdo
 		return fmt.Errorf("the server answered HTTP %d to a download", resp.StatusCode)
 	}
 	bs := newBars(ctx, stderr, *progress)
-	b := bs.add(it.Name, it.Size)
+	b := bs.add(it.Name, it.Size, false)
 	body := io.Reader(resp.Body)
 	if b != nil {
 		body = &countingReader{r: resp.Body, fn: func(n int64) { b.set(n, it.Size) }}
@@ -201,18 +205,27 @@ func (e existsError) Error() string {
 // when fill succeeds, so that a broken download leaves no half-written file.
 // Without force an existing name is refused.
 func writeFileAtomic(name string, force bool, fill func(*os.File) error) error {
-	if _, err := os.Lstat(name); err == nil && !force {
-		return existsError{name}
+	mode := fs.FileMode(0o644) // CreateTemp makes 0600; a download is an ordinary file
+	if fi, err := os.Lstat(name); err == nil {
+		if !force {
+			return existsError{name}
+		}
+		mode = fi.Mode().Perm() // replacing keeps the old file's mode
 	}
-	dir, base := filepath.Split(name)
-	if dir == "" {
-		dir = "."
-	}
+	dir, base := filepath.Dir(name), filepath.Base(name)
 	f, err := os.CreateTemp(dir, "."+base+".ferry-*")
 	if err != nil {
-		return plainFSError(err)
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return fmt.Errorf("cannot write in %s: %s", dir, err)
 	}
 	defer os.Remove(f.Name()) // fails harmlessly after the rename
+	if err := f.Chmod(mode); err != nil {
+		f.Close()
+		return plainFSError(err)
+	}
 	if err := fill(f); err != nil {
 		f.Close()
 		return err
@@ -476,21 +489,4 @@ func runMv(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	fmt.Fprintf(stdout, "%s -> %s\n", src, moved.drivePath())
 	return nil
-}
-
-// since is how long ago t was, for people: "5s ago", "3m ago".
-func since(t time.Time) string {
-	if t.IsZero() {
-		return ""
-	}
-	d := time.Since(t).Round(time.Second)
-	switch {
-	case d < time.Minute:
-		return fmt.Sprintf("%ds ago", int(d.Seconds()))
-	case d < time.Hour:
-		return fmt.Sprintf("%dm ago", int(d.Minutes()))
-	case d < 48*time.Hour:
-		return fmt.Sprintf("%dh ago", int(d.Hours()))
-	}
-	return t.Local().Format("2006-01-02")
 }

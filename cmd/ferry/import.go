@@ -129,15 +129,18 @@ func runImport(ctx context.Context, args []string, getenv func(string) string, s
 		total.finish(true) // one bar is its own total
 		total = nil
 	}
+	// Each import polls its monitor; many imports poll less often each, so
+	// that a list of hundreds does not flood the server.
+	every := min(250*time.Millisecond*time.Duration((len(jobs)+7)/8), 5*time.Second)
 	var wg sync.WaitGroup
 	for _, j := range jobs {
 		if j.err != nil {
 			doneCount.Add(1)
 			continue
 		}
-		j.bar = bs.add(shortSource(j.source), 0)
+		j.bar = bs.add(shortSource(j.source), 0, len(jobs) > manyBars)
 		wg.Go(func() {
-			j.status, j.err = c.watch(ctx, j.monitor, func(st *jobStatus) {
+			j.status, j.err = c.watch(ctx, j.monitor, every, func(st *jobStatus) {
 				j.bar.set(st.Bytes, totalOf(st))
 				j.bytes.Store(st.Bytes)
 				j.total.Store(totalOf(st))
@@ -227,6 +230,10 @@ func takenName(st *jobStatus, asked, source string) string {
 }
 
 var quotedName = regexp.MustCompile(`"([^"]+)"`)
+
+// manyBars is the most imports whose bars stay on screen when done; with
+// more, a finished bar makes room for the running ones.
+const manyBars = 8
 
 // silentError is an error already told to the user on stderr: the process
 // exits 1 without repeating it (see main).
@@ -358,8 +365,8 @@ func (c *apiClient) explainImport(err error, source, name, folder string) error 
 // watch polls a monitor until the job ends, calling fn with each status.
 // A monitor that does not answer now and then is not a failed job: it is
 // tried again for a while.
-func (c *apiClient) watch(ctx context.Context, monitor string, fn func(*jobStatus)) (*jobStatus, error) {
-	tick := time.NewTicker(250 * time.Millisecond)
+func (c *apiClient) watch(ctx context.Context, monitor string, every time.Duration, fn func(*jobStatus)) (*jobStatus, error) {
+	tick := time.NewTicker(every)
 	defer tick.Stop()
 	misses := 0
 	for {

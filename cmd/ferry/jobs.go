@@ -133,7 +133,7 @@ func runJobs(ctx context.Context, args []string, getenv func(string) string, std
 			return c.explain(err, "")
 		}
 		raw = append(raw, page.Value...)
-		next = page.NextLink
+		next = c.nextLink(page.NextLink)
 		if !*all {
 			break
 		}
@@ -255,4 +255,21 @@ func finishedWord(state string) string {
 		return state
 	}
 	return "finished"
+}
+
+// since is how long ago t was, for people: "5s ago", "3m ago".
+func since(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	d := time.Since(t).Round(time.Second)
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds ago", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm ago", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh ago", int(d.Hours()))
+	}
+	return t.Local().Format("2006-01-02")
 }

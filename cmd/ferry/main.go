@@ -2,6 +2,8 @@
 //
 //	ferry serve                      run the server (embedded SQLite and files in ./ferry-data)
 //	ferry token create --user NAME   print a new bearer token for NAME
+//	ferry token list | revoke ID     list or revoke tokens
+//	ferry user create | list | quota manage users and their quotas
 //	ferry import URL… --to /Folder   upload from URL through a running server, with progress bars
 //	ferry ls, get, put, mkdir, rm, mv, jobs, cancel   use a drive from the shell
 //
@@ -35,10 +37,24 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	go forceExitOnSecondSignal()
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
 		reportError(os.Stderr, err)
 		os.Exit(exitCode(err))
 	}
+}
+
+// forceExitOnSecondSignal ends the process at once when a second
+// SIGTERM/SIGINT arrives: the first starts a graceful stop (run's context),
+// which waits for handlers and jobs; an operator who does not want to wait
+// sends another.
+func forceExitOnSecondSignal() {
+	c := make(chan os.Signal, 2)
+	signal.Notify(c, os.Interrupt, syscall.SIGTERM)
+	<-c
+	<-c
+	fmt.Fprintln(os.Stderr, "ferry: second signal; exiting without waiting")
+	os.Exit(1)
 }
 
 // reportError prints the one line a failed command leaves on stderr,
@@ -71,6 +87,14 @@ const usage = `usage: ferry <command> [flags]   (ferry <command> --help for its 
 server:
   serve          run the drive server
   token create   create a bearer token: ferry token create --user NAME [--scopes Files.Read,Files.ReadWrite]
+                 [--expires 720h] [--name LABEL]
+  token list     list tokens (never their secrets): ferry token list [--user NAME] [--json]
+  token revoke   revoke a token at once: ferry token revoke ID
+  user create    create a user: ferry user create NAME [--email ADDR] [--quota SIZE]
+  user list      list users with their quotas and use: ferry user list [--json]
+  user quota     change a user's quota: ferry user quota NAME SIZE
+                 (token and user commands take --data DIR or --db DSN, as serve does,
+                 and work while the server runs)
 
 drive (talk to a running server: --server or FERRY_SERVER, --token or FERRY_TOKEN):
   ls [PATH]           list a folder: type, size, modified, name (--json for scripts)
@@ -96,11 +120,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "serve":
 		return runServe(ctx, args[1:], getenv, stdout, stderr)
 	case "token":
-		if len(args) < 2 || args[1] != "create" {
-			fmt.Fprint(stderr, usage)
-			return usageError{"want: ferry token create --user NAME"}
-		}
-		return runTokenCreate(ctx, args[2:], getenv, stdout, stderr)
+		return runToken(ctx, args[1:], getenv, stdout, stderr)
+	case "user":
+		return runUser(ctx, args[1:], getenv, stdout, stderr)
 	case "import":
 		return runImport(ctx, args[1:], getenv, stdout, stderr)
 	case "ls":

@@ -33,7 +33,7 @@ func TestMain(m *testing.M) {
 }
 
 var (
-	readyLine = regexp.MustCompile(`listening on (http://[0-9.:\[\]a-z]+)`)
+	readyLine = regexp.MustCompile(`listening on (https?://[0-9.:\[\]a-z]+)`)
 	tokenLine = regexp.MustCompile(`token: (\S+)`)
 )
 

@@ -53,12 +53,13 @@ func newBars(ctx context.Context, w io.Writer, m progressMode) *bars {
 // bar is one line: a name, a bar, a percentage, bytes and speed.
 type bar struct{ b *mpb.Bar }
 
-// add makes a bar for a transfer of total bytes (≤ 0: not known yet).
-func (bs *bars) add(name string, total int64) *bar {
+// add makes a bar for a transfer of total bytes (≤ 0: not known yet);
+// a transient bar disappears once it completes.
+func (bs *bars) add(name string, total int64, transient bool) *bar {
 	if bs == nil {
 		return nil
 	}
-	b := bs.p.AddBar(0, mpb.BarWidth(30),
+	b := bs.p.AddBar(0, mpb.BarWidth(30), mpb.BarOptional(mpb.BarRemoveOnComplete(), transient),
 		mpb.PrependDecorators(
 			decor.Name(shorten(name, 28), decor.WC{C: decor.DindentRight | decor.DextraSpace, W: 29}),
 		),

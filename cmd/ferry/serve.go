@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"flag"
@@ -25,6 +26,7 @@ import (
 	"github.com/ferrydrive/ferry/fetch"
 	"github.com/ferrydrive/ferry/graph"
 	"github.com/ferrydrive/ferry/jobs"
+	"github.com/ferrydrive/ferry/metrics"
 	"github.com/ferrydrive/ferry/sqlstore"
 )
 
@@ -53,8 +55,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err := cfg.Validate(); err != nil {
 		return usageError{err.Error()}
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	return serve(ctx, cfg, log, stdout)
+	return serve(ctx, cfg, newLogger(cfg, stderr), stdout)
 }
 
 // openStore opens the metadata database named by --db, or the SQLite file
@@ -73,11 +74,26 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
 		return fmt.Errorf("create data folder: %w", err)
 	}
+	var cert *tls.Certificate
+	if cfg.TLSCert != "" {
+		c, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			return fmt.Errorf("TLS certificate: %w", err)
+		}
+		cert = &c
+	}
 	store, err := openStore(ctx, cfg.Data, cfg.DB)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
+	// Metrics exist only with their listener: a nil *metrics.Metrics
+	// records nothing.
+	var m *metrics.Metrics
+	if cfg.MetricsListen != "" {
+		m = metrics.New(store)
+	}
+	store.CountRetries(m)
 	blobs, err := fsblob.New(filepath.Join(cfg.Data, "blobs"))
 	if err != nil {
 		return err
@@ -109,6 +125,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		HeaderTimeout:  cfg.HeaderTimeout,
 		IdleTimeout:    cfg.IdleTimeout,
 		HostConns:      cfg.FetchHostConns,
+		Refusals:       m,
 	})
 	defer fetcher.Close()
 	queue, err := jobs.New(ctx, jobs.Config{
@@ -122,6 +139,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		Connections:    cfg.FetchConns,
 		NodeID:         nodeID(cfg),
 		Log:            log,
+		Metrics:        m,
 	}, store, blobs, fetcher)
 	if err != nil {
 		return err
@@ -132,36 +150,74 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		public, _ = url.Parse(strings.TrimSuffix(cfg.PublicURL, "/")) // checked by Validate
 	}
 	handler := graph.NewHandler(graph.Config{
-		PublicURL:      public,
-		TrustedProxies: cfg.TrustedProxies,
-		MaxUploadSize:  cfg.MaxUploadSize,
-		DownloadURLTTL: cfg.DownloadURLTTL,
-		SigningKey:     key,
-	}, graph.Deps{Log: log, Accounts: store, Items: store, Blobs: blobs, Jobs: queue, Sessions: store})
+		PublicURL:       public,
+		TrustedProxies:  cfg.TrustedProxies,
+		MaxUploadSize:   cfg.MaxUploadSize,
+		DownloadURLTTL:  cfg.DownloadURLTTL,
+		SigningKey:      key,
+		BodyIdleTimeout: cfg.BodyIdleTimeout,
+	}, graph.Deps{Log: log, Accounts: store, Items: store, Blobs: blobs, Jobs: queue, Sessions: store, Metrics: m})
+	// Handlers must be done before the deferred store.Close, also when the
+	// shutdown below runs out of time and closes their connections.
+	var handlers sync.WaitGroup
+	handler = tracked(&handlers, handler)
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return err
 	}
+	ln = limitPerClient(ln, cfg.MaxConnsPerClient, m)
 	srv := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	base := "http://" + ln.Addr().String()
+	scheme := "http"
+	if cert != nil {
+		scheme = "https"
+		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{*cert}, MinVersion: tls.VersionTLS12}
+	}
+	var metricsLn net.Listener
+	if m != nil {
+		if metricsLn, err = net.Listen("tcp", cfg.MetricsListen); err != nil {
+			ln.Close()
+			return fmt.Errorf("metrics listener: %w", err)
+		}
+		fmt.Fprintf(stdout, "ferry: metrics on http://%s/metrics\n", metricsLn.Addr())
+	}
+	base := scheme + "://" + ln.Addr().String()
 	fmt.Fprintf(stdout, "ferry: listening on %s  (API base %s/v1.0)\n", base, base)
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	wg.Go(func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		var err error
+		if cert != nil {
+			err = srv.ServeTLS(ln, "", "") // HTTP/2 and HTTP/1.1, TLSConfig's certificate
+		} else {
+			err = srv.Serve(ln)
+		}
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errc <- fmt.Errorf("http: %w", err)
 			cancel()
 		}
 	})
+	var metricsSrv *http.Server
+	if metricsLn != nil {
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", m.Handler())
+		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+		wg.Go(func() {
+			if err := metricsSrv.Serve(metricsLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("metrics: %w", err)
+				cancel()
+			}
+		})
+	}
 	wg.Go(func() {
 		if err := queue.Run(runCtx); err != nil {
 			errc <- fmt.Errorf("jobs: %w", err)
@@ -176,10 +232,23 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 	if err := srv.Shutdown(shutCtx); err != nil {
 		srv.Close()
 	}
+	if metricsSrv != nil {
+		metricsSrv.Close()
+	}
 	cancel()
 	wg.Wait()
+	handlers.Wait()
 	close(errc)
 	return <-errc // nil after a clean stop
+}
+
+// tracked counts running handlers in wg.
+func tracked(wg *sync.WaitGroup, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		wg.Add(1)
+		defer wg.Done()
+		next.ServeHTTP(w, r)
+	})
 }
 
 // nodeID names this node for reclaiming its own interrupted jobs at start:

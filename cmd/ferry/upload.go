@@ -23,7 +23,7 @@ const (
 	// fragmentUnit: Graph wants fragments in multiples of 320 KiB.
 	fragmentUnit     = 320 << 10
 	maxFragment      = 60 << 20 // Graph's cap on one fragment
-	fragmentAttempts = 6        // tries of one fragment through transient errors
+	fragmentAttempts = 8        // tries of one fragment through transient errors (about 25 s)
 )
 
 func runPut(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -86,7 +86,7 @@ func runPut(ctx context.Context, args []string, getenv func(string) string, stdo
 		it, err = u.simple(ctx)
 	} else {
 		bs := newBars(ctx, stderr, *progress)
-		b := bs.add(name, u.size)
+		b := bs.add(name, u.size, false)
 		it, err = u.session(ctx, fragment, b)
 		b.finish(err == nil)
 		bs.wait()
@@ -234,7 +234,7 @@ func (u *upload) session(ctx context.Context, fragment int64, b *bar) (it *item,
 		if failures++; failures >= fragmentAttempts {
 			return nil, fmt.Errorf("the upload of %s gave up after %d tries: %s", path.Join(u.folder, u.name), failures, plainNetError(u.explain(err)))
 		}
-		pause := time.Duration(1<<(failures-1)) * 250 * time.Millisecond
+		pause := min(time.Duration(1<<(failures-1))*250*time.Millisecond, 8*time.Second)
 		if e := (*apiError)(nil); errors.As(err, &e) && e.RetryAfter > 0 {
 			pause = e.RetryAfter
 		}
