@@ -345,6 +345,8 @@ func TestFolderSizeMigration(t *testing.T) {
 				`ALTER TABLE tokens DROP COLUMN name`,
 				`DROP INDEX tokens_id`,
 				`ALTER TABLE tokens DROP COLUMN id`,
+				// 11
+				`ALTER TABLE ferry_jobs DROP COLUMN mirrors`,
 			} {
 				if _, err := s.DB().ExecContext(ctx, q); err != nil {
 					t.Fatalf("%s: %v", q, err)
