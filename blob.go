@@ -42,6 +42,10 @@ type BlobInfo struct {
 	Modified time.Time
 }
 
+// StagingHead is how many leading bytes of a staging area stay readable
+// after Release: enough to sniff a MIME type.
+const StagingHead = 4096
+
 // Staging is one area of bytes being assembled. Writes at any offset are
 // allowed; gaps read as zeros. Which ranges are valid is the caller's
 // record, not the staging area's.
@@ -54,6 +58,11 @@ type BlobInfo struct {
 // makes durable every write that returned before Sync was called. Publish,
 // Close and Size are called by one goroutine when no other call runs.
 // (ferrytest's ConcurrentWritersDisjointRanges checks this.)
+//
+// Several handles may be open on one area at once, in one process or in
+// several sharing a store (upload-session fragments arriving at different
+// nodes), as long as they write disjoint ranges; a handle opened after
+// another one's Sync sees the bytes it synced.
 type Staging interface {
 	ID() string
 	io.WriterAt
@@ -61,8 +70,19 @@ type Staging interface {
 	// Size reports the end of the furthest byte written.
 	Size() (int64, error)
 	// Sync makes written bytes durable, so that a checkpoint recorded
-	// after it survives a crash.
+	// after it survives a crash: of the process, and for a store shared
+	// by several nodes (S3), of the node, since OpenStaging on any node
+	// then finds them.
 	Sync() error
+	// Release declares that the caller will neither read nor write bytes
+	// [0, n) again before Publish (they are hashed and recorded in a
+	// checkpoint). A store whose durable form cannot be read back before
+	// Publish (S3 multipart parts) may move them there at the next Sync
+	// and free its local copies; from then on ReadAt of them, except of
+	// the first StagingHead bytes, and WriteAt into them may fail.
+	// Publish still includes them. Stores that can always read staged
+	// bytes ignore it. Release never lowers an earlier n.
+	Release(n int64) error
 	// Publish truncates the area to size bytes, makes them durable and
 	// publishes them atomically as a new blob, returning its key. The
 	// staging area no longer exists afterwards.

@@ -58,6 +58,7 @@ type Scope string
 const (
 	ScopeRead         Scope = "Files.Read"
 	ScopeReadWrite    Scope = "Files.ReadWrite"
+	ScopeReadAll      Scope = "Files.Read.All"
 	ScopeReadWriteAll Scope = "Files.ReadWrite.All"
 )
 
@@ -69,12 +70,12 @@ func ParseScopes(s string) (Scopes, error) {
 	var out Scopes
 	for _, f := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' }) {
 		switch Scope(f) {
-		case ScopeRead, ScopeReadWrite, ScopeReadWriteAll:
+		case ScopeRead, ScopeReadWrite, ScopeReadAll, ScopeReadWriteAll:
 			if !slices.Contains(out, Scope(f)) {
 				out = append(out, Scope(f))
 			}
 		default:
-			return nil, Errorf(Invalid, "unknown scope %q (want %s, %s or %s)", f, ScopeRead, ScopeReadWrite, ScopeReadWriteAll)
+			return nil, Errorf(Invalid, "unknown scope %q (want %s, %s, %s or %s)", f, ScopeRead, ScopeReadWrite, ScopeReadAll, ScopeReadWriteAll)
 		}
 	}
 	if len(out) == 0 {
@@ -96,10 +97,17 @@ func (ss Scopes) String() string {
 func (ss Scopes) CanRead() bool { return len(ss) > 0 }
 
 // CanWrite reports whether the scopes allow changing files.
-// Files.ReadWrite.All is accepted wherever Files.ReadWrite is; it does not
-// reach other users' drives, since there is no sharing.
+// Files.ReadWrite.All is accepted wherever Files.ReadWrite is, and also
+// reaches the items other users shared with write access.
 func (ss Scopes) CanWrite() bool {
 	return slices.Contains(ss, ScopeReadWrite) || slices.Contains(ss, ScopeReadWriteAll)
+}
+
+// CanReadShared reports whether the scopes reach items other users have
+// shared with the token's user (Files.Read.All or Files.ReadWrite.All);
+// writing to them also needs CanWrite and a write grant.
+func (ss Scopes) CanReadShared() bool {
+	return slices.Contains(ss, ScopeReadAll) || slices.Contains(ss, ScopeReadWriteAll)
 }
 
 // A Principal is an authenticated caller: a user and the token's scopes.

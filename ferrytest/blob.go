@@ -36,6 +36,9 @@ func TestBlobStore(t *testing.T, newStore func(t *testing.T) ferry.BlobStore) {
 		{"ConcurrentStagings", testConcurrentStagings},
 		{"ReadAtDuringWriteAt", testReadAtDuringWriteAt},
 		{"ConcurrentWritersDisjointRanges", testConcurrentWriters},
+		{"ReleaseCheckpointTakeover", testReleaseTakeover},
+		{"ReleaseOutOfOrder", testReleaseOutOfOrder},
+		{"HandlesOnDisjointRanges", testHandlesOnDisjointRanges},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.fn(t, newStore(t))
@@ -600,4 +603,158 @@ func testConcurrentWriters(t *testing.T, s ferry.BlobStore) {
 		}
 	}
 	wantStaged(t, st, want)
+}
+
+// testReleaseTakeover is a download as the jobs package runs it on a store
+// shared by nodes: sequential writes with checkpoints (Release, then
+// Sync), an abandoned handle (its node died) whose unsynced bytes are
+// lost, and a second handle that continues from the last checkpoint. The
+// file spans several S3 parts of the 5 MiB minimum.
+func testReleaseTakeover(t *testing.T, s ferry.BlobStore) {
+	const mib = 1 << 20
+	data := pattern(11, 13*mib+12345)
+	st, err := s.Stage(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := st.ID()
+	var checkpoint int64
+	off := 0
+	for ; off < 7*mib+500000; off += mib / 2 {
+		writeAt(t, st, data[off:off+mib/2], int64(off))
+		if (off+mib/2)%(3*mib/2) == 0 {
+			checkpoint = int64(off + mib/2)
+			if err := st.Release(checkpoint); err != nil {
+				t.Fatalf("Release(%d): %v", checkpoint, err)
+			}
+			if err := st.Sync(); err != nil {
+				t.Fatalf("Sync: %v", err)
+			}
+		}
+	}
+	// The head stays readable whatever was released.
+	head := make([]byte, 512)
+	if _, err := st.ReadAt(head, 0); err != nil {
+		t.Fatalf("ReadAt of the head after Release: %v", err)
+	}
+	if !bytes.Equal(head, data[:512]) {
+		t.Errorf("head after Release = %s, want %s", abbrev(head), abbrev(data[:512]))
+	}
+	// The node dies: the handle is closed without a last Sync.
+	st.Close()
+
+	re, err := s.OpenStaging(t.Context(), id)
+	if err != nil {
+		t.Fatalf("OpenStaging after takeover: %v", err)
+	}
+	defer re.Close()
+	if size, err := re.Size(); err != nil || size < checkpoint {
+		t.Fatalf("Size after takeover = %d, %v; want at least the checkpoint %d", size, err, checkpoint)
+	}
+	if _, err := re.ReadAt(head, 0); err != nil || !bytes.Equal(head, data[:512]) {
+		t.Errorf("head after takeover = %s, %v; want %s", abbrev(head), err, abbrev(data[:512]))
+	}
+	for off := checkpoint; off < int64(len(data)); off += mib {
+		end := min(off+mib, int64(len(data)))
+		writeAt(t, re, data[off:end], off)
+		if err := re.Release(end); err != nil {
+			t.Fatal(err)
+		}
+		if err := re.Sync(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wantBlob(t, s, publish(t, re, int64(len(data))), data)
+	if got := ids(listStaging(t, s)); len(got) != 0 {
+		t.Errorf("ListStaging after Publish = %q, want nothing", got)
+	}
+}
+
+// testReleaseOutOfOrder writes the second half of a file first, as a
+// segmented download does, reads it back (for hashing in file order)
+// before the first half is released, and releases in steps.
+func testReleaseOutOfOrder(t *testing.T, s ferry.BlobStore) {
+	const mib = 1 << 20
+	data := pattern(12, 11*mib+7)
+	st := stage(t, s)
+	half := int64(6 * mib)
+	writeAt(t, st, data[half:], half)
+	if err := st.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	writeAt(t, st, data[:half], 0)
+	if err := st.Release(half); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	// Bytes past the released point are still readable.
+	tail := make([]byte, len(data)-int(half))
+	if n, err := st.ReadAt(tail, half); n != len(tail) || (err != nil && err != io.EOF) {
+		t.Fatalf("ReadAt(%d) past the released bytes = %d, %v", half, n, err)
+	}
+	if !bytes.Equal(tail, data[half:]) {
+		t.Errorf("ReadAt past the released bytes = %s, want %s", abbrev(tail), abbrev(data[half:]))
+	}
+	wantSize(t, st, int64(len(data)))
+	if err := st.Release(int64(len(data))); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Release(half); err != nil { // never lowers
+		t.Fatal(err)
+	}
+	if err := st.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	wantBlob(t, s, publish(t, st, int64(len(data))), data)
+}
+
+// testHandlesOnDisjointRanges is an upload session whose fragments (320
+// KiB multiples, out of order) arrive through separate handles, as on
+// several nodes: each opens the area, writes, syncs and closes; the last
+// one publishes.
+func testHandlesOnDisjointRanges(t *testing.T, s ferry.BlobStore) {
+	const frag = 320 << 10
+	data := pattern(13, 20*frag+999)
+	first := stage(t, s)
+	id := first.ID()
+	first.Close()
+	var order []int
+	for i := 0; i*frag < len(data); i++ {
+		order = append(order, i)
+	}
+	// Odd fragments first, then even ones backwards.
+	slices.SortStableFunc(order, func(a, b int) int {
+		if a%2 != b%2 {
+			return b%2 - a%2
+		}
+		if a%2 == 0 {
+			return b - a
+		}
+		return a - b
+	})
+	for _, i := range order {
+		h, err := s.OpenStaging(t.Context(), id)
+		if err != nil {
+			t.Fatalf("OpenStaging for fragment %d: %v", i, err)
+		}
+		off := i * frag
+		end := min(off+frag, len(data))
+		writeAt(t, h, data[off:end], int64(off))
+		if err := h.Sync(); err != nil {
+			t.Fatalf("Sync of fragment %d: %v", i, err)
+		}
+		if err := h.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h, err := s.OpenStaging(t.Context(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	wantSize(t, h, int64(len(data)))
+	wantStaged(t, h, data)
+	wantBlob(t, s, publish(t, h, int64(len(data))), data)
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"time"
@@ -26,11 +27,15 @@ type memBlob struct {
 	modified time.Time
 }
 
-// memArea is one staging area's bytes; handles share it.
+// memArea is one staging area's bytes; handles share it. Like a store
+// that cannot read released bytes back (S3), it refuses reads of released
+// bytes past ferry.StagingHead and writes into released bytes, so that
+// tests on the fake catch callers that break Release's promise.
 type memArea struct {
 	mu       sync.RWMutex
 	data     []byte
 	modified time.Time
+	released int64
 }
 
 // NewBlobStore returns an empty in-memory blob store.
@@ -138,6 +143,9 @@ func (st *memStaging) WriteAt(p []byte, off int64) (int, error) {
 	if st.closed {
 		return 0, errMemClosed
 	}
+	if off < st.a.released && len(p) > 0 {
+		return 0, fmt.Errorf("ferrytest: write at %d into released bytes [0, %d)", off, st.a.released)
+	}
 	if end := off + int64(len(p)); end > int64(len(st.a.data)) {
 		st.a.data = append(st.a.data, make([]byte, end-int64(len(st.a.data)))...)
 	}
@@ -152,6 +160,9 @@ func (st *memStaging) ReadAt(p []byte, off int64) (int, error) {
 	if st.closed {
 		return 0, errMemClosed
 	}
+	if end := off + int64(len(p)); st.a.released > ferry.StagingHead && end > ferry.StagingHead && off < st.a.released && len(p) > 0 {
+		return 0, fmt.Errorf("ferrytest: read of [%d, %d) overlaps released bytes [%d, %d)", off, end, ferry.StagingHead, st.a.released)
+	}
 	return bytes.NewReader(st.a.data).ReadAt(p, off)
 }
 
@@ -165,6 +176,16 @@ func (st *memStaging) Size() (int64, error) {
 }
 
 func (st *memStaging) Sync() error { return nil }
+
+func (st *memStaging) Release(n int64) error {
+	st.a.mu.Lock()
+	defer st.a.mu.Unlock()
+	if st.closed {
+		return errMemClosed
+	}
+	st.a.released = max(st.a.released, n)
+	return nil
+}
 
 func (st *memStaging) Publish(ctx context.Context, size int64) (string, error) {
 	if size < 0 {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/ferrydrive/ferry"
 	"github.com/google/go-cmp/cmp"
+	"github.com/riverqueue/river/riverdriver"
 )
 
 // JobStore is what the jobs package needs from the metadata store: job
@@ -24,8 +25,10 @@ type JobStore interface {
 	// first use (atomic across processes).
 	Secret(ctx context.Context, name string, n int) ([]byte, error)
 	// InsertJob stores j and, in the same transaction, calls enqueue; if
-	// enqueue fails, nothing is stored.
-	InsertJob(ctx context.Context, j *ferry.Job, enqueue func(tx *sql.Tx) error) error
+	// enqueue fails, nothing is stored. With rate > 0 it first takes a
+	// token from the user's bucket (at most burst, refilled at rate per
+	// second), or fails with Throttled and stores nothing.
+	InsertJob(ctx context.Context, j *ferry.Job, rate float64, burst int, enqueue func(tx *sql.Tx) error) error
 	// Job returns a job, or NotFound.
 	Job(ctx context.Context, id string) (*ferry.Job, error)
 	// SetJobStatus moves a job to status to only if its status is one of
@@ -38,8 +41,9 @@ type JobStore interface {
 	UpdateJobProgress(ctx context.Context, id string, bytes, total int64, bytesPerSecond float64) error
 	// FinishJob ends a job and forgets its checkpoint.
 	FinishJob(ctx context.Context, id string, status ferry.JobStatus, resource ferry.ItemID, code ferry.JobErrorCode, msg string) error
-	// SaveJobCheckpoint records a job's staging area and resume state.
-	SaveJobCheckpoint(ctx context.Context, id, stagingID string, data []byte) error
+	// SaveJobCheckpoint records a job's staging area and resume state,
+	// for the runner holding the job's claim only (else Conflict).
+	SaveJobCheckpoint(ctx context.Context, id, runner, stagingID string, data []byte) error
 	// JobCheckpoint returns what SaveJobCheckpoint recorded.
 	JobCheckpoint(ctx context.Context, id string) (stagingID string, data []byte, err error)
 	// DeleteJobsFinishedBefore removes jobs that ended before t.
@@ -59,16 +63,27 @@ type JobStore interface {
 	// StaleJobs lists inProgress and cancelPending jobs whose heartbeat
 	// is older than before.
 	StaleJobs(ctx context.Context, before time.Time, limit int) ([]string, error)
-	// HoldJobBlob records a published blob a job has not committed.
-	HoldJobBlob(ctx context.Context, id, key string, data []byte) error
+	// HoldJobBlob records a published blob a job has not committed, for
+	// the runner holding the job's claim only (else Conflict).
+	HoldJobBlob(ctx context.Context, id, runner, key string, data []byte) error
 	// UnknownBlobs returns the keys no item uses and no live job holds.
 	UnknownBlobs(ctx context.Context, keys []string) ([]string, error)
 	// CommitJobItem creates a file and completes its job atomically;
-	// idempotent by job.
-	CommitJobItem(ctx context.Context, jobID string, n ferry.NewItem, c ferry.ConflictBehavior, msg string) (*ferry.Item, bool, error)
+	// idempotent by job; for the runner holding the claim only.
+	CommitJobItem(ctx context.Context, jobID, runner string, n ferry.NewItem, c ferry.ConflictBehavior, msg string) (*ferry.Item, bool, error)
 	// CommitJobCopy runs a copy job and completes it atomically;
-	// idempotent by job.
-	CommitJobCopy(ctx context.Context, jobID, msg string) (*ferry.Item, bool, error)
+	// idempotent by job; for the runner holding the claim only.
+	CommitJobCopy(ctx context.Context, jobID, runner, msg string) (*ferry.Item, bool, error)
+
+	// River brings River's tables up to date and returns River's driver
+	// over the store's database.
+	River(ctx context.Context) (riverdriver.Driver[*sql.Tx], error)
+	// RequeueInterruptedJobs makes the River jobs that River client node
+	// was running available again and releases their claims.
+	RequeueInterruptedJobs(ctx context.Context, node string) (int, error)
+	// RescueStaleJobs hands jobs with a stale heartbeat back to River
+	// (resumed) and lists those River has no work for (orphaned).
+	RescueStaleJobs(ctx context.Context, before time.Time, limit int) (resumed, orphaned []string, err error)
 }
 
 // jobItems is a JobStore that also holds the item trees the commits
@@ -103,6 +118,11 @@ func TestJobStore(t *testing.T, newStore func(t *testing.T) JobStore) {
 		{"HeldBlobs", testHeldBlobs},
 		{"CommitJobItem", testCommitJobItem},
 		{"CommitJobCopy", testCommitJobCopy},
+		{"JobRate", testJobRate},
+		{"Fencing", testFencing},
+		{"FencedCopy", testFencedCopy},
+		{"RequeueInterruptedJobs", testRequeueInterrupted},
+		{"RescueStaleJobs", testRescueStale},
 	} {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, newStore(t)) })
 	}
@@ -125,10 +145,24 @@ func newJob(user string) *ferry.Job {
 
 func insertJob(t *testing.T, s JobStore, j *ferry.Job) *ferry.Job {
 	t.Helper()
-	if err := s.InsertJob(t.Context(), j, nil); err != nil {
+	if err := s.InsertJob(t.Context(), j, 0, 0, nil); err != nil {
 		t.Fatalf("InsertJob: %v", err)
 	}
 	return j
+}
+
+// running starts j and makes runner its claim holder.
+func running(t *testing.T, s JobStore, j *ferry.Job, runner string) {
+	t.Helper()
+	if j.Status == "" || j.Status == ferry.StatusNotStarted {
+		if ok, err := s.StartJob(t.Context(), j.ID, 0); !ok || err != nil {
+			t.Fatalf("StartJob = %v, %v", ok, err)
+		}
+		j.Status = ferry.StatusInProgress
+	}
+	if ok, err := s.ClaimJob(t.Context(), j.ID, runner, time.Now().Add(time.Hour)); !ok || err != nil {
+		t.Fatalf("ClaimJob(%s) = %v, %v", runner, ok, err)
+	}
 }
 
 func readJob(t *testing.T, s JobStore, id string) *ferry.Job {
@@ -145,7 +179,7 @@ func testInsertJob(t *testing.T, s JobStore) {
 	j := newJob("u1")
 	j.ExpectSHA256 = "AB12"
 	calls := 0
-	err := s.InsertJob(ctx, j, func(tx *sql.Tx) error {
+	err := s.InsertJob(ctx, j, 0, 0, func(tx *sql.Tx) error {
 		calls++
 		if tx == nil {
 			t.Error("enqueue got a nil transaction")
@@ -182,7 +216,7 @@ func testInsertJob(t *testing.T, s JobStore) {
 func testInsertJobRollback(t *testing.T, s JobStore) {
 	j := newJob("u1")
 	boom := errors.New("queue is full")
-	err := s.InsertJob(t.Context(), j, func(*sql.Tx) error { return boom })
+	err := s.InsertJob(t.Context(), j, 0, 0, func(*sql.Tx) error { return boom })
 	if !errors.Is(err, boom) {
 		t.Errorf("InsertJob with a failing enqueue = %v, want it to wrap %v", err, boom)
 	}
@@ -343,7 +377,8 @@ func testJobProgress(t *testing.T, s JobStore) {
 func testFinishJob(t *testing.T, s JobStore) {
 	ctx := t.Context()
 	ok := insertJob(t, s, newJob("u1"))
-	if err := s.SaveJobCheckpoint(ctx, ok.ID, "stage-1", []byte("state")); err != nil {
+	running(t, s, ok, "r1")
+	if err := s.SaveJobCheckpoint(ctx, ok.ID, "r1", "stage-1", []byte("state")); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.FinishJob(ctx, ok.ID, ferry.StatusCompleted, "NEWITEM", "", ""); err != nil {
@@ -378,10 +413,12 @@ func testJobCheckpoint(t *testing.T, s JobStore) {
 		t.Errorf("checkpoint of a new job = %q, %q, %v; want none", st, data, err)
 	}
 	blob := []byte{0, 1, 2, 255, 'x'}
-	if err := s.SaveJobCheckpoint(ctx, a.ID, "stage-a", blob); err != nil {
+	running(t, s, a, "ra")
+	running(t, s, b, "rb")
+	if err := s.SaveJobCheckpoint(ctx, a.ID, "ra", "stage-a", blob); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.SaveJobCheckpoint(ctx, b.ID, "stage-b", []byte("b")); err != nil {
+	if err := s.SaveJobCheckpoint(ctx, b.ID, "rb", "stage-b", []byte("b")); err != nil {
 		t.Fatal(err)
 	}
 	st, data, err := s.JobCheckpoint(ctx, a.ID)
@@ -401,7 +438,11 @@ func testJobCheckpoint(t *testing.T, s JobStore) {
 		t.Fatal(err)
 	}
 	inUse("stage-a")
-	err = s.SaveJobCheckpoint(ctx, "mon_NOSUCHJOB", "x", nil)
+	err = s.SaveJobCheckpoint(ctx, b.ID, "rb", "stage-b", nil)
+	wantKind(t, "SaveJobCheckpoint(ended job)", err, ferry.Conflict)
+	err = s.SaveJobCheckpoint(ctx, a.ID, "", "stage-a", nil)
+	wantKind(t, "SaveJobCheckpoint(no runner)", err, ferry.Invalid)
+	err = s.SaveJobCheckpoint(ctx, "mon_NOSUCHJOB", "r", "x", nil)
 	wantKind(t, "SaveJobCheckpoint(missing)", err, ferry.NotFound)
 	_, _, err = s.JobCheckpoint(ctx, "mon_NOSUCHJOB")
 	wantKind(t, "JobCheckpoint(missing)", err, ferry.NotFound)
@@ -577,10 +618,11 @@ func testStaleJobs(t *testing.T, s JobStore) {
 func testHeldBlobs(t *testing.T, s JobStore) {
 	ctx := t.Context()
 	j := insertJob(t, s, newJob("u1"))
-	if err := s.SaveJobCheckpoint(ctx, j.ID, "stage-1", []byte("old")); err != nil {
+	running(t, s, j, "r1")
+	if err := s.SaveJobCheckpoint(ctx, j.ID, "r1", "stage-1", []byte("old")); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.HoldJobBlob(ctx, j.ID, "KEY1", []byte("published")); err != nil {
+	if err := s.HoldJobBlob(ctx, j.ID, "r1", "KEY1", []byte("published")); err != nil {
 		t.Fatalf("HoldJobBlob: %v", err)
 	}
 	if st, data, err := s.JobCheckpoint(ctx, j.ID); err != nil || st != "" || string(data) != "published" {
@@ -604,9 +646,9 @@ func testHeldBlobs(t *testing.T, s JobStore) {
 		t.Fatal(err)
 	}
 	unknown([]string{"KEY1"}, "KEY1")
-	err := s.HoldJobBlob(ctx, j.ID, "KEY4", nil)
+	err := s.HoldJobBlob(ctx, j.ID, "r1", "KEY4", nil)
 	wantKind(t, "HoldJobBlob(ended job)", err, ferry.Conflict)
-	err = s.HoldJobBlob(ctx, "mon_NOSUCHJOB", "KEY4", nil)
+	err = s.HoldJobBlob(ctx, "mon_NOSUCHJOB", "r1", "KEY4", nil)
 	wantKind(t, "HoldJobBlob(missing)", err, ferry.NotFound)
 }
 
@@ -634,9 +676,7 @@ func newItemJob(t *testing.T, s jobItems, d *ferry.Drive, op ferry.Operation) *f
 	j := newJob(string(d.Owner))
 	j.Operation, j.DriveID, j.ParentID, j.UserName = op, d.ID, d.RootID, "alice"
 	insertJob(t, s, j)
-	if ok, err := s.StartJob(t.Context(), j.ID, 0); !ok || err != nil {
-		t.Fatalf("StartJob = %v, %v", ok, err)
-	}
+	running(t, s, j, "runner-"+j.ID)
 	return j
 }
 
@@ -647,7 +687,7 @@ func testCommitJobItem(t *testing.T, s JobStore) {
 		return ferry.NewItem{DriveID: d.ID, ParentID: d.RootID, Name: "x.bin", By: "alice",
 			Content: ferry.Content{Size: 10, BlobKey: key, Hashes: ferry.Hashes{QuickXor: "Q"}}}
 	}
-	it, already, err := is.CommitJobItem(ctx, j.ID, file("K1"), ferry.ConflictFail, "done")
+	it, already, err := is.CommitJobItem(ctx, j.ID, "runner-"+j.ID, file("K1"), ferry.ConflictFail, "done")
 	if err != nil || already || it.Name != "x.bin" || it.BlobKey != "K1" {
 		t.Fatalf("CommitJobItem = %+v, %v, %v; want a new x.bin", it, already, err)
 	}
@@ -656,7 +696,7 @@ func testCommitJobItem(t *testing.T, s JobStore) {
 		got.Bytes != 10 || got.Total != 10 || got.Finished.IsZero() {
 		t.Errorf("job after its commit = %+v", got)
 	}
-	again, already, err := is.CommitJobItem(ctx, j.ID, file("K2"), ferry.ConflictRename, "done")
+	again, already, err := is.CommitJobItem(ctx, j.ID, "runner-"+j.ID, file("K2"), ferry.ConflictRename, "done")
 	if err != nil || !already || again.ID != it.ID {
 		t.Errorf("CommitJobItem again = %+v, %v, %v; want the first item, already", again, already, err)
 	}
@@ -669,12 +709,12 @@ func testCommitJobItem(t *testing.T, s JobStore) {
 
 	// A taken name with fail changes nothing; rename commits.
 	k := newItemJob(t, is, d, ferry.OpDownloadURL)
-	_, _, err = is.CommitJobItem(ctx, k.ID, file("K3"), ferry.ConflictFail, "done")
+	_, _, err = is.CommitJobItem(ctx, k.ID, "runner-"+k.ID, file("K3"), ferry.ConflictFail, "done")
 	wantKind(t, "CommitJobItem(name taken)", err, ferry.NameConflict)
 	if got := readJob(t, is, k.ID); got.Status != ferry.StatusInProgress {
 		t.Errorf("after a failed commit the job is %s, want inProgress", got.Status)
 	}
-	if it, _, err := is.CommitJobItem(ctx, k.ID, file("K3"), ferry.ConflictRename, "done"); err != nil || it.Name != "x 1.bin" {
+	if it, _, err := is.CommitJobItem(ctx, k.ID, "runner-"+k.ID, file("K3"), ferry.ConflictRename, "done"); err != nil || it.Name != "x 1.bin" {
 		t.Errorf("CommitJobItem(rename) = %+v, %v; want x 1.bin", it, err)
 	}
 
@@ -685,12 +725,12 @@ func testCommitJobItem(t *testing.T, s JobStore) {
 	}
 	n := file("K4")
 	n.Name = "y.bin"
-	_, _, err = is.CommitJobItem(ctx, f.ID, n, ferry.ConflictFail, "done")
+	_, _, err = is.CommitJobItem(ctx, f.ID, "runner-"+f.ID, n, ferry.ConflictFail, "done")
 	wantKind(t, "CommitJobItem(cancelled job)", err, ferry.Conflict)
 	if _, err := is.ItemByPath(ctx, d.RootID, []string{"y.bin"}); ferry.KindOf(err) != ferry.NotFound {
 		t.Errorf("a cancelled job's commit created y.bin (%v)", err)
 	}
-	_, _, err = is.CommitJobItem(ctx, "mon_NOSUCHJOB", n, ferry.ConflictFail, "done")
+	_, _, err = is.CommitJobItem(ctx, "mon_NOSUCHJOB", "r", n, ferry.ConflictFail, "done")
 	wantKind(t, "CommitJobItem(missing)", err, ferry.NotFound)
 }
 
@@ -708,10 +748,8 @@ func testCommitJobCopy(t *testing.T, s JobStore) {
 	j.Operation, j.SourceURL, j.SourceItem = ferry.OpCopy, "", src.ID
 	j.DriveID, j.ParentID, j.Name, j.Conflict, j.UserName = d.ID, d.RootID, "", ferry.ConflictRename, "alice"
 	insertJob(t, is, j)
-	if ok, err := is.StartJob(ctx, j.ID, 0); !ok || err != nil {
-		t.Fatalf("StartJob = %v, %v", ok, err)
-	}
-	it, already, err := is.CommitJobCopy(ctx, j.ID, "copied")
+	running(t, is, j, "rc")
+	it, already, err := is.CommitJobCopy(ctx, j.ID, "rc", "copied")
 	if err != nil || already || it.Name != "a 1.bin" || it.BlobKey != "KA" || it.CreatedBy != "alice" {
 		t.Fatalf("CommitJobCopy = %+v, %v, %v; want a new a 1.bin by alice", it, already, err)
 	}
@@ -719,7 +757,7 @@ func testCommitJobCopy(t *testing.T, s JobStore) {
 	if got.Status != ferry.StatusCompleted || got.ResourceID != it.ID || got.Bytes != 7 || got.ErrorMessage != "copied" {
 		t.Errorf("job after its copy = %+v", got)
 	}
-	again, already, err := is.CommitJobCopy(ctx, j.ID, "copied")
+	again, already, err := is.CommitJobCopy(ctx, j.ID, "rc", "copied")
 	if err != nil || !already || again.ID != it.ID {
 		t.Errorf("CommitJobCopy again = %+v, %v, %v; want the first copy, already", again, already, err)
 	}
@@ -734,11 +772,12 @@ func testCommitJobCopy(t *testing.T, s JobStore) {
 	k.Operation, k.SourceURL, k.SourceItem = ferry.OpCopy, "", src.ID
 	k.DriveID, k.ParentID, k.Name, k.Conflict = d.ID, d.RootID, "a.bin", ferry.ConflictFail
 	insertJob(t, is, k)
-	_, _, err = is.CommitJobCopy(ctx, k.ID, "copied")
+	running(t, is, k, "rk")
+	_, _, err = is.CommitJobCopy(ctx, k.ID, "rk", "copied")
 	wantKind(t, "CommitJobCopy(name taken)", err, ferry.NameConflict)
 	if got := readJob(t, is, k.ID); got.Status.Final() {
 		t.Errorf("after a failed copy the job is %s", got.Status)
 	}
-	_, _, err = is.CommitJobCopy(ctx, "mon_NOSUCHJOB", "copied")
+	_, _, err = is.CommitJobCopy(ctx, "mon_NOSUCHJOB", "r", "copied")
 	wantKind(t, "CommitJobCopy(missing)", err, ferry.NotFound)
 }

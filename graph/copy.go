@@ -56,7 +56,7 @@ func handleCopy(log *slog.Logger, items ferry.ItemStore, jobs ferry.JobQueue, ur
 		}
 		dest := src.ParentID
 		if pr := req.ParentReference; pr != nil {
-			to, err := moveTarget(ctx, items, t.drive, pr)
+			to, err := moveTarget(ctx, items, t, pr)
 			if err != nil {
 				writeError(w, r, log, err)
 				return

@@ -1,6 +1,7 @@
 package graph
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -63,6 +64,13 @@ func downloadURL(r *http.Request, urls *urlBuilder, sign *signer, id ferry.ItemI
 	return urls.abs(r, "/download/"+sign.token(id))
 }
 
+// presigner is a blob store that can hand out a short-lived URL of its
+// own for a blob (s3blob with --s3-presign); ok is false when it was not
+// asked to. The URL is a credential: it is never logged.
+type presigner interface {
+	DownloadURL(ctx context.Context, key, disposition, contentType string) (url string, ok bool, err error)
+}
+
 // handleDownload serves a file's bytes at its download URL. The token is
 // the only credential: an Authorization header is ignored. A forged,
 // expired or dangling token is 404 itemNotFound, like an item that does not
@@ -86,6 +94,26 @@ func handleDownload(log *slog.Logger, items ferry.ItemStore, blobs ferry.BlobSto
 			}
 			writeError(w, r, log, err)
 			return
+		}
+		if p, ok := blobs.(presigner); ok && r.Method == http.MethodGet && r.Header.Get("If-Range") == "" &&
+			!(r.Header.Get("If-None-Match") != "" && it.Matches(r.Header.Get("If-None-Match"))) {
+			// The object store serves the bytes (and a Range) itself. A
+			// request with If-Range stays here: only Ferry knows the
+			// validator it names.
+			mime := it.MimeType
+			if mime == "" {
+				mime = "application/octet-stream"
+			}
+			u, ok, err := p.DownloadURL(r.Context(), it.BlobKey, contentDisposition(it.Name), mime)
+			if err != nil {
+				writeError(w, r, log, err)
+				return
+			}
+			if ok {
+				w.Header().Set("Cache-Control", "no-store")
+				http.Redirect(w, r, u, http.StatusFound)
+				return
+			}
 		}
 		b, err := blobs.Open(r.Context(), it.BlobKey)
 		if err != nil {

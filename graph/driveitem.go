@@ -25,6 +25,7 @@ func graphTime(t time.Time) string {
 type identity struct {
 	ID          string `json:"id,omitempty"`
 	DisplayName string `json:"displayName"`
+	Email       string `json:"email,omitempty"`
 }
 
 type identitySet struct {

@@ -153,3 +153,7 @@ func jsonType(kind string) string {
 	}
 	return "number"
 }
+
+// decodeJSON parses a JSON document the server itself produced, such as
+// an error body captured from a handler.
+func decodeJSON(data []byte, v any) error { return json.Unmarshal(data, v) }

@@ -98,7 +98,7 @@ func newEnvOn(t *testing.T, dsn string, configure ...func(*graph.Config)) *env {
 		f(&cfg)
 	}
 	e.cfg = cfg
-	e.deps = graph.Deps{Accounts: store, Items: store, Blobs: blobs, Jobs: e.jobs, Sessions: store, Now: e.clock.now}
+	e.deps = graph.Deps{Accounts: store, Items: store, Blobs: blobs, Jobs: e.jobs, Sessions: store, Shares: store, Now: e.clock.now}
 	e.serve(func(*graph.Deps) {})
 	return e
 }

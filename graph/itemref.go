@@ -24,6 +24,7 @@ type itemRef struct {
 	id     ferry.ItemID
 	path   string // "" for the item itself, else "/a/b" (unescaped names)
 	action string // "", "children", "content", …
+	sub    string // the permission ID of permissions/{id}
 }
 
 // names returns the path's names, nil when the ref names its base item.
@@ -83,6 +84,11 @@ func parseItemRef(escaped string) (itemRef, error) {
 	case rest == "":
 	case rest[0] == '/' && len(rest) > 1 && !strings.ContainsAny(rest[1:], "/:"):
 		ref.action = rest[1:]
+	case strings.HasPrefix(rest, "/permissions/") && len(rest) > len("/permissions/") && !strings.ContainsAny(rest[len("/permissions/"):], "/:"):
+		ref.action, ref.sub = "permissions/", rest[len("/permissions/"):]
+		if !cleanText(ref.sub) {
+			return itemRef{}, ferry.Errorf(ferry.NotFound, "the item has no such permission")
+		}
 	default:
 		return itemRef{}, apiNotFound()
 	}

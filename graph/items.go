@@ -26,6 +26,34 @@ type itemRoute struct {
 type target struct {
 	drive *ferry.Drive
 	ref   itemRef
+	// guest is set when the drive is another user's, reached through a
+	// grant: every item the request names must be shared with the caller,
+	// with the role the method needs.
+	guest *guest
+}
+
+// A guest is a caller working in a drive shared with them.
+type guest struct {
+	user   ferry.UserID
+	shares ferry.ShareStore
+	write  bool // the request changes something: it needs the write role
+}
+
+// check decides whether the guest may use it: NotFound (exactly like a
+// missing item) without a grant on it or a folder above it, Forbidden when
+// the grant only allows reading and the request writes.
+func (g *guest) check(ctx context.Context, it *ferry.Item) error {
+	role, err := g.shares.Access(ctx, g.user, it.ID)
+	if ferry.KindOf(err) == ferry.NotFound {
+		return errNoItem()
+	}
+	if err != nil {
+		return err
+	}
+	if g.write && role != ferry.RoleWrite {
+		return ferry.Errorf(ferry.Forbidden, "the item is shared with you for reading only")
+	}
+	return nil
 }
 
 func targetOf(r *http.Request) *target {
@@ -38,7 +66,7 @@ func targetOf(r *http.Request) *target {
 // drive and hands the request to the operation registered for its method
 // and action. Colon addressing and its percent-encoded form cannot be
 // ServeMux patterns, hence this second, small table.
-func handleItemRequest(log *slog.Logger, accounts ferry.AccountStore, prefixSegments int, ops map[itemRoute]http.Handler) http.Handler {
+func handleItemRequest(log *slog.Logger, accounts ferry.AccountStore, shares ferry.ShareStore, prefixSegments int, ops map[itemRoute]http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ref, err := parseItemRef(trimSegments(r.URL.EscapedPath(), prefixSegments))
 		if err != nil {
@@ -68,12 +96,11 @@ func handleItemRequest(log *slog.Logger, accounts ferry.AccountStore, prefixSegm
 			return
 		}
 		setRoute(r, itemRouteName(r, ref.action))
-		d, err := callerDrive(r, accounts)
+		t, err := itemTarget(r, accounts, shares, ref)
 		if err != nil {
 			writeError(w, r, log, err)
 			return
 		}
-		t := &target{drive: d, ref: ref}
 		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), targetKey, t)))
 	})
 }
@@ -120,6 +147,28 @@ func callerDrive(r *http.Request, accounts ferry.AccountStore) (*ferry.Drive, er
 	return d, err
 }
 
+// itemTarget finds the drive an item request addresses. A drive of another
+// user is reachable only by /drives/{driveID}, with a token whose scopes
+// reach shared items (Files.Read.All or Files.ReadWrite.All), and then only
+// the items shared with the caller (see guest); otherwise it does not exist
+// as far as the caller can tell.
+func itemTarget(r *http.Request, accounts ferry.AccountStore, shares ferry.ShareStore, ref itemRef) (*target, error) {
+	d, err := callerDrive(r, accounts)
+	if err == nil {
+		return &target{drive: d, ref: ref}, nil
+	}
+	p, id := principal(r), r.PathValue("driveID")
+	if ferry.KindOf(err) != ferry.NotFound || shares == nil || p == nil || id == "" || !p.Scopes.CanReadShared() || !cleanText(id) {
+		return nil, err
+	}
+	d, derr := accounts.Drive(r.Context(), ferry.DriveID(id))
+	if derr != nil {
+		return nil, err // NotFound, like any drive the caller cannot see
+	}
+	write := r.Method != http.MethodGet && r.Method != http.MethodHead
+	return &target{drive: d, ref: ref, guest: &guest{user: p.User.ID, shares: shares, write: write}}, nil
+}
+
 // resolve finds the item a target addresses. Items of other drives are
 // reported exactly like missing ones.
 func resolve(ctx context.Context, items ferry.ItemStore, t *target) (*ferry.Item, error) {
@@ -157,6 +206,11 @@ func resolveNames(ctx context.Context, items ferry.ItemStore, t *target, names [
 	}
 	if (err == nil && it.DriveID != t.drive.ID) || ferry.KindOf(err) == ferry.NotFound {
 		return nil, errNoItem()
+	}
+	if err == nil && t.guest != nil {
+		if err := t.guest.check(ctx, it); err != nil {
+			return nil, err
+		}
 	}
 	return it, err
 }
@@ -629,7 +683,7 @@ func handleUpdateItem(log *slog.Logger, items ferry.ItemStore, view *itemView) h
 			}
 		}
 		if pr := req.ParentReference; pr != nil {
-			dest, err := moveTarget(r.Context(), items, t.drive, pr)
+			dest, err := moveTarget(r.Context(), items, t, pr)
 			if err != nil {
 				writeError(w, r, log, err)
 				return
@@ -658,12 +712,13 @@ func handleUpdateItem(log *slog.Logger, items ferry.ItemStore, view *itemView) h
 // d is NotFound, as another user's drive is invisible (and moving or
 // copying between drives is not supported), and so is an id that no item
 // can have.
-func moveTarget(ctx context.Context, items ferry.ItemStore, d *ferry.Drive, pr *parentReference) (ferry.ItemID, error) {
+func moveTarget(ctx context.Context, items ferry.ItemStore, from *target, pr *parentReference) (ferry.ItemID, error) {
+	d := from.drive
 	errNoDrive := func() error { return ferry.Errorf(ferry.NotFound, "the destination drive does not exist") }
 	if pr.DriveID != "" && pr.DriveID != string(d.ID) {
 		return "", errNoDrive()
 	}
-	t := &target{drive: d, ref: itemRef{id: ferry.ItemID(pr.ID)}}
+	t := &target{drive: d, ref: itemRef{id: ferry.ItemID(pr.ID)}, guest: from.guest}
 	switch {
 	case pr.ID != "":
 		if !cleanText(pr.ID) {

@@ -228,7 +228,7 @@ func countSessions(m Metrics, route string, status int) {
 }
 
 func redactPath(p string) string {
-	for _, prefix := range []string{"/download/", "/monitor/", "/upload/"} {
+	for _, prefix := range []string{"/download/", "/monitor/", "/upload/", "/s/", "/v1.0/shares/", "/v2.0/shares/"} {
 		if strings.HasPrefix(p, prefix) {
 			return prefix + "…"
 		}

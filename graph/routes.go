@@ -19,9 +19,10 @@ import (
 // prefix hands them to parseItemRef, and the itemOps table below picks the
 // operation by method and action.
 //
-// Capability URLs need no token: /monitor/{id}, /download/{token} and the
+// Capability URLs need no token: /monitor/{id}, /download/{token}, the
 // upload sessions' /upload/{id} (PUT a fragment, GET the status, POST to
-// commit, DELETE to cancel).
+// commit, DELETE to cancel) and sharing links, /s/{token} and
+// /{version}/shares/{shareId}/… (link.go).
 func addRoutes(mux *http.ServeMux, cfg Config, d Deps, urls *urlBuilder, sign *signer) {
 	log := d.Log
 	view := &itemView{urls: urls, sign: sign}
@@ -45,7 +46,16 @@ func addRoutes(mux *http.ServeMux, cfg Config, d Deps, urls *urlBuilder, sign *s
 		{http.MethodPut, "content"}:              handlePutContent(log, d.Items, d.Blobs, cfg.MaxUploadSize, view),
 		{http.MethodPost, "createUploadSession"}: handleCreateUploadSession(log, d.Items, up, urls),
 		{http.MethodPost, "copy"}:                handleCopy(log, d.Items, d.Jobs, urls),
+		{http.MethodPost, "createLink"}:          handleCreateLink(log, d.Items, d.Shares, view, d.Now),
+		{http.MethodPost, "invite"}:              handleInvite(log, d.Accounts, d.Items, d.Shares, view),
+		{http.MethodGet, "permissions"}:          handleListPermissions(log, d.Items, d.Shares, view),
+		{http.MethodGet, "permissions/"}:         handlePermission(log, d.Items, d.Shares, view),
+		{http.MethodPatch, "permissions/"}:       handlePermission(log, d.Items, d.Shares, view),
+		{http.MethodDelete, "permissions/"}:      handlePermission(log, d.Items, d.Shares, view),
 	}
+	download := handleDownload(log, d.Items, d.Blobs, sign)
+	lk := &links{log: log, accounts: d.Accounts, items: d.Items, shares: d.Shares, view: view, now: d.Now,
+		download: download, put: itemOps[itemRoute{http.MethodPut, "content"}]}
 
 	mux.Handle("GET /healthz", handleHealthz(log, d.Accounts))
 	for _, version := range []string{"/v1.0", "/v2.0"} {
@@ -60,8 +70,14 @@ func addRoutes(mux *http.ServeMux, cfg Config, d Deps, urls *urlBuilder, sign *s
 			p := version + drive.prefix
 			mux.Handle("GET "+p, authenticate(log, d.Accounts, handleGetDrive(log, d.Accounts)))
 			mux.Handle(p, methodNotAllowed(log, http.MethodGet, http.MethodHead))
-			mux.Handle(p+"/{ref...}", authenticate(log, d.Accounts, handleItemRequest(log, d.Accounts, drive.segments, itemOps)))
+			mux.Handle(p+"/{ref...}", authenticate(log, d.Accounts, handleItemRequest(log, d.Accounts, d.Shares, drive.segments, itemOps)))
+			if drive.prefix != "/drives/{driveID}" {
+				shared := authenticate(log, d.Accounts, handleSharedWithMe(log, d.Accounts, d.Items, d.Shares, view))
+				mux.Handle("GET "+p+"/sharedWithMe", shared)
+				mux.Handle("GET "+p+"/sharedWithMe()", shared)
+			}
 		}
+		mux.Handle("GET "+version+"/shares/{shareID}/{rest...}", lk.handleShare())
 	}
 	mux.Handle("GET /monitor/{id}", handleGetMonitor(log, d.Jobs, urls))
 	mux.Handle("DELETE /monitor/{id}", handleCancelMonitor(log, d.Jobs, urls))
@@ -71,7 +87,13 @@ func addRoutes(mux *http.ServeMux, cfg Config, d Deps, urls *urlBuilder, sign *s
 	mux.Handle("POST /upload/{id}", handleCommitUploadSession(log, up, view))
 	mux.Handle("DELETE /upload/{id}", handleCancelUploadSession(log, up))
 	mux.Handle("/upload/{id}", methodNotAllowed(log, http.MethodDelete, http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut))
-	mux.Handle("GET /download/{token}", handleDownload(log, d.Items, d.Blobs, sign))
+	mux.Handle("GET /s/{token}", lk.handleGet())
+	mux.Handle("GET /s/{token}/{path...}", lk.handleGet())
+	mux.Handle("PUT /s/{token}/{path...}", lk.handlePut())
+	mux.Handle("POST /s/{token}", lk.handlePostForm())
+	mux.Handle("POST /s/{token}/{path...}", lk.handlePostForm())
+	mux.Handle("/s/{token}", methodNotAllowed(log, http.MethodGet, http.MethodHead, http.MethodPost))
+	mux.Handle("GET /download/{token}", download)
 	mux.Handle("/download/{token}", methodNotAllowed(log, http.MethodGet, http.MethodHead))
 	mux.Handle("/", handleNoRoute(log))
 }

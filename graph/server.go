@@ -122,7 +122,10 @@ type Deps struct {
 	// Sessions keeps upload sessions. When nil, createUploadSession and
 	// the upload URLs answer 501 notSupported.
 	Sessions ferry.SessionStore
-	Now      func() time.Time // nil means time.Now
+	// Shares keeps sharing links and grants. When nil, the sharing routes
+	// answer 501 notSupported and other users' drives stay unreachable.
+	Shares ferry.ShareStore
+	Now    func() time.Time // nil means time.Now
 	// Metrics receives request counts and latencies; nil records nothing.
 	Metrics Metrics
 }

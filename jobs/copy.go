@@ -87,11 +87,11 @@ func (w *copyWorker) Work(ctx context.Context, rj *river.Job[copyArgs]) (err err
 	if j.Status == ferry.StatusNotStarted || j.Status == ferry.StatusWaiting {
 		return fmt.Errorf("jobs: copy %s did not start (%s)", id, j.Status)
 	}
-	_, stop, j, err := q.claimLive(ctx, id)
+	_, c, j, err := q.claimLive(ctx, id)
 	if j == nil || err != nil {
 		return err
 	}
-	defer stop()
+	defer c.stop()
 
 	// The copy is one short transaction that also completes the job, so
 	// a crash leaves both or neither, and a copy run again after a crash
@@ -100,11 +100,11 @@ func (w *copyWorker) Work(ctx context.Context, rj *river.Job[copyArgs]) (err err
 	// stop never turns a copy that was about to succeed into a retry.
 	bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
 	defer cancel()
-	it, already, err := q.store.CommitJobCopy(bg, j.ID, "The item was copied.")
+	it, already, err := q.store.CommitJobCopy(bg, j.ID, c.runner, "The item was copied.")
 	switch {
 	case err == nil && already:
 		q.log.Info("jobs: copy had been made already", "job", j.ID, "item", it.ID)
-	case ferry.KindOf(err) == ferry.Conflict: // the job ended meanwhile
+	case ferry.KindOf(err) == ferry.Conflict: // the job ended meanwhile, or another attempt took it over
 		return nil
 	case err != nil:
 		return w.fail(bg, rj, j, err)

@@ -2,7 +2,6 @@ package jobs
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -30,12 +29,21 @@ import (
 // attempt claimed its job (this one's heartbeat had gone stale).
 var errClaimLost = errors.New("jobs: another attempt took over the job")
 
+// claim is an attempt's hold on its job: runner is the token that fences
+// the attempt's writes (checkpoint, held blob, commit: the store refuses
+// them once another attempt has claimed the job), and stop ends the
+// heartbeat and releases the claim.
+type claim struct {
+	runner string
+	stop   func()
+}
+
 // claim makes this attempt the job's runner and keeps its heartbeat until
-// stop is called, which releases the claim; rctx ends with cause
+// the claim's stop is called, which releases it; rctx ends with cause
 // errClaimLost if the claim is lost.
 // When another attempt holds the job with a fresh heartbeat, it returns a
 // snooze for River.
-func (q *Queue) claim(ctx context.Context, id string) (rctx context.Context, stop func(), err error) {
+func (q *Queue) claim(ctx context.Context, id string) (rctx context.Context, c *claim, err error) {
 	runner := q.cfg.NodeID + "/" + ferry.NewID("", 16)
 	ok, err := q.store.ClaimJob(ctx, id, runner, time.Now().Add(-q.cfg.StaleAfter))
 	if err != nil {
@@ -49,7 +57,7 @@ func (q *Queue) claim(ctx context.Context, id string) (rctx context.Context, sto
 	rctx, cancel := context.WithCancelCause(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() { q.keepAlive(rctx, id, runner, cancel) })
-	stop = func() {
+	stop := func() {
 		cancel(nil)
 		wg.Wait()
 		// A job that stays inProgress (River retries it after an error)
@@ -60,7 +68,7 @@ func (q *Queue) claim(ctx context.Context, id string) (rctx context.Context, sto
 			q.log.Warn("jobs: release claim", "job", id, "err", err)
 		}
 	}
-	return rctx, stop, nil
+	return rctx, &claim{runner: runner, stop: stop}, nil
 }
 
 // keepAlive writes the job's heartbeat every StaleAfter/10 until ctx ends.
@@ -121,51 +129,24 @@ func (q *Queue) rescueLoop(ctx context.Context) {
 	}
 }
 
-// rescue hands the jobs whose heartbeat is stale back to River: their
-// River job, still `running` for a node that is gone, becomes available,
-// and whichever node fetches it claims the job and resumes it from its
-// checkpoint (a staging area on another node's disk is not found there,
-// so that node starts over, which is correct). A stale job that River no
-// longer has any work for (it gave up, or cancelled a copy) is failed, so
-// that it ends and frees its slot.
-//
-// River has no API to retry a running job, so this is one UPDATE of River's
-// table per dialect, matching the job by the monitor ID in its args, as
-// reclaim does.
+// rescue hands the jobs whose heartbeat is stale back to River
+// (Store.RescueStaleJobs): whichever node fetches one claims it and
+// resumes it from its checkpoint (a staging area on another node's disk is
+// not found there, so that node starts over, which is correct). A stale
+// job that River no longer has any work for (it gave up, or cancelled a
+// copy) is failed, so that it ends and frees its slot.
 func (q *Queue) rescue(ctx context.Context) error {
-	ids, err := q.store.StaleJobs(ctx, time.Now().Add(-q.cfg.StaleAfter), 100)
-	if err != nil {
-		return err
+	resumed, orphaned, err := q.store.RescueStaleJobs(ctx, time.Now().Add(-q.cfg.StaleAfter), 100)
+	for _, id := range resumed {
+		q.log.Info("jobs: resuming an abandoned job", "job", id, "node", q.cfg.NodeID)
 	}
-	match := `kind IN ('ferry_download_url', 'ferry_copy') AND json_extract(args, '$.job_id') = ?`
-	if q.store.Postgres() {
-		match = `kind IN ('ferry_download_url', 'ferry_copy') AND args->>'job_id' = $1`
-	}
-	db := q.store.DB()
-	for _, id := range ids {
-		res, err := db.ExecContext(ctx, `UPDATE river_job SET state = 'available' WHERE state = 'running' AND `+match, id)
-		if err != nil {
-			return fmt.Errorf("rescue %s: %w", id, err)
-		}
-		if n, _ := res.RowsAffected(); n > 0 {
-			q.log.Info("jobs: resuming an abandoned job", "job", id, "node", q.cfg.NodeID)
-			continue
-		}
-		var live int
-		err = db.QueryRowContext(ctx, `SELECT count(*) FROM river_job
-			WHERE state NOT IN ('completed', 'cancelled', 'discarded') AND `+match, id).Scan(&live)
-		if err != nil {
-			return fmt.Errorf("rescue %s: %w", id, err)
-		}
-		if live > 0 {
-			continue // queued or waiting for a retry: it will run
-		}
+	for _, id := range orphaned {
 		q.log.Error("jobs: a running job has no work left in River; failing it", "job", id)
-		if err := q.failJob(ctx, id); err != nil {
-			return fmt.Errorf("rescue %s: %w", id, err)
+		if ferr := q.failJob(ctx, id); ferr != nil {
+			err = errors.Join(err, fmt.Errorf("rescue %s: %w", id, ferr))
 		}
 	}
-	return nil
+	return err
 }
 
 // failJob ends a job that cannot go on (River will not run it again) as
@@ -211,45 +192,32 @@ func (q *Queue) lastResort(ctx context.Context, id string, row *rivertype.JobRow
 	*errp = nil
 }
 
-// queryStrings runs a query of one text column.
-func queryStrings(ctx context.Context, db *sql.DB, query string, args ...any) ([]string, error) {
-	rows, err := db.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var s string
-		if err := rows.Scan(&s); err != nil {
-			return nil, err
-		}
-		out = append(out, s)
-	}
-	return out, rows.Err()
-}
-
 // claimLive claims the job (see claim) and reads it again, since a cancel
 // may have won the race with StartJob. It returns a nil job, and releases
 // the claim, when there is nothing left to run: the job ended (err nil),
 // or a cancel was pending and is now finished (finishCancelled's error).
-func (q *Queue) claimLive(ctx context.Context, id string) (context.Context, func(), *ferry.Job, error) {
-	rctx, stop, err := q.claim(ctx, id)
+func (q *Queue) claimLive(ctx context.Context, id string) (context.Context, *claim, *ferry.Job, error) {
+	rctx, c, err := q.claim(ctx, id)
 	if err != nil {
 		return nil, nil, nil, err
 	}
 	j, err := q.store.Job(rctx, id)
 	switch {
 	case err != nil:
-		stop()
+		c.stop()
 		return nil, nil, nil, fmt.Errorf("jobs: load %s: %w", id, err)
 	case j.Status.Final():
-		stop()
+		c.stop()
 		return nil, nil, nil, nil
 	case j.Status == ferry.StatusCancelPending:
 		err := q.finishCancelled(ctx, id) // still holding the claim
-		stop()
+		c.stop()
 		return nil, nil, nil, err
 	}
-	return rctx, stop, j, nil
+	return rctx, c, j, nil
 }
+
+// ownerLost reports whether err is the store refusing a write of this
+// attempt because the attempt does not own the job any more: another
+// attempt claimed it, or it has ended (Conflict, see Store).
+func ownerLost(err error) bool { return ferry.KindOf(err) == ferry.Conflict }

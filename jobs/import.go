@@ -149,12 +149,12 @@ func (w *downloadWorker) Work(ctx context.Context, rj *river.Job[downloadArgs]) 
 			return river.JobSnooze(q.cfg.Snooze + rand.N(q.cfg.Snooze/2+1))
 		}
 	}
-	rctx, stop, j, err := q.claimLive(ctx, id)
+	rctx, c, j, err := q.claimLive(ctx, id)
 	if j == nil || err != nil {
 		return err
 	}
-	defer stop()
-	return w.attempt(rctx, rj, j)
+	defer c.stop()
+	return w.attempt(rctx, rj, j, c.runner)
 }
 
 // errCancelRequested is the cause of an attempt's context ending because
@@ -168,10 +168,11 @@ var errTooLong = errors.New("jobs: download took longer than allowed")
 // attempt is one run of an import: the job, its history, the state it is
 // in, and the counters its progress reports read.
 type attempt struct {
-	q    *Queue
-	job  *ferry.Job
-	hist history
-	cur  state
+	q      *Queue
+	job    *ferry.Job
+	runner string // this attempt's claim, which fences its writes
+	hist   history
+	cur    state
 
 	bytes atomic.Int64 // bytes staged (and in flight) so far
 	total atomic.Int64 // -1 unknown
@@ -181,9 +182,9 @@ type attempt struct {
 
 // attempt loads the job's state, runs it forward as far as it can, and
 // settles the outcome (decide).
-func (w *downloadWorker) attempt(ctx context.Context, rj *river.Job[downloadArgs], j *ferry.Job) error {
+func (w *downloadWorker) attempt(ctx context.Context, rj *river.Job[downloadArgs], j *ferry.Job, runner string) error {
 	q := w.q
-	a := &attempt{q: q, job: j}
+	a := &attempt{q: q, job: j, runner: runner}
 	if err := a.load(ctx); err != nil {
 		if errors.Is(context.Cause(ctx), errClaimLost) {
 			return q.lostClaim(j.ID)
@@ -225,7 +226,9 @@ func (w *downloadWorker) attempt(ctx context.Context, rj *river.Job[downloadArgs
 	case verdictStop:
 		// River is stopping: keep what was staged and let the next start
 		// resume at once. Snoozing does not use up an attempt.
-		if err := a.save(bg); err != nil {
+		if err := a.save(bg); ownerLost(err) {
+			return q.lostClaim(j.ID)
+		} else if err != nil {
 			q.log.Error("jobs: checkpoint on stop", "job", j.ID, "err", err)
 		}
 		if _, err := q.store.SetJobStatus(bg, j.ID, ferry.StatusWaiting, ferry.StatusInProgress); err != nil {
@@ -239,7 +242,10 @@ func (w *downloadWorker) attempt(ctx context.Context, rj *river.Job[downloadArgs
 	} else {
 		a.hist.Stalls++
 	}
-	if err := a.save(bg); err != nil {
+	if err := a.save(bg); ownerLost(err) {
+		a.release()
+		return q.lostClaim(j.ID)
+	} else if err != nil {
 		return fmt.Errorf("jobs: checkpoint %s: %w", j.ID, err)
 	}
 	// While it waits, the monitor shows what is staged.
@@ -370,7 +376,7 @@ func (a *attempt) save(ctx context.Context) error {
 	if f, ok := a.cur.(*fetching); ok && f.staging != nil {
 		stagingID = f.staging.ID()
 	}
-	if err := a.q.store.SaveJobCheckpoint(ctx, a.job.ID, stagingID, data); err != nil {
+	if err := a.q.store.SaveJobCheckpoint(ctx, a.job.ID, a.runner, stagingID, data); err != nil {
 		return fmt.Errorf("jobs: save checkpoint: %w", err)
 	}
 	a.hist.Best = max(a.hist.Best, a.staged())
@@ -451,7 +457,7 @@ func (a *attempt) publish(ctx context.Context, f *fetching, h *blob.Hasher, size
 	p := &published{Key: key, Size: size, Hashes: sum, Mime: mimeType(f.Source.ContentType, name, head), FileName: name}
 	data, err := encodeCheckpoint(a.hist, p)
 	if err == nil {
-		err = q.store.HoldJobBlob(ctx, j.ID, key, data)
+		err = q.store.HoldJobBlob(ctx, j.ID, a.runner, key, data)
 	}
 	if err != nil {
 		// The commit is likely to fail as well; if it does, the next
@@ -470,7 +476,7 @@ func (a *attempt) publish(ctx context.Context, f *fetching, h *blob.Hasher, size
 func (a *attempt) commit(ctx context.Context, p *published) error {
 	q, j := a.q, a.job
 	ctx = context.WithoutCancel(ctx) // a cancel or stop must not cut it in half
-	it, already, err := q.store.CommitJobItem(ctx, j.ID, ferry.NewItem{
+	it, already, err := q.store.CommitJobItem(ctx, j.ID, a.runner, ferry.NewItem{
 		DriveID:  j.DriveID,
 		ParentID: j.ParentID,
 		Name:     p.FileName,
@@ -482,9 +488,9 @@ func (a *attempt) commit(ctx context.Context, p *published) error {
 		if err != nil {
 			return fmt.Errorf("jobs: commit %s: %w", j.ID, err)
 		}
-	case ferry.Conflict: // the job ended meanwhile (failed or cancelled)
+	case ferry.Conflict: // the job ended meanwhile, or another attempt took it over
 		q.deleteBlob(ctx, j.ID, p.Key)
-		return nil
+		return fmt.Errorf("jobs: commit %s: %w", j.ID, err)
 	default:
 		q.deleteBlob(ctx, j.ID, p.Key)
 		a.cur = newFetching()

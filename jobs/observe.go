@@ -57,8 +57,8 @@ func observe(s Store, m Metrics, ids *requestIDs) *observedStore {
 	return &observedStore{Store: s, m: m, ids: ids, active: map[string]bool{}, bytes: map[string]int64{}}
 }
 
-func (o *observedStore) InsertJob(ctx context.Context, j *ferry.Job, enqueue func(tx *sql.Tx) error) error {
-	err := o.Store.InsertJob(ctx, j, enqueue)
+func (o *observedStore) InsertJob(ctx context.Context, j *ferry.Job, rate float64, burst int, enqueue func(tx *sql.Tx) error) error {
+	err := o.Store.InsertJob(ctx, j, rate, burst, enqueue)
 	if err == nil {
 		o.ids.remember(j.ID, j.RequestID)
 		if j.Operation == ferry.OpDownloadURL {
@@ -168,8 +168,8 @@ func (o *observedStore) FinishJob(ctx context.Context, id string, status ferry.J
 	return nil
 }
 
-func (o *observedStore) CommitJobItem(ctx context.Context, jobID string, n ferry.NewItem, c ferry.ConflictBehavior, msg string) (*ferry.Item, bool, error) {
-	it, already, err := o.Store.CommitJobItem(ctx, jobID, n, c, msg)
+func (o *observedStore) CommitJobItem(ctx context.Context, jobID, runner string, n ferry.NewItem, c ferry.ConflictBehavior, msg string) (*ferry.Item, bool, error) {
+	it, already, err := o.Store.CommitJobItem(ctx, jobID, runner, n, c, msg)
 	if err == nil && !already {
 		o.progress(jobID, it.Size) // the bytes since the last report
 		o.m.ImportFinished("completed", "")

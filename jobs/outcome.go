@@ -69,7 +69,10 @@ func (q *Queue) decide(err, cause error, stopping, progressed bool, stalls int, 
 	switch {
 	case err == nil:
 		return verdict{kind: verdictDone}
-	case errors.Is(cause, errClaimLost):
+	case errors.Is(cause, errClaimLost) || ownerLost(err):
+		// Another attempt runs the job now (or it has ended): it owns the
+		// checkpoint and the staging area, and the store refuses this
+		// attempt's writes.
 		return verdict{kind: verdictLost}
 	case errors.Is(cause, errCancelRequested):
 		return verdict{kind: verdictCancel}

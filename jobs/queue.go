@@ -14,16 +14,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"os"
 	"sync"
 	"time"
 
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver"
-	"github.com/riverqueue/river/riverdriver/riverdatabasesql"
-	"github.com/riverqueue/river/riverdriver/riversqlite"
-	"github.com/riverqueue/river/rivermigrate"
 	"golang.org/x/time/rate"
 
 	"github.com/ferrydrive/ferry"
@@ -34,18 +30,31 @@ import (
 // implements it). It is declared here, at its only consumer, so that jobs
 // does not import sqlstore.
 //
-// InsertJob is the one place where the store hands River its transaction:
-// the monitor row and River's job row must commit together, or a crash
-// would leave a monitor without work or work without a monitor. That
-// atomicity is worth crossing the usual adapter boundary for.
+// The queue never sees SQL nor asks which database it runs on: what it needs
+// from River's tables beyond River's own API has a name here
+// (RequeueInterruptedJobs, RescueStaleJobs). River itself gets its driver
+// from the store (River), and InsertJob is the one place where the store
+// hands River its transaction: the monitor row and River's job row must
+// commit together, or a crash would leave a monitor without work or work
+// without a monitor. That atomicity is worth crossing the usual adapter
+// boundary for (STYLE.md allows it here).
 type Store interface {
-	// DB is the database River keeps its own tables in.
-	DB() *sql.DB
-	// Postgres reports whether DB is PostgreSQL (else SQLite).
-	Postgres() bool
+	// River brings River's tables up to date in the store's database
+	// and returns the River driver over the store's connection pool.
+	River(ctx context.Context) (riverdriver.Driver[*sql.Tx], error)
+	// RequeueInterruptedJobs makes the River jobs that River client node
+	// was running when it stopped available again and releases their
+	// runners; it reports how many.
+	RequeueInterruptedJobs(ctx context.Context, node string) (int, error)
+	// RescueStaleJobs hands jobs whose heartbeat is older than before
+	// back to River (resumed), and lists those River has no work for any
+	// more (orphaned), for the caller to end.
+	RescueStaleJobs(ctx context.Context, before time.Time, limit int) (resumed, orphaned []string, err error)
 
-	// InsertJob stores j and calls enqueue with the same transaction.
-	InsertJob(ctx context.Context, j *ferry.Job, enqueue func(tx *sql.Tx) error) error
+	// InsertJob stores j and calls enqueue with the same transaction,
+	// after taking a token from the user's bucket (rate per second, at
+	// most burst; Throttled when empty; no limit when rate <= 0).
+	InsertJob(ctx context.Context, j *ferry.Job, rate float64, burst int, enqueue func(tx *sql.Tx) error) error
 	// Job returns a job, or NotFound.
 	Job(ctx context.Context, id string) (*ferry.Job, error)
 	// SetJobStatus moves a job to status to if its status is one of from;
@@ -58,8 +67,9 @@ type Store interface {
 	UpdateJobProgress(ctx context.Context, id string, bytes, total int64, bps float64) error
 	// FinishJob moves a job to a final status.
 	FinishJob(ctx context.Context, id string, status ferry.JobStatus, resource ferry.ItemID, code ferry.JobErrorCode, msg string) error
-	// SaveJobCheckpoint durably records where a download stands.
-	SaveJobCheckpoint(ctx context.Context, id, stagingID string, data []byte) error
+	// SaveJobCheckpoint durably records where a download stands; only
+	// for runner, the attempt holding the job's claim (else Conflict).
+	SaveJobCheckpoint(ctx context.Context, id, runner, stagingID string, data []byte) error
 	// JobCheckpoint returns what SaveJobCheckpoint recorded last.
 	JobCheckpoint(ctx context.Context, id string) (stagingID string, data []byte, err error)
 	// DeleteJobsFinishedBefore deletes jobs that ended before t.
@@ -77,18 +87,16 @@ type Store interface {
 	// ReleaseJob drops a job's runner (runner's claim only, unless
 	// runner is ""), so that the next claim succeeds.
 	ReleaseJob(ctx context.Context, id, runner string) error
-	// StaleJobs lists inProgress and cancelPending jobs whose heartbeat
-	// is older than before.
-	StaleJobs(ctx context.Context, before time.Time, limit int) ([]string, error)
 	// HoldJobBlob records a published blob a download has not committed
-	// yet, with its checkpoint.
-	HoldJobBlob(ctx context.Context, id, key string, data []byte) error
+	// yet, with its checkpoint; only for runner (else Conflict).
+	HoldJobBlob(ctx context.Context, id, runner, key string, data []byte) error
 	// CommitJobItem creates a downloaded file and completes its job in
-	// one transaction; idempotent by job.
-	CommitJobItem(ctx context.Context, jobID string, n ferry.NewItem, c ferry.ConflictBehavior, msg string) (it *ferry.Item, already bool, err error)
+	// one transaction; idempotent by job; only for runner (else
+	// Conflict).
+	CommitJobItem(ctx context.Context, jobID, runner string, n ferry.NewItem, c ferry.ConflictBehavior, msg string) (it *ferry.Item, already bool, err error)
 	// CommitJobCopy runs a copy job and completes it in one
-	// transaction; idempotent by job.
-	CommitJobCopy(ctx context.Context, jobID, msg string) (it *ferry.Item, already bool, err error)
+	// transaction; idempotent by job; only for runner (else Conflict).
+	CommitJobCopy(ctx context.Context, jobID, runner, msg string) (it *ferry.Item, already bool, err error)
 
 	// Drive reports a drive's quota and use.
 	Drive(ctx context.Context, id ferry.DriveID) (*ferry.Drive, error)
@@ -110,7 +118,7 @@ type Config struct {
 	Workers        int           // concurrent fetch jobs on this node; default 4
 	CopyWorkers    int           // concurrent copies on this node, apart from Workers; default 2
 	PerUserRunning int           // running imports per user; the rest wait as notStarted; default 4
-	Rate           rate.Limit    // sustained new jobs per second per user before Throttled; default 5
+	Rate           rate.Limit    // sustained new jobs per second per user before Throttled, across all nodes; default 5
 	Burst          int           // jobs a user may submit at once; default 1000
 	MaxFileSize    int64         // largest import in bytes; default 100 GiB
 	Retention      time.Duration // how long monitors stay readable after the end; default 24h
@@ -235,9 +243,6 @@ type Queue struct {
 	log    *slog.Logger
 	client *river.Client[*sql.Tx]
 	worker *downloadWorker
-
-	mu       sync.Mutex
-	limiters map[ferry.UserID]*rate.Limiter
 }
 
 var _ ferry.JobQueue = (*Queue)(nil)
@@ -253,12 +258,11 @@ func New(ctx context.Context, cfg Config, store Store, blobs ferry.BlobStore, cl
 	// metrics are taken where the store changes a job (observedStore).
 	ids := &requestIDs{}
 	q := &Queue{
-		cfg:      cfg,
-		store:    observe(store, cfg.Metrics, ids),
-		blobs:    blobs,
-		fetch:    client,
-		log:      slog.New(&jobLog{h: cfg.Log.Handler(), ids: ids}),
-		limiters: make(map[ferry.UserID]*rate.Limiter),
+		cfg:   cfg,
+		store: observe(store, cfg.Metrics, ids),
+		blobs: blobs,
+		fetch: client,
+		log:   slog.New(&jobLog{h: cfg.Log.Handler(), ids: ids}),
 	}
 	riverLog := slog.New(quietLog{cfg.Log.Handler()})
 	q.worker = &downloadWorker{q: q}
@@ -296,36 +300,14 @@ func New(ctx context.Context, cfg Config, store Store, blobs ferry.BlobStore, cl
 		// rescue and reclaim take back interrupted jobs.
 		RescueStuckJobsAfter: 2 * time.Hour,
 	}
-	var err error
-	if store.Postgres() {
-		driver := riverdatabasesql.New(store.DB())
-		err = migrate(ctx, riverLog, driver)
-		if err == nil {
-			q.client, err = river.NewClient(driver, rcfg)
-		}
-	} else {
-		driver := riversqlite.New(store.DB())
-		err = migrate(ctx, riverLog, driver)
-		if err == nil {
-			q.client, err = river.NewClient(driver, rcfg)
-		}
+	driver, err := store.River(ctx)
+	if err == nil {
+		q.client, err = river.NewClient(driver, rcfg)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("jobs: %w", err)
 	}
 	return q, nil
-}
-
-// migrate applies River's migrations; a second run applies none.
-func migrate[TTx any](ctx context.Context, log *slog.Logger, driver riverdriver.Driver[TTx]) error {
-	m, err := rivermigrate.New(driver, &rivermigrate.Config{Logger: log})
-	if err != nil {
-		return fmt.Errorf("river migrator: %w", err)
-	}
-	if _, err := m.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
-		return fmt.Errorf("river migrations: %w", err)
-	}
-	return nil
 }
 
 // Run starts River, takes back this node's interrupted jobs, and, until
@@ -358,42 +340,17 @@ func (q *Queue) Run(ctx context.Context) error {
 }
 
 // reclaim makes the River jobs that this node was running when it last
-// stopped (a crash or kill -9 leaves them `running`) available again, and
-// releases their Ferry jobs' runners, so that they resume within seconds
-// instead of after StaleAfter (rescueLoop finds them too, later, from any
-// node). It must run before the River client starts: from then on,
-// `running` jobs attempted by NodeID are live. River has no API for this
-// (JobRetry skips running jobs), so it is one UPDATE on River's table, per
-// dialect: attempted_by is text[] on PostgreSQL and a JSONB array on
-// SQLite, and its last element is the client that made the latest attempt.
+// stopped (a crash or kill -9 leaves them running) available again and
+// releases their claims, so that they resume within moments instead of
+// after StaleAfter (rescueLoop finds them too, later, from any node). It
+// must run before the River client starts: from then on, running jobs
+// attempted by NodeID are live.
 func (q *Queue) reclaim(ctx context.Context) error {
-	sel := `SELECT COALESCE(json_extract(args, '$.job_id'), '') FROM river_job
-		WHERE state = 'running' AND json_extract(attempted_by, '$[#-1]') = ?`
-	query := `UPDATE river_job SET state = 'available'
-		WHERE state = 'running' AND json_extract(attempted_by, '$[#-1]') = ?`
-	if q.store.Postgres() {
-		sel = `SELECT COALESCE(args->>'job_id', '') FROM river_job
-			WHERE state = 'running' AND attempted_by[array_length(attempted_by, 1)] = $1`
-		query = `UPDATE river_job SET state = 'available'
-			WHERE state = 'running' AND attempted_by[array_length(attempted_by, 1)] = $1`
-	}
-	ids, err := queryStrings(ctx, q.store.DB(), sel, q.cfg.NodeID)
+	n, err := q.store.RequeueInterruptedJobs(ctx, q.cfg.NodeID)
 	if err != nil {
 		return fmt.Errorf("jobs: reclaim interrupted jobs: %w", err)
 	}
-	for _, id := range ids {
-		if id == "" {
-			continue
-		}
-		if err := q.store.ReleaseJob(ctx, id, ""); err != nil {
-			return fmt.Errorf("jobs: reclaim interrupted jobs: %w", err)
-		}
-	}
-	res, err := q.store.DB().ExecContext(ctx, query, q.cfg.NodeID)
-	if err != nil {
-		return fmt.Errorf("jobs: reclaim interrupted jobs: %w", err)
-	}
-	if n, _ := res.RowsAffected(); n > 0 {
+	if n > 0 {
 		q.log.Info("jobs: resuming interrupted jobs", "count", n, "node", q.cfg.NodeID)
 	}
 	return nil
@@ -433,9 +390,6 @@ func (q *Queue) Enqueue(ctx context.Context, j *ferry.Job) error {
 	default:
 		return ferry.Errorf(ferry.NotSupported, "jobs of kind %s are not supported", j.Operation)
 	}
-	if err := q.allow(j.UserID); err != nil {
-		return err
-	}
 	if j.Conflict == "" {
 		j.Conflict = ferry.ConflictFail
 	}
@@ -449,11 +403,15 @@ func (q *Queue) Enqueue(ctx context.Context, j *ferry.Job) error {
 	if j.Operation == ferry.OpCopy {
 		args = copyArgs{JobID: j.ID}
 	}
-	err := q.store.InsertJob(ctx, j, func(tx *sql.Tx) error {
+	err := q.store.InsertJob(ctx, j, float64(q.cfg.Rate), q.cfg.Burst, func(tx *sql.Tx) error {
 		_, err := q.client.InsertTx(ctx, tx, args, nil)
 		return err
 	})
 	if err != nil {
+		j.ID = ""
+		if ferry.KindOf(err) == ferry.Throttled {
+			return err
+		}
 		return fmt.Errorf("jobs: enqueue: %w", err)
 	}
 	q.log.Debug("jobs: queued", "job", j.ID, "operation", j.Operation, "user", j.UserName)
@@ -476,33 +434,6 @@ func (q *Queue) checkURL(raw string) error {
 			q.cfg.Metrics.SSRFRefused()
 		}
 		return (&ferry.Error{Kind: ferry.Invalid, Message: fe.Message, Err: err}).WithCode(fe.Code)
-	}
-	return nil
-}
-
-// allow takes a token from the user's bucket, or fails with Throttled and
-// the whole seconds until one is available.
-func (q *Queue) allow(user ferry.UserID) error {
-	q.mu.Lock()
-	lim, ok := q.limiters[user]
-	if !ok {
-		lim = rate.NewLimiter(q.cfg.Rate, q.cfg.Burst)
-		q.limiters[user] = lim
-	}
-	q.mu.Unlock()
-	now := time.Now()
-	r := lim.ReserveN(now, 1)
-	if !r.OK() {
-		return &ferry.Error{Kind: ferry.Throttled, Message: "too many new jobs; try again later", RetryAfter: 60}
-	}
-	if d := r.DelayFrom(now); d > 0 {
-		r.CancelAt(now)
-		secs := int(math.Ceil(d.Seconds()))
-		return &ferry.Error{
-			Kind:       ferry.Throttled,
-			Message:    fmt.Sprintf("too many new jobs; try again in %d s", max(secs, 1)),
-			RetryAfter: max(secs, 1),
-		}
 	}
 	return nil
 }

@@ -328,6 +328,35 @@ func TestRateLimit(t *testing.T) {
 	}
 }
 
+// TestRateLimitAcrossNodes: two queues on one database (two nodes) share
+// each user's bucket: what one node took, the other cannot take again.
+func TestRateLimitAcrossNodes(t *testing.T) {
+	eachDB(t, func(t *testing.T, dsn string) {
+		cfg := testConfig(t)
+		cfg.Rate = rate.Every(10 * time.Second)
+		cfg.Burst = 3
+		h := newHarness(t, dsn, testQuota, cfg)
+		a := h.q
+		cfg.NodeID = "node-b"
+		h.reopen(cfg)
+		b := h.q
+		for i, q := range []*jobs.Queue{a, b, a} {
+			h.q = q
+			if j := h.enqueue("http://127.0.0.1:1/f", ""); j.ID == "" {
+				t.Fatalf("job %d has no ID", i+1)
+			}
+		}
+		for name, q := range map[string]*jobs.Queue{"a": a, "b": b} {
+			err := q.Enqueue(t.Context(), &ferry.Job{UserID: h.user.ID, DriveID: h.drive.ID, ParentID: h.drive.RootID,
+				SourceURL: "http://127.0.0.1:1/f"})
+			var fe *ferry.Error
+			if !errors.As(err, &fe) || fe.Kind != ferry.Throttled || fe.RetryAfter < 1 {
+				t.Errorf("4th job on node %s = %v, want Throttled with Retry-After", name, err)
+			}
+		}
+	})
+}
+
 func TestRetention(t *testing.T) {
 	eachDB(t, func(t *testing.T, dsn string) {
 		cfg := testConfig(t)

@@ -27,11 +27,11 @@ type faultyStore struct {
 	commitFirst    bool                   // whether the failing calls commit before failing
 }
 
-func (s *faultyStore) SaveJobCheckpoint(ctx context.Context, id, staging string, data []byte) error {
+func (s *faultyStore) SaveJobCheckpoint(ctx context.Context, id, runner, staging string, data []byte) error {
 	if s.failCheckpoint != nil && s.failCheckpoint(data) {
 		return errors.New("simulated database failure")
 	}
-	return s.Store.SaveJobCheckpoint(ctx, id, staging, data)
+	return s.Store.SaveJobCheckpoint(ctx, id, runner, staging, data)
 }
 
 func (s *faultyStore) Drive(ctx context.Context, id ferry.DriveID) (*ferry.Drive, error) {
@@ -46,24 +46,24 @@ func (s *faultyStore) commitFault() bool { return s.commitFaults.Add(-1) >= 0 }
 
 var errUnavailable = &ferry.Error{Kind: ferry.Unavailable, Message: "simulated: the database is busy"}
 
-func (s *faultyStore) CommitJobItem(ctx context.Context, id string, n ferry.NewItem, c ferry.ConflictBehavior, msg string) (*ferry.Item, bool, error) {
+func (s *faultyStore) CommitJobItem(ctx context.Context, id, runner string, n ferry.NewItem, c ferry.ConflictBehavior, msg string) (*ferry.Item, bool, error) {
 	if !s.commitFault() {
-		return s.Store.CommitJobItem(ctx, id, n, c, msg)
+		return s.Store.CommitJobItem(ctx, id, runner, n, c, msg)
 	}
 	if s.commitFirst {
-		if _, _, err := s.Store.CommitJobItem(ctx, id, n, c, msg); err != nil {
+		if _, _, err := s.Store.CommitJobItem(ctx, id, runner, n, c, msg); err != nil {
 			return nil, false, err
 		}
 	}
 	return nil, false, errUnavailable
 }
 
-func (s *faultyStore) CommitJobCopy(ctx context.Context, id, msg string) (*ferry.Item, bool, error) {
+func (s *faultyStore) CommitJobCopy(ctx context.Context, id, runner, msg string) (*ferry.Item, bool, error) {
 	if !s.commitFault() {
-		return s.Store.CommitJobCopy(ctx, id, msg)
+		return s.Store.CommitJobCopy(ctx, id, runner, msg)
 	}
 	if s.commitFirst {
-		if _, _, err := s.Store.CommitJobCopy(ctx, id, msg); err != nil {
+		if _, _, err := s.Store.CommitJobCopy(ctx, id, runner, msg); err != nil {
 			return nil, false, err
 		}
 	}

@@ -39,7 +39,6 @@ func (q *Queue) sweep(ctx context.Context, scanBlobs bool) {
 		name string
 		f    func(context.Context) error
 	}{
-		{"idle rate limiters", q.pruneLimiters},
 		{"expired monitors", q.sweepJobs},
 		{"expired upload sessions", q.sweepSessions},
 		{"orphaned staging", q.sweepStaging},
@@ -181,18 +180,4 @@ func (q *Queue) sweepUnreferencedBlobs(ctx context.Context) error {
 			}
 		}
 	}
-}
-
-// pruneLimiters forgets the token buckets of users whose bucket is full
-// again: a fresh bucket behaves the same, and the map stays small.
-func (q *Queue) pruneLimiters(context.Context) error {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	now := time.Now()
-	for u, lim := range q.limiters {
-		if lim.TokensAt(now) >= float64(q.cfg.Burst) {
-			delete(q.limiters, u)
-		}
-	}
-	return nil
 }

@@ -433,6 +433,13 @@ func (t *transfer) save(ctx context.Context) {
 		return
 	}
 	snap := t.asm.Snapshot()
+	// Every byte below snap.Hashed is hashed and never read again (a
+	// restart from zero moves to a fresh area): a store such as S3 may
+	// turn it into parts at this Sync and drop its local copy.
+	if err := t.f.staging.Release(snap.Hashed); err != nil {
+		t.a.q.log.Warn("jobs: release staged bytes", "job", t.a.job.ID, "err", err)
+		return
+	}
 	if err := t.f.staging.Sync(); err != nil {
 		t.a.q.log.Warn("jobs: sync staging", "job", t.a.job.ID, "err", err)
 		return

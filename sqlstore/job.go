@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -58,10 +59,16 @@ func errJobNotFound() error {
 // Created and Updated become now. j.ID is set by the caller; a taken ID is
 // Conflict.
 //
+// With rate > 0, the job first takes a token from its user's bucket, which
+// holds at most burst tokens and refills at rate tokens per second, in the
+// same transaction (see takeJobToken); an empty bucket is Throttled, with
+// the whole seconds until a token is back, and nothing is stored. The
+// bucket lives in the database, so the limit holds across nodes.
+//
 // This is where the store deliberately hands a transaction to the queue:
 // atomicity matters more here than keeping River out of sqlstore's
 // business.
-func (s *Store) InsertJob(ctx context.Context, j *ferry.Job, enqueue func(tx *sql.Tx) error) error {
+func (s *Store) InsertJob(ctx context.Context, j *ferry.Job, rate float64, burst int, enqueue func(tx *sql.Tx) error) error {
 	if j.ID == "" || j.UserID == "" {
 		return ferry.Errorf(ferry.Invalid, "a job needs an ID and a user")
 	}
@@ -80,6 +87,11 @@ func (s *Store) InsertJob(ctx context.Context, j *ferry.Job, enqueue func(tx *sq
 		j.Finished = fromMillis(millis(j.Finished))
 	}
 	return s.tx(ctx, func(tx *sql.Tx, t conn) error {
+		if rate > 0 {
+			if err := s.takeJobToken(ctx, t, string(j.UserID), rate, burst); err != nil {
+				return err
+			}
+		}
 		_, err := t.exec(ctx, `INSERT INTO ferry_jobs (`+jobCols+`)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			j.ID, string(j.Operation), string(j.UserID), j.UserName, string(j.DriveID), string(j.ParentID), j.Name,
@@ -99,6 +111,42 @@ func (s *Store) InsertJob(ctx context.Context, j *ferry.Job, enqueue func(tx *sq
 		}
 		return nil
 	})
+}
+
+// takeJobToken takes one token from user's job bucket (see InsertJob), in
+// the caller's transaction, or returns Throttled with the whole seconds
+// until the next token. The bucket's read and write are serial per user:
+// SQLite's write transactions are serial, and on PostgreSQL the user's
+// advisory lock (lockUserSQL) orders them.
+func (s *Store) takeJobToken(ctx context.Context, t conn, user string, rate float64, burst int) error {
+	if lock := s.d.lockUserSQL(); lock != "" {
+		if _, err := t.exec(ctx, lock, user); err != nil {
+			return fmt.Errorf("sqlstore: job rate: lock: %w", err)
+		}
+	}
+	ts := millis(now())
+	tokens := float64(max(burst, 1))
+	var left float64
+	var at int64
+	err := t.row(ctx, `SELECT tokens, updated FROM ferry_job_rates WHERE user_id = ?`, user).Scan(&left, &at)
+	switch {
+	case notFound(err):
+	case err != nil:
+		return fmt.Errorf("sqlstore: job rate: %w", err)
+	default:
+		tokens = min(tokens, left+float64(max(ts-at, 0))/1000*rate)
+	}
+	if tokens < 1 {
+		secs := max(int(math.Ceil((1-tokens)/rate)), 1)
+		return &ferry.Error{Kind: ferry.Throttled, RetryAfter: secs,
+			Message: fmt.Sprintf("too many new jobs; try again in %d s", secs)}
+	}
+	_, err = t.exec(ctx, `INSERT INTO ferry_job_rates (user_id, tokens, updated) VALUES (?, ?, ?)
+		ON CONFLICT (user_id) DO UPDATE SET tokens = excluded.tokens, updated = excluded.updated`, user, tokens-1, ts)
+	if err != nil {
+		return fmt.Errorf("sqlstore: job rate: %w", err)
+	}
+	return nil
 }
 
 // Job returns a job by ID, or NotFound.
@@ -287,20 +335,63 @@ func (s *Store) FinishJob(ctx context.Context, id string, status ferry.JobStatus
 	})
 }
 
-// SaveJobCheckpoint records the job's staging area and its resume state;
-// NotFound if the job does not exist.
-func (s *Store) SaveJobCheckpoint(ctx context.Context, id, stagingID string, data []byte) error {
-	res, err := s.c.exec(ctx, `UPDATE ferry_jobs SET staging_id = ?, checkpoint = ?, updated = ? WHERE id = ?`,
-		stagingID, data, millis(now()), id)
-	if err != nil {
-		return fmt.Errorf("sqlstore: save checkpoint: %w", err)
+// SaveJobCheckpoint records the job's staging area and its resume state,
+// for runner only (see holdsClaim): Conflict when runner does not hold the
+// job's claim any more or the job has ended, NotFound if the job does not
+// exist.
+func (s *Store) SaveJobCheckpoint(ctx context.Context, id, runner, stagingID string, data []byte) error {
+	return s.tx(ctx, func(_ *sql.Tx, t conn) error {
+		if err := s.holdsClaim(ctx, t, id, runner); err != nil {
+			return err
+		}
+		if _, err := t.exec(ctx, `UPDATE ferry_jobs SET staging_id = ?, checkpoint = ?, updated = ? WHERE id = ?`,
+			stagingID, data, millis(now()), id); err != nil {
+			return fmt.Errorf("sqlstore: save checkpoint: %w", err)
+		}
+		return nil
+	})
+}
+
+// errClaimLost is the Conflict of a write that belongs to a job's runner
+// (checkpoint, held blob, commit) made by an attempt that is not the job's
+// runner any more.
+func errClaimLost() error {
+	return ferry.Errorf(ferry.Conflict, "another attempt runs the job now")
+}
+
+// holdsClaim fences the writes that belong to the runner of a job (its
+// checkpoint, the blob it holds, its commit): inside the writing
+// transaction, it locks the job's row (PostgreSQL; SQLite's write
+// transactions are serial anyway), so that no ClaimJob can pass between
+// the check and the write, and checks that runner still holds the job's
+// claim. A runner that lost its claim (it was paused, partitioned or slow,
+// its heartbeat went stale and another attempt claimed the job) gets
+// Conflict and changes nothing, so it can never overwrite the live
+// runner's checkpoint or commit the job a second time. Conflict too when
+// the job has ended; NotFound when it does not exist; Invalid without a
+// runner.
+func (s *Store) holdsClaim(ctx context.Context, t conn, id, runner string) error {
+	if runner == "" {
+		return ferry.Errorf(ferry.Invalid, "a runner's write needs the runner")
 	}
-	n, err := rowsAffected(res)
-	if err != nil {
-		return err
-	}
-	if n == 0 {
+	var status ferry.JobStatus
+	err := t.row(ctx, `SELECT status FROM ferry_jobs WHERE id = ?`+s.d.forUpdate(), id).Scan(&status)
+	if notFound(err) {
 		return errJobNotFound()
+	}
+	if err != nil {
+		return fmt.Errorf("sqlstore: job claim: %w", err)
+	}
+	if status.Final() {
+		return ferry.Errorf(ferry.Conflict, "the job has already ended (%s)", status)
+	}
+	var holder string
+	err = t.row(ctx, `SELECT runner FROM ferry_job_runs WHERE job_id = ?`, id).Scan(&holder)
+	if err != nil && !notFound(err) {
+		return fmt.Errorf("sqlstore: job claim: %w", err)
+	}
+	if holder != runner {
+		return errClaimLost()
 	}
 	return nil
 }
@@ -459,21 +550,22 @@ func scanStrings(rows *sql.Rows, what string) ([]string, error) {
 // item uses yet, with the checkpoint data that describes it; the staging
 // area is gone (Publish consumed it). Until the job ends, UnknownBlobs
 // does not report key, so a commit retried later still finds its bytes.
-// Conflict if the job has ended, NotFound if it does not exist.
-func (s *Store) HoldJobBlob(ctx context.Context, id, key string, data []byte) error {
+// For runner only (see holdsClaim): Conflict if runner lost its claim or
+// the job has ended, NotFound if it does not exist.
+func (s *Store) HoldJobBlob(ctx context.Context, id, runner, key string, data []byte) error {
 	if key == "" {
 		return ferry.Errorf(ferry.Invalid, "a held blob needs a key")
 	}
 	ts := millis(now())
 	return s.tx(ctx, func(_ *sql.Tx, t conn) error {
-		err := s.updateLiveJob(ctx, t, id, `UPDATE ferry_jobs SET staging_id = '', checkpoint = ?, updated = ?
-			WHERE id = ? AND status NOT IN `+finalStatuses, data, ts, id)
-		if err != nil {
+		if err := s.holdsClaim(ctx, t, id, runner); err != nil {
+			return err
+		}
+		if _, err := t.exec(ctx, `UPDATE ferry_jobs SET staging_id = '', checkpoint = ?, updated = ? WHERE id = ?`,
+			data, ts, id); err != nil {
 			return fmt.Errorf("sqlstore: hold blob: %w", err)
 		}
-		_, err = t.exec(ctx, `INSERT INTO ferry_job_runs (job_id, heartbeat, blob_key) VALUES (?, ?, ?)
-			ON CONFLICT (job_id) DO UPDATE SET blob_key = excluded.blob_key`, id, ts, key)
-		if err != nil {
+		if _, err := t.exec(ctx, `UPDATE ferry_job_runs SET blob_key = ? WHERE job_id = ?`, key, id); err != nil {
 			return fmt.Errorf("sqlstore: hold blob: %w", err)
 		}
 		return nil
@@ -522,8 +614,12 @@ func (s *Store) UnknownBlobs(ctx context.Context, keys []string) ([]string, erro
 
 // jobForCommit reads, inside a commit's transaction, the job row a commit
 // finishes. done reports that an earlier commit already completed the job
-// and it is that commit's item; a job that ended otherwise is Conflict.
-func (s *Store) jobForCommit(ctx context.Context, t conn, id string) (j *ferry.Job, it *ferry.Item, done bool, err error) {
+// and it is that commit's item; a job that ended otherwise is Conflict, and
+// so is a job whose claim runner does not hold (see holdsClaim).
+func (s *Store) jobForCommit(ctx context.Context, t conn, id, runner string) (j *ferry.Job, it *ferry.Item, done bool, err error) {
+	if runner == "" {
+		return nil, nil, false, ferry.Errorf(ferry.Invalid, "a commit needs the job's runner")
+	}
 	j = &ferry.Job{ID: id}
 	err = t.row(ctx, `SELECT status, resource_id, parent_id, name, conflict, source_item, user_name
 		FROM ferry_jobs WHERE id = ?`+s.d.forUpdate(), id).Scan(
@@ -545,6 +641,14 @@ func (s *Store) jobForCommit(ctx context.Context, t conn, id string) (j *ferry.J
 	case j.Status.Final():
 		return nil, nil, false, ferry.Errorf(ferry.Conflict, "the job has already ended (%s)", j.Status)
 	}
+	var holder string
+	err = t.row(ctx, `SELECT runner FROM ferry_job_runs WHERE job_id = ?`, id).Scan(&holder)
+	if err != nil && !notFound(err) {
+		return nil, nil, false, fmt.Errorf("sqlstore: commit job: %w", err)
+	}
+	if holder != runner {
+		return nil, nil, false, errClaimLost()
+	}
 	return j, nil, false, nil
 }
 
@@ -564,12 +668,13 @@ func (s *Store) completeJob(ctx context.Context, t conn, id string, it *ferry.It
 // CommitJobItem creates the file n (as CreateItem does, with conflict
 // behaviour c) and completes the job jobID with it, in one transaction, so
 // that a crash leaves either both or neither. msg becomes the job's status
-// description. It is idempotent by job: when an earlier call already
+// description. Only runner, the attempt holding the job's claim, commits
+// (see holdsClaim). It is idempotent by job: when an earlier call already
 // completed the job, it changes nothing and returns that item (only its
 // ID, if it has been deleted since) with already set. Conflict if the job
-// ended otherwise, NotFound if it does not exist; else CreateItem's
-// errors, and then nothing changes.
-func (s *Store) CommitJobItem(ctx context.Context, jobID string, n ferry.NewItem, c ferry.ConflictBehavior, msg string) (it *ferry.Item, already bool, err error) {
+// ended otherwise or runner lost its claim, NotFound if it does not exist;
+// else CreateItem's errors, and then nothing changes.
+func (s *Store) CommitJobItem(ctx context.Context, jobID, runner string, n ferry.NewItem, c ferry.ConflictBehavior, msg string) (it *ferry.Item, already bool, err error) {
 	if n.Folder {
 		return nil, false, ferry.Errorf(ferry.Invalid, "a job commits files only")
 	}
@@ -583,7 +688,7 @@ func (s *Store) CommitJobItem(ctx context.Context, jobID string, n ferry.NewItem
 			return err
 		}
 		var err error
-		if _, it, already, err = s.jobForCommit(ctx, t, jobID); err != nil || already {
+		if _, it, already, err = s.jobForCommit(ctx, t, jobID, runner); err != nil || already {
 			return err
 		}
 		if it, _, err = s.createItem(ctx, t, drive, n, c); err != nil {
@@ -602,10 +707,10 @@ func (s *Store) CommitJobItem(ctx context.Context, jobID string, n ferry.NewItem
 // does, and completes the job with the copy in the same transaction, with
 // msg as its status description. Like CommitJobItem it is idempotent by
 // job: a job that an earlier call completed is returned with already set
-// and nothing is copied again. Conflict if the job ended otherwise,
-// NotFound if it does not exist; else CopyItem's errors, and then nothing
-// changes.
-func (s *Store) CommitJobCopy(ctx context.Context, jobID, msg string) (it *ferry.Item, already bool, err error) {
+// and nothing is copied again. Only runner copies (see holdsClaim).
+// Conflict if the job ended otherwise or runner lost its claim, NotFound if
+// it does not exist; else CopyItem's errors, and then nothing changes.
+func (s *Store) CommitJobCopy(ctx context.Context, jobID, runner, msg string) (it *ferry.Item, already bool, err error) {
 	j, err := s.Job(ctx, jobID)
 	if err != nil {
 		return nil, false, err
@@ -634,7 +739,7 @@ func (s *Store) CommitJobCopy(ctx context.Context, jobID, msg string) (it *ferry
 		if err := s.lockDrives(ctx, t, srcDrive, dstDrive); err != nil {
 			return err
 		}
-		j, done, ok, err := s.jobForCommit(ctx, t, jobID)
+		j, done, ok, err := s.jobForCommit(ctx, t, jobID, runner)
 		if err != nil || ok {
 			it, already = done, ok
 			return err

@@ -36,10 +36,16 @@ func TestStagingInUseSessions(t *testing.T) {
 			}
 			inUse()
 			job := &ferry.Job{ID: ferry.NewID("mon_", 16), Operation: ferry.OpDownloadURL, UserID: "u1", Total: -1}
-			if err := s.InsertJob(ctx, job, nil); err != nil {
+			if err := s.InsertJob(ctx, job, 0, 0, nil); err != nil {
 				t.Fatal(err)
 			}
-			if err := s.SaveJobCheckpoint(ctx, job.ID, "stage-job", nil); err != nil {
+			if ok, err := s.StartJob(ctx, job.ID, 0); !ok || err != nil {
+				t.Fatalf("StartJob = %v, %v", ok, err)
+			}
+			if ok, err := s.ClaimJob(ctx, job.ID, "r1", time.Now()); !ok || err != nil {
+				t.Fatalf("ClaimJob = %v, %v", ok, err)
+			}
+			if err := s.SaveJobCheckpoint(ctx, job.ID, "r1", "stage-job", nil); err != nil {
 				t.Fatal(err)
 			}
 			mk := func(staging string, expires time.Duration) *ferry.UploadSession {

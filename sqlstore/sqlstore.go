@@ -3,9 +3,12 @@
 // embedded default or on PostgreSQL for scale-out. One schema and one set of
 // queries serve both engines; dialect.go holds the few differences.
 //
-// The River job queue shares the store's *sql.DB (see DB) and inserts its
-// jobs inside transactions the store opens (see InsertJob), so that a job
-// monitor and its queued work are committed together.
+// The River job queue keeps its tables in the store's database: River gets
+// its driver over the store's connection pool from River, inserts its jobs
+// inside transactions the store opens (see InsertJob), so that a job
+// monitor and its queued work are committed together, and asks for what
+// River has no API for by name (river.go). No SQL lives outside this
+// package.
 package sqlstore
 
 import (
@@ -96,8 +99,8 @@ func (s *Store) migrate(ctx context.Context) error {
 // Close closes the database.
 func (s *Store) Close() error { return s.db.Close() }
 
-// DB returns the store's database handle, for River's driver
-// (riversqlite or riverdatabasesql), which must share it.
+// DB returns the store's database handle, for tests that look at rows
+// directly.
 func (s *Store) DB() *sql.DB { return s.db }
 
 // Postgres reports whether the store runs on PostgreSQL rather than SQLite.

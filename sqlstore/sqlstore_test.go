@@ -345,6 +345,7 @@ func TestFolderSizeMigration(t *testing.T) {
 				`ALTER TABLE tokens DROP COLUMN name`,
 				`DROP INDEX tokens_id`,
 				`ALTER TABLE tokens DROP COLUMN id`,
+				`DROP TABLE permissions`, // 13
 				// 11
 				`ALTER TABLE ferry_jobs DROP COLUMN mirrors`,
 			} {
@@ -371,6 +372,17 @@ func TestFolderSizeMigration(t *testing.T) {
 			if got, err := s.Drive(ctx, d.ID); err != nil || got.Used != 121 {
 				t.Errorf("Drive = %+v, %v; want Used 121", got, err)
 			}
+		})
+	}
+}
+
+func TestShareStore(t *testing.T) {
+	for _, e := range engines() {
+		t.Run(e.name, func(t *testing.T) {
+			ferrytest.TestShareStore(t, func(t *testing.T) ferrytest.ShareStores {
+				s := open(t, e.newDSN(t))
+				return ferrytest.ShareStores{Items: s, Accounts: s, Shares: s}
+			})
 		})
 	}
 }

@@ -349,6 +349,10 @@ func (st *staging) Sync() error {
 	return nil
 }
 
+// Release does nothing: the staged bytes stay in the file, readable,
+// until Publish.
+func (st *staging) Release(n int64) error { return nil }
+
 // Publish truncates (or extends with zeros) the file to size bytes, makes
 // it durable and renames it into blobs/ under a new key, then makes the
 // rename durable. The handle is closed whatever the outcome; on failure

@@ -58,8 +58,12 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	ferryBin := fs.String("ferry", "", "ferry binary to run (default: go build ./cmd/ferry into a temp folder)")
 	workDir := fs.String("dir", "", "folder for the test file and data (default: a temp folder; removed after)")
 	rateFlag := fs.String("rate", "", "throttle each origin connection to this many bytes per second (e.g. 20MB); empty: unthrottled")
+	small := addSmallFlags(fs) // small.go
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if small.enabled() {
+		return small.run(ctx, *ferryBin, *workDir, out)
 	}
 	size, err := parseSize(*sizeFlag)
 	if err != nil {

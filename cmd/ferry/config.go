@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/ferrydrive/ferry/blob/s3blob"
 )
 
 // Config is everything `ferry serve` can be told. Only this package reads
@@ -37,6 +39,16 @@ type Config struct {
 	FetchConns       int           // most connections one import opens
 	FetchHostConns   int           // most connections to one origin host across the node's imports
 	NodeID           string
+
+	// Blobs is "" for local files in Data, or s3://BUCKET[/PREFIX].
+	Blobs       string
+	S3Endpoint  string
+	S3Region    string
+	S3PathStyle bool
+	S3Presign   bool
+	S3AccessKey string // AWS_ACCESS_KEY_ID; empty: the SDK's chain
+	S3SecretKey string // AWS_SECRET_ACCESS_KEY
+	S3Session   string // AWS_SESSION_TOKEN
 
 	MetricsListen     string        // address of the Prometheus listener; "" is off
 	LogLevel          string        // debug, info, warn, error
@@ -73,6 +85,7 @@ func defaultConfig() Config {
 		MaxDuration:      24 * time.Hour,
 		FetchConns:       8,
 		FetchHostConns:   16,
+		S3Region:         "us-east-1",
 
 		LogLevel:          "info",
 		LogFormat:         "text",
@@ -106,6 +119,11 @@ func serveFlags(fs *flag.FlagSet, c *Config) {
 	fs.DurationVar(&c.MaxDuration, "fetch-max-duration", c.MaxDuration, "upload from URL: fail an import this long after its first attempt began")
 	fs.IntVar(&c.FetchConns, "fetch-connections", c.FetchConns, "upload from URL: most connections one import opens (segmented downloads)")
 	fs.IntVar(&c.FetchHostConns, "fetch-host-connections", c.FetchHostConns, "upload from URL: most connections to one origin host across all imports of the node")
+	fs.StringVar(&c.Blobs, "blobs", c.Blobs, "where blobs live: empty for local files in --data, or `s3://BUCKET[/PREFIX]` for S3-compatible storage")
+	fs.StringVar(&c.S3Endpoint, "s3-endpoint", c.S3Endpoint, "S3 server `URL` (default: AWS)")
+	fs.StringVar(&c.S3Region, "s3-region", c.S3Region, "S3 region")
+	fs.BoolVar(&c.S3PathStyle, "s3-path-style", c.S3PathStyle, "S3 path-style addressing (http://host/bucket/key), which most S3-compatible servers want")
+	fs.BoolVar(&c.S3Presign, "s3-presign", c.S3Presign, "redirect downloads to short-lived presigned S3 URLs instead of streaming them")
 	fs.StringVar(&c.NodeID, "node-id", c.NodeID, "stable name of this node among several on one PostgreSQL database (default: derived from host and --data)")
 	fs.StringVar(&c.MetricsListen, "metrics-listen", c.MetricsListen, "address (`host:port`) of a separate listener serving Prometheus /metrics (default: off)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "least level logged: debug, info, warn or error")
@@ -191,6 +209,17 @@ func (c *Config) Validate() error {
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		return fmt.Errorf("--log-format %q: want text or json", c.LogFormat)
+	}
+	if c.Blobs != "" {
+		if _, _, err := s3blob.ParseLocation(c.Blobs); err != nil {
+			return fmt.Errorf("--blobs %q: want s3://BUCKET[/PREFIX], or nothing for local files", c.Blobs)
+		}
+	}
+	if c.S3Endpoint != "" {
+		u, err := url.Parse(c.S3Endpoint)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			return fmt.Errorf("--s3-endpoint %q must be http(s)://HOST[:PORT]", c.S3Endpoint)
+		}
 	}
 	if c.PublicURL != "" {
 		u, err := url.Parse(c.PublicURL)

@@ -22,7 +22,6 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/ferrydrive/ferry"
-	"github.com/ferrydrive/ferry/blob/fsblob"
 	"github.com/ferrydrive/ferry/fetch"
 	"github.com/ferrydrive/ferry/graph"
 	"github.com/ferrydrive/ferry/jobs"
@@ -55,6 +54,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err := cfg.Validate(); err != nil {
 		return usageError{err.Error()}
 	}
+	cfg.S3AccessKey, cfg.S3SecretKey, cfg.S3Session = getenv("AWS_ACCESS_KEY_ID"), getenv("AWS_SECRET_ACCESS_KEY"), getenv("AWS_SESSION_TOKEN")
 	return serve(ctx, cfg, newLogger(cfg, stderr), stdout)
 }
 
@@ -94,7 +94,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		m = metrics.New(store)
 	}
 	store.CountRetries(m)
-	blobs, err := fsblob.New(filepath.Join(cfg.Data, "blobs"))
+	blobs, err := openBlobs(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -156,7 +156,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		DownloadURLTTL:  cfg.DownloadURLTTL,
 		SigningKey:      key,
 		BodyIdleTimeout: cfg.BodyIdleTimeout,
-	}, graph.Deps{Log: log, Accounts: store, Items: store, Blobs: blobs, Jobs: queue, Sessions: store, Metrics: m})
+	}, graph.Deps{Log: log, Accounts: store, Items: store, Blobs: blobs, Jobs: queue, Sessions: store, Shares: store, Metrics: m})
 	// Handlers must be done before the deferred store.Close, also when the
 	// shutdown below runs out of time and closes their connections.
 	var handlers sync.WaitGroup

@@ -1,0 +1,284 @@
+package main
+
+// The small-imports and idle modes:
+//
+//	go run ./cmd/ferry-bench -small 300 -clients 30   # 300 imports of 64 KiB, 30 clients
+//	go run ./cmd/ferry-bench -idle 30s                # CPU of an idle server
+//
+// -small starts a real `ferry serve` with its defaults on a fresh data
+// folder, posts the imports through the clients (each posts its share, then
+// polls its monitors until every one has completed) and prints imports per
+// second from the first POST to the last "completed". As a baseline in the
+// same run, the same clients then PUT the same number of files of the same
+// size (simple upload, no job), which is what the bytes cost without the
+// queue. -idle leaves a fresh server alone and reads its CPU time from
+// /proc/PID/stat.
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// smallMode holds the flags of the small-imports and idle modes.
+type smallMode struct {
+	n       int
+	clients int
+	size    string
+	idle    time.Duration
+}
+
+func addSmallFlags(fs *flag.FlagSet) *smallMode {
+	m := &smallMode{}
+	fs.IntVar(&m.n, "small", 0, "run the small-imports mode: this many imports of -small-size, posted by -clients clients")
+	fs.IntVar(&m.clients, "clients", 30, "concurrent clients of -small")
+	fs.StringVar(&m.size, "small-size", "64KiB", "size of each file of -small")
+	fs.DurationVar(&m.idle, "idle", 0, "run the idle mode: measure the CPU an idle server uses over this long")
+	return m
+}
+
+// enabled reports whether a mode of this file was asked for.
+func (m *smallMode) enabled() bool { return m.n > 0 || m.idle > 0 }
+
+func (m *smallMode) run(ctx context.Context, ferryBin, workDir string, out io.Writer) error {
+	size, err := parseSize(m.size)
+	if err != nil {
+		return err
+	}
+	if m.clients <= 0 {
+		return errors.New("-clients must be positive")
+	}
+	dir := workDir
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "ferry-bench-"); err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+	}
+	if ferryBin == "" {
+		ferryBin = filepath.Join(dir, "ferry")
+		fmt.Fprintln(out, "building ferry…")
+		build := exec.CommandContext(ctx, "go", "build", "-o", ferryBin, "./cmd/ferry")
+		build.Stdout, build.Stderr = out, out
+		if err := build.Run(); err != nil {
+			return fmt.Errorf("go build (run from the repository root): %w", err)
+		}
+	}
+	f, err := startFerry(ctx, ferryBin, filepath.Join(dir, "data"))
+	if err != nil {
+		return err
+	}
+	defer f.stop()
+	f.client = &http.Client{Timeout: time.Minute, Transport: &http.Transport{MaxIdleConnsPerHost: m.clients}}
+	if m.idle > 0 {
+		return measureIdle(ctx, f, m.idle, out)
+	}
+
+	body := make([]byte, size)
+	rand.Read(body)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	go (&http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("ETag", `"small"`)
+		http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(body))
+	})}).Serve(ln)
+	origin := "http://" + ln.Addr().String()
+
+	fmt.Fprintf(out, "%d imports of %s from %d clients (server defaults, SQLite)\n", m.n, formatSize(size), m.clients)
+	imports, err := m.together(ctx, func(ctx context.Context, i int) (string, error) {
+		return f.postImport(ctx, fmt.Sprintf("%s/f/%d", origin, i), fmt.Sprintf("import-%d.bin", i))
+	}, f.waitMonitor)
+	if err != nil {
+		return err
+	}
+	puts, err := m.together(ctx, func(ctx context.Context, i int) (string, error) {
+		return "", f.put(ctx, fmt.Sprintf("put-%d.bin", i), body)
+	}, nil)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "imports: %d in %.2fs = %.0f imports/s\n", m.n, imports.Seconds(), float64(m.n)/imports.Seconds())
+	fmt.Fprintf(out, "baseline, simple PUT of the same bytes: %d in %.2fs = %.0f PUTs/s (imports/PUTs %.2f)\n",
+		m.n, puts.Seconds(), float64(m.n)/puts.Seconds(), puts.Seconds()/imports.Seconds())
+	return nil
+}
+
+// together runs start for 0..n-1 spread over the clients, and then, per
+// client, wait for every result of start, and returns the time from the
+// first start to the last wait.
+func (m *smallMode) together(ctx context.Context, start func(context.Context, int) (string, error),
+	wait func(context.Context, []string) error) (time.Duration, error) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	t0 := time.Now()
+	for range m.clients {
+		wg.Go(func() {
+			var mine []string
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= m.n {
+					break
+				}
+				r, err := start(ctx, i)
+				if err != nil {
+					cancel(err)
+					return
+				}
+				mine = append(mine, r)
+			}
+			if wait != nil {
+				if err := wait(ctx, mine); err != nil {
+					cancel(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil {
+		return 0, err
+	}
+	return time.Since(t0), nil
+}
+
+func (f *ferryProc) postImport(ctx context.Context, url, name string) (string, error) {
+	body, _ := json.Marshal(map[string]any{"@microsoft.graph.sourceUrl": url, "name": name, "file": map[string]any{}})
+	req, _ := http.NewRequestWithContext(ctx, "POST", f.base+"/v1.0/me/drive/root/children", bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+f.token)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Prefer", "respond-async")
+	resp, err := f.client.Do(req)
+	if err != nil {
+		return "", err
+	}
+	msg, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		return "", fmt.Errorf("import answered %s: %s", resp.Status, msg)
+	}
+	return resp.Header.Get("Location"), nil
+}
+
+// waitMonitor polls the monitors round by round, 20 ms apart, until every
+// one has completed.
+func (f *ferryProc) waitMonitor(ctx context.Context, monitors []string) error {
+	for len(monitors) > 0 {
+		left := monitors[:0]
+		for _, mon := range monitors {
+			req, _ := http.NewRequestWithContext(ctx, "GET", mon, nil)
+			r, err := f.client.Do(req)
+			if err != nil {
+				return err
+			}
+			var st struct{ Status, StatusDescription string }
+			json.NewDecoder(r.Body).Decode(&st)
+			r.Body.Close()
+			switch st.Status {
+			case "completed":
+			case "failed", "cancelled":
+				return fmt.Errorf("import %s: %s", st.Status, st.StatusDescription)
+			default:
+				left = append(left, mon)
+			}
+		}
+		monitors = left
+		if len(monitors) == 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+func (f *ferryProc) put(ctx context.Context, name string, body []byte) error {
+	req, _ := http.NewRequestWithContext(ctx, "PUT", f.base+"/v1.0/me/drive/root:/"+name+":/content", bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+f.token)
+	resp, err := f.client.Do(req)
+	if err != nil {
+		return err
+	}
+	msg, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("PUT answered %s: %s", resp.Status, msg)
+	}
+	return nil
+}
+
+// measureIdle waits for the server to settle, then reads its CPU time
+// before and after d and prints the share of one core it used.
+func measureIdle(ctx context.Context, f *ferryProc, d time.Duration, out io.Writer) error {
+	pid := f.cmd.Process.Pid
+	fmt.Fprintf(out, "idle server: settling 5s, then measuring CPU over %v\n", d)
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(5 * time.Second):
+	}
+	c0, err := cpuTicks(pid)
+	if err != nil {
+		return err
+	}
+	t0 := time.Now()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(d):
+	}
+	c1, err := cpuTicks(pid)
+	if err != nil {
+		return err
+	}
+	// Linux reports CPU time in clock ticks of 1/100 s (USER_HZ).
+	used := time.Duration(c1-c0) * 10 * time.Millisecond
+	fmt.Fprintf(out, "idle CPU: %v in %.1fs = %.2f%% of one core\n", used, time.Since(t0).Seconds(),
+		100*used.Seconds()/time.Since(t0).Seconds())
+	return nil
+}
+
+// cpuTicks returns utime+stime of pid from /proc/PID/stat, in clock ticks.
+func cpuTicks(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name (field 2) may hold spaces; fields count from the
+	// closing parenthesis.
+	s := string(b)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(fields) < 13 {
+		return 0, errors.New("short /proc stat line")
+	}
+	var total int64
+	for _, f := range fields[11:13] { // utime, stime (fields 14 and 15)
+		v, err := strconv.ParseInt(f, 10, 64)
+		if err != nil {
+			return 0, err
+		}
+		total += v
+	}
+	return total, nil
+}
