@@ -64,6 +64,7 @@ func (o *origin) enter(fc *fetch.Client) func() {
 func segmentedConfig(t *testing.T) jobs.Config {
 	cfg := testConfig(t)
 	cfg.Connections = 4
+	cfg.FastStream = 256 << 20
 	cfg.StallAfter = 500 * time.Millisecond
 	return cfg
 }
