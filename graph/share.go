@@ -223,9 +223,10 @@ type inviteRequest struct {
 // server named by e-mail address (or by user id as objectId), gets the role
 // on the item; inviting one who already has a grant there changes its role.
 // The answer is 200 with the permissions. A recipient who is not a user of
-// the server, or who is the owner, fails the whole request with 400
-// invalidRequest / sharingFailed before anything is granted, as OneDrive
-// answers invitations it cannot deliver. Several roles mean the strongest.
+// the server fails the whole request with 400 invalidRequest /
+// sharingFailed before anything is granted, as OneDrive answers
+// invitations it cannot deliver; inviting the owner changes nothing and
+// answers the owner's permission. Several roles mean the strongest.
 func handleInvite(log *slog.Logger, accounts ferry.AccountStore, items ferry.ItemStore, shares ferry.ShareStore, view *itemView) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if shares == nil {
@@ -272,6 +273,7 @@ func handleInvite(log *slog.Logger, accounts ferry.AccountStore, items ferry.Ite
 			email string
 		}
 		var to []recipient
+		ownerToo := false
 		for _, rc := range req.Recipients {
 			addr := strings.TrimSpace(rc.Email)
 			var u *ferry.User
@@ -287,25 +289,29 @@ func handleInvite(log *slog.Logger, accounts ferry.AccountStore, items ferry.Ite
 			default:
 				err = ferry.Errorf(ferry.NotFound, "no address")
 			}
-			if ferry.KindOf(err) == ferry.NotFound || (err == nil && u.ID == me) {
+			if ferry.KindOf(err) == ferry.NotFound {
 				who := addr
 				if who == "" {
 					who = rc.ObjectID
 				}
-				msg := "the invitation to " + who + " cannot be delivered: no user of this server has that address"
-				if err == nil {
-					msg = "an item cannot be shared with its own owner"
-				}
-				writeError(w, r, log, (&ferry.Error{Kind: ferry.Invalid, Message: msg}).WithCode("sharingFailed"))
+				writeError(w, r, log, (&ferry.Error{Kind: ferry.Invalid,
+					Message: "the invitation to " + who + " cannot be delivered: no user of this server has that address"}).WithCode("sharingFailed"))
 				return
 			}
 			if err != nil {
 				writeError(w, r, log, err)
 				return
 			}
+			if u.ID == me {
+				ownerToo = true // the owner has every right already
+				continue
+			}
 			to = append(to, recipient{u.ID, addr})
 		}
-		out := make([]permissionJSON, 0, len(to))
+		out := make([]permissionJSON, 0, len(to)+1)
+		if ownerToo {
+			out = append(out, ownerPermission(t.drive))
+		}
 		for _, rc := range to {
 			p, err := shares.Grant(r.Context(), it.ID, rc.user, rc.email, role, me)
 			if err != nil {
@@ -318,9 +324,21 @@ func handleInvite(log *slog.Logger, accounts ferry.AccountStore, items ferry.Ite
 	})
 }
 
-// handleListPermissions answers GET {item}/permissions: the links and
-// grants set on the item itself, oldest first (what a folder's permissions
-// give its subtree is not repeated on each item).
+// ownerPermissionID names the owner's permission, which every item lists
+// first, as OneDrive for Business does (rclone's permission tests rely on
+// it). It can be read but not changed or deleted.
+const ownerPermissionID = "owner"
+
+// ownerPermission is the drive owner's permission on every item.
+func ownerPermission(d *ferry.Drive) permissionJSON {
+	who := identitySet{User: identity{ID: string(d.Owner), DisplayName: d.OwnerName}}
+	return permissionJSON{ID: ownerPermissionID, Roles: []string{"owner"}, GrantedTo: &who, GrantedToV2: &who}
+}
+
+// handleListPermissions answers GET {item}/permissions: the owner's
+// permission, then the links and grants set on the item itself, oldest
+// first (what a folder's permissions give its subtree is not repeated on
+// each item).
 func handleListPermissions(log *slog.Logger, items ferry.ItemStore, shares ferry.ShareStore, view *itemView) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if shares == nil {
@@ -337,7 +355,8 @@ func handleListPermissions(log *slog.Logger, items ferry.ItemStore, shares ferry
 			writeError(w, r, log, err)
 			return
 		}
-		out := make([]permissionJSON, 0, len(ps))
+		out := make([]permissionJSON, 0, len(ps)+1)
+		out = append(out, ownerPermission(targetOf(r).drive))
 		for _, p := range ps {
 			out = append(out, view.permission(r, p))
 		}
@@ -379,6 +398,14 @@ func handlePermission(log *slog.Logger, items ferry.ItemStore, shares ferry.Shar
 			return
 		}
 		id := t.ref.sub
+		if id == ownerPermissionID {
+			if r.Method != http.MethodGet {
+				writeError(w, r, log, ferry.Errorf(ferry.Forbidden, "the owner's permission cannot be changed or removed"))
+				return
+			}
+			encode(w, http.StatusOK, ownerPermission(t.drive))
+			return
+		}
 		var p *ferry.Permission
 		switch r.Method {
 		case http.MethodDelete:

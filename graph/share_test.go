@@ -86,8 +86,12 @@ func TestShareLinkToFile(t *testing.T) {
 
 	// Listed, then deleted: it stops working at once.
 	list := e.do("GET", "/v1.0/me/drive/root:/docs/a.txt:/permissions", nil).must(t, http.StatusOK).json(t)
-	if v, _ := list["value"].([]any); len(v) != 1 {
-		t.Fatalf("permissions: %s", list)
+	if v, _ := list["value"].([]any); len(v) != 2 || v[0].(map[string]any)["id"] != "owner" || v[1].(map[string]any)["id"] != perm["id"] {
+		t.Fatalf("permissions: %s, want the owner's, then the link", list)
+	}
+	e.do("DELETE", "/v1.0/me/drive/root:/docs/a.txt:/permissions/owner", nil).wantError(t, http.StatusForbidden, "accessDenied")
+	if o := e.do("GET", "/v1.0/me/drive/root:/docs/a.txt:/permissions/owner", nil).must(t, http.StatusOK).json(t); o["roles"].([]any)[0] != "owner" {
+		t.Errorf("owner permission %v", o)
 	}
 	e.do("GET", "/v1.0/me/drive/root:/docs/a.txt:/permissions/"+perm["id"].(string), nil).must(t, http.StatusOK)
 	e.do("DELETE", "/v1.0/me/drive/root:/docs/a.txt:/permissions/"+perm["id"].(string), nil).must(t, http.StatusNoContent)
@@ -219,7 +223,9 @@ func TestShareGrants(t *testing.T) {
 	if r := invite(map[string]any{"email": "nobody@example.org"}, "read"); !bytes.Contains(r.body, []byte("sharingFailed")) {
 		t.Errorf("unknown address: %s, want sharingFailed", r.body)
 	}
-	invite(map[string]any{"objectId": string(e.me.ID)}, "read").wantError(t, http.StatusBadRequest, "invalidRequest")
+	if self := invite(map[string]any{"objectId": string(e.me.ID)}, "read").must(t, http.StatusOK).json(t)["value"].([]any); len(self) != 1 || self[0].(map[string]any)["id"] != "owner" {
+		t.Errorf("inviting the owner answered %v, want only the owner's permission", self)
+	}
 	invite(map[string]any{"objectId": guestID}, "owner").wantError(t, http.StatusBadRequest, "invalidRequest")
 
 	// Before the grant the guest sees nothing of the drive.
@@ -314,15 +320,15 @@ func TestShareInviteByEmail(t *testing.T) {
 	before := e.do("GET", base+"/permissions", nil).must(t, http.StatusOK).json(t)["value"].([]any)
 	e.do("PATCH", base+"/permissions/"+perm["id"].(string), map[string]any{"roles": []string{"write"}}).must(t, http.StatusOK)
 	after := e.do("GET", base+"/permissions", nil).must(t, http.StatusOK).json(t)["value"].([]any)
-	if len(before) != 1 || len(after) != 1 {
-		t.Fatalf("permissions before %v, after %v", before, after)
+	if len(before) != 2 || len(after) != 2 {
+		t.Fatalf("permissions before %v, after %v; want the owner's and ryan's", before, after)
 	}
-	before[0].(map[string]any)["roles"] = []any{"write"}
-	if b, a := normalize(before[0]), normalize(after[0]); !reflect.DeepEqual(b, a) {
+	before[1].(map[string]any)["roles"] = []any{"write"}
+	if b, a := normalize(before), normalize(after); !reflect.DeepEqual(b, a) {
 		t.Errorf("after the role change the permission differs by more than its role:\n%v\n%v", b, a)
 	}
 	e.do("DELETE", base+"/permissions/"+perm["id"].(string), nil).must(t, http.StatusNoContent)
-	if v := e.do("GET", base+"/permissions", nil).must(t, http.StatusOK).json(t)["value"].([]any); len(v) != 0 {
-		t.Errorf("permissions after delete: %v", v)
+	if v := e.do("GET", base+"/permissions", nil).must(t, http.StatusOK).json(t)["value"].([]any); len(v) != 1 {
+		t.Errorf("permissions after delete: %v, want only the owner's", v)
 	}
 }
