@@ -213,3 +213,77 @@ func TestCancelOnS3Aborts(t *testing.T) {
 		t.Errorf("after the cancel: objects %q, %d uploads; want none", objs, ups)
 	}
 }
+
+// TestUploadSessionOnS3 uploads a file through a session whose fragments
+// are smaller than S3's part minimum and arrive out of order, and checks
+// that only the blob is left in the bucket.
+func TestUploadSessionOnS3(t *testing.T) {
+	e := newS3Env(t, "sessions")
+	s, _ := startStoppable(t, e.env, append([]string{"--data", t.TempDir()}, e.args...)...)
+	uploadAcrossNodes(t, []server{s})
+	if objs, ups := e.objects(t), e.uploads(t); len(objs) != 1 || ups != 0 {
+		t.Errorf("bucket after the session: objects %q, %d uploads; want one blob", objs, ups)
+	}
+}
+
+// TestPresignedDownloadOnS3 checks --s3-presign: a download is a 302 to
+// the bucket, which serves the bytes and a Range itself; a request with
+// If-Range stays with Ferry, which alone knows the validator.
+func TestPresignedDownloadOnS3(t *testing.T) {
+	e := newS3Env(t, "", "--s3-presign")
+	s, _ := startStoppable(t, e.env, append([]string{"--data", t.TempDir()}, e.args...)...)
+	content := bytes.Repeat([]byte("presigned bytes\n"), 4096)
+	resp := s.do(t, "PUT", "/v1.0/me/drive/root:/p.txt:/content", string(content))
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("PUT: %d", resp.StatusCode)
+	}
+	id := decodeJSON(t, resp.Body)["id"].(string)
+
+	// The content URL redirects to Ferry's download URL, which redirects
+	// to S3.
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	req, _ := http.NewRequest(http.MethodGet, s.base+"/v1.0/me/drive/items/"+id+"/content", nil)
+	req.Header.Set("Authorization", "Bearer "+s.token)
+	var loc string
+	for range 3 {
+		r, err := noFollow.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Body.Close()
+		if r.StatusCode != http.StatusFound {
+			break
+		}
+		loc = r.Header.Get("Location")
+		req, _ = http.NewRequest(http.MethodGet, loc, nil)
+	}
+	if !strings.HasPrefix(loc, e.srv.Endpoint+"/") || !strings.Contains(loc, "X-Amz-Signature=") {
+		t.Fatalf("last redirect to %q, want a presigned URL on %s", loc, e.srv.Endpoint)
+	}
+	req, _ = http.NewRequest(http.MethodGet, loc, nil)
+	req.Header.Set("Range", "bytes=16-31")
+	r, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(r.Body)
+	r.Body.Close()
+	if r.StatusCode != http.StatusPartialContent || !bytes.Equal(got, content[16:32]) {
+		t.Errorf("presigned GET with Range = %d %q", r.StatusCode, got)
+	}
+
+	item := decodeJSON(t, s.do(t, "GET", "/v1.0/me/drive/items/"+id, "").Body)
+	dl := item["@microsoft.graph.downloadUrl"].(string)
+	req, _ = http.NewRequest(http.MethodGet, dl, nil)
+	req.Header.Set("Range", "bytes=0-3")
+	req.Header.Set("If-Range", item["cTag"].(string))
+	r, err = noFollow.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ = io.ReadAll(r.Body)
+	r.Body.Close()
+	if r.StatusCode != http.StatusPartialContent || string(got) != "pres" {
+		t.Errorf("download with If-Range = %d %q, want 206 from Ferry itself", r.StatusCode, got)
+	}
+}

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -73,6 +75,8 @@ func TestThreeNodesOnS3(t *testing.T) {
 	for _, n := range nodes {
 		n.s.token = token // one database: a token made on one node works on all
 	}
+
+	uploadAcrossNodes(t, []server{nodes[0].s, nodes[1].s, nodes[2].s})
 
 	monitor := nodes[0].s.importURL(t, srcSrv.URL+"/big.bin", "big.bin").Header.Get("Location")
 	path := monitor[len(nodes[0].s.base):]
@@ -144,7 +148,75 @@ func TestThreeNodesOnS3(t *testing.T) {
 		t.Errorf("ranged download on another node: %d", dl.StatusCode)
 	}
 	objs := e.objects(t)
-	if len(objs) != 1 || e.uploads(t) != 0 {
-		t.Errorf("bucket after the takeover: objects %q, %d uploads; want one blob and no upload", objs, e.uploads(t))
+	if len(objs) != 2 || e.uploads(t) != 0 {
+		t.Errorf("bucket after the takeover: objects %q, %d uploads; want two blobs (the session's and the import's) and no upload", objs, e.uploads(t))
+	}
+	for _, k := range objs {
+		if !strings.HasPrefix(k, "drive/blobs/") {
+			t.Errorf("object %s is no blob under the prefix", k)
+		}
+	}
+}
+
+// uploadAcrossNodes creates an upload session on the first server and
+// sends its fragments (320 KiB multiples, below S3's 5 MiB part minimum,
+// out of order) to all of them in turn; the last fragment commits the
+// file, which every server then serves whole.
+func uploadAcrossNodes(t *testing.T, servers []server) {
+	t.Helper()
+	content := make([]byte, 17<<20+1000)
+	for i := range content {
+		content[i] = byte(i*31 + i>>9)
+	}
+	resp := servers[0].do(t, "POST", "/v1.0/me/drive/root:/session.bin:/createUploadSession", "{}", "Content-Type", "application/json")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("createUploadSession: %d", resp.StatusCode)
+	}
+	upload, _ := decodeJSON(t, resp.Body)["uploadUrl"].(string)
+	path := upload[len(servers[0].base):]
+	const frag = 10 * 320 << 10 // 3.125 MiB
+	var offs []int
+	for off := 0; off < len(content); off += frag {
+		offs = append(offs, off)
+	}
+	// Last fragment first but one, then the others backwards, the first
+	// fragment last: it completes the file.
+	order := append([]int{offs[len(offs)-1]}, offs[:len(offs)-1]...)
+	for i, j := 1, len(order)-1; i < j; i, j = i+1, j-1 {
+		order[i], order[j] = order[j], order[i]
+	}
+	var item map[string]any
+	for i, off := range order {
+		end := min(off+frag, len(content))
+		s := servers[i%len(servers)]
+		req, _ := http.NewRequest(http.MethodPut, s.base+path, bytes.NewReader(content[off:end]))
+		req.Header.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", off, end-1, len(content)))
+		r, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last := i == len(order)-1
+		switch {
+		case !last && r.StatusCode != http.StatusAccepted:
+			b, _ := io.ReadAll(r.Body)
+			t.Fatalf("fragment at %d on %s: %d %s", off, s.base, r.StatusCode, b)
+		case last && r.StatusCode != http.StatusCreated:
+			b, _ := io.ReadAll(r.Body)
+			t.Fatalf("last fragment on %s: %d %s, want 201", s.base, r.StatusCode, b)
+		case last:
+			item = decodeJSON(t, r.Body)
+		}
+		r.Body.Close()
+	}
+	sum := sha256.Sum256(content)
+	if got, want := item["file"].(map[string]any)["hashes"].(map[string]any)["sha256Hash"], strings.ToUpper(hex.EncodeToString(sum[:])); got != want {
+		t.Fatalf("session file sha256Hash = %v, want %s", got, want)
+	}
+	for _, s := range servers {
+		dl := s.do(t, "GET", "/v1.0/me/drive/items/"+item["id"].(string)+"/content", "")
+		got, _ := io.ReadAll(dl.Body)
+		if !bytes.Equal(got, content) {
+			t.Fatalf("session file from %s: %d bytes, not the uploaded ones", s.base, len(got))
+		}
 	}
 }
