@@ -82,6 +82,7 @@ const (
 	JobNameAlreadyExists   JobErrorCode = "nameAlreadyExists"   // the name was taken at commit, conflict behaviour fail (409)
 	JobMaxFileSizeExceeded JobErrorCode = "maxFileSizeExceeded" // larger than the largest import (413)
 	JobQuotaLimitReached   JobErrorCode = "quotaLimitReached"   // larger than the drive's room (507)
+	JobInsufficientStorage JobErrorCode = "insufficientStorage" // larger than the server's disk can ever hold (507)
 	JobHashMismatch        JobErrorCode = "hashMismatch"        // the bytes' SHA-256 differs from @ferry.sha256 (500)
 	JobTimeout             JobErrorCode = "timeout"             // longer than the longest import allowed (504)
 	JobNotSupported        JobErrorCode = "notSupported"        // the job asks for something not implemented (501)

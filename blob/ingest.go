@@ -12,27 +12,35 @@ import (
 // absorbed them, for resuming a transfer whose hash state was not saved.
 func Rehash(ctx context.Context, s ferry.Staging, n int64) (*Hasher, error) {
 	h := NewHasher()
+	if err := hashRange(ctx, s, h, 0, n); err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+// hashRange feeds the staged bytes [from, to) of s to h.
+func hashRange(ctx context.Context, s ferry.Staging, h *Hasher, from, to int64) error {
 	sh := newSplitHasher(h)
 	defer sh.Close()
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
 	buf := *bp
-	for off := int64(0); off < n; {
+	for off := from; off < to; {
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return err
 		}
-		p := buf[:min(int64(len(buf)), n-off)]
+		p := buf[:min(int64(len(buf)), to-off)]
 		k, err := s.ReadAt(p, off)
 		sh.Write(p[:k])
 		off += int64(k)
-		if err == io.EOF && off < n {
-			return nil, fmt.Errorf("blob: rehash %s: %d bytes staged, want %d", s.ID(), off, n)
+		if err == io.EOF && off < to {
+			return fmt.Errorf("blob: rehash %s: %d bytes staged, want %d", s.ID(), off, to)
 		}
 		if err != nil && err != io.EOF {
-			return nil, fmt.Errorf("blob: rehash %s: %w", s.ID(), err)
+			return fmt.Errorf("blob: rehash %s: %w", s.ID(), err)
 		}
 	}
-	return h, nil
+	return nil
 }
 
 // sniffLen is how many leading bytes http.DetectContentType considers.

@@ -3,7 +3,6 @@
 // TestAccountStore, TestJobStore and TestSessionStore. Every
 // implementation runs the same suite, so the interface doc comments and
 // the implementations cannot drift apart: sqlstore on SQLite and on
-// PostgreSQL, fsblob, and the in-memory fakes NewBlobStore and
-// NewSessionStore (for unit tests that need no disk or database), which
-// pass the same suites. Only tests import this package.
+// PostgreSQL, fsblob, and the in-memory fake NewBlobStore (for unit
+// tests that need no disk), which passes the same suite. Only tests import this package.
 package ferrytest

@@ -34,6 +34,13 @@ func TestSessionStore(t *testing.T, newStore func(t *testing.T) ferry.SessionSto
 		{"Delete", testDeleteSession},
 		{"ExpiredSessions", testExpiredSessions},
 		{"Usage", testSessionUsage},
+		{"Limit", testSessionLimit},
+		{"ConcurrentLimit", testSessionLimitConcurrent},
+		{"FragmentClaims", testFragmentClaims},
+		{"ConcurrentClaims", testConcurrentClaims},
+		{"CommitMark", testCommitMark},
+		{"HashState", testSessionHashState},
+		{"Hold", testHoldSessionBlob},
 	} {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, newStore(t)) })
 	}
@@ -61,7 +68,7 @@ func newSession(size int64) *ferry.UploadSession {
 
 func createSession(t *testing.T, s ferry.SessionStore, us *ferry.UploadSession) *ferry.UploadSession {
 	t.Helper()
-	if err := s.CreateSession(t.Context(), us); err != nil {
+	if err := s.CreateSession(t.Context(), us, 0); err != nil {
 		t.Fatalf("CreateSession: %v", err)
 	}
 	return us
@@ -159,7 +166,7 @@ func testCreateSessionErrors(t *testing.T, s ferry.SessionStore) {
 	us := createSession(t, s, newSession(-1))
 	again := newSession(5)
 	again.ID = us.ID
-	wantKind(t, "CreateSession(taken ID)", s.CreateSession(ctx, again), ferry.Conflict)
+	wantKind(t, "CreateSession(taken ID)", s.CreateSession(ctx, again, 0), ferry.Conflict)
 	if got := readSession(t, s, us.ID); got.Size != -1 || got.StagingID != us.StagingID {
 		t.Errorf("a rejected CreateSession changed the session: %+v", got)
 	}
@@ -173,7 +180,7 @@ func testCreateSessionErrors(t *testing.T, s ferry.SessionStore) {
 	} {
 		us := newSession(-1)
 		tt.modify(us)
-		wantKind(t, "CreateSession("+tt.name+")", s.CreateSession(ctx, us), ferry.Invalid)
+		wantKind(t, "CreateSession("+tt.name+")", s.CreateSession(ctx, us, 0), ferry.Invalid)
 	}
 }
 

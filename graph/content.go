@@ -1,6 +1,7 @@
 package graph
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -40,11 +41,14 @@ func handleGetContent(log *slog.Logger, items ferry.ItemStore, view *itemView) h
 // Content-Length over the limit is refused before reading (413), and the
 // limit holds while streaming too. gzip bodies are decoded. If-Match is
 // honoured (412). A body that cannot be read (bad chunked encoding, a
-// connection cut short) is 400. When the store refuses the item, the
-// published blob is deleted again, so a refused upload leaves nothing
-// behind; when the outcome is unknown (an internal error) the blob stays
-// for the sweep, which deletes it if no item references it.
-func handlePutContent(log *slog.Logger, items ferry.ItemStore, blobs ferry.BlobStore, maxSize int64, view *itemView) http.Handler {
+// connection cut short) is 400. The bytes go to the one commit path
+// (blob.Committer.Put), which reserves their room on the local disk first
+// (503 serviceNotAvailable with Retry-After when the disk has none) and,
+// when the store refuses the item, deletes the published blob again, so a
+// refused upload leaves nothing behind; when the outcome is unknown (an
+// internal error) the blob stays for the sweep, which deletes it if no
+// item references it.
+func handlePutContent(log *slog.Logger, items ferry.ItemStore, files *blob.Committer, maxSize int64, view *itemView) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		t := targetOf(r)
 		ctx := r.Context()
@@ -105,7 +109,26 @@ func handlePutContent(log *slog.Logger, items ferry.ItemStore, blobs ferry.BlobS
 			writeError(w, r, log, err)
 			return
 		}
-		c, err := blob.Ingest(ctx, blobs, markedBody{body}, maxSize)
+		size := r.ContentLength // -1 when unknown; gzip bodies decode to more
+		if r.Header.Get("Content-Encoding") != "" {
+			size = -1
+		}
+		by := principal(r).User.Name
+		replaced := true
+		it, err := files.Put(ctx, markedBody{body}, size, maxSize, name, func(ctx context.Context, c ferry.Content) (*ferry.Item, error) {
+			if existing != nil {
+				return items.ReplaceContent(ctx, existing.ID, c, ifMatch, by)
+			}
+			it, rep, err := items.CreateItem(ctx, ferry.NewItem{
+				DriveID:  t.drive.ID,
+				ParentID: parent.ID,
+				Name:     name,
+				Content:  c,
+				By:       by,
+			}, conflict)
+			replaced = rep
+			return it, err
+		})
 		if err != nil {
 			var be *bodyError
 			switch {
@@ -122,33 +145,6 @@ func handlePutContent(log *slog.Logger, items ferry.ItemStore, blobs ferry.BlobS
 				// client's fault. (Bad gzip has its own Invalid already.)
 				err = &ferry.Error{Kind: ferry.Invalid, Message: "the request body could not be read", Err: err}
 			}
-			writeError(w, r, log, err)
-			return
-		}
-		// The name's extension beats sniffing; Ingest has sniffed already.
-		if m := blob.DetectMIME(name, nil); m != "application/octet-stream" {
-			c.MimeType = m
-		}
-
-		by := principal(r).User.Name
-		var it *ferry.Item
-		replaced := true
-		if existing != nil {
-			it, err = items.ReplaceContent(ctx, existing.ID, c, ifMatch, by)
-		} else {
-			it, replaced, err = items.CreateItem(ctx, ferry.NewItem{
-				DriveID:  t.drive.ID,
-				ParentID: parent.ID,
-				Name:     name,
-				Content:  c,
-				By:       by,
-			}, conflict)
-		}
-		if err != nil {
-			// A refused item leaves the new blob unreferenced: free it even
-			// if the client has gone away. After any other error an item
-			// may reference it; the sweep removes it if none does.
-			deleteRefusedBlob(ctx, log, blobs, c.BlobKey, err)
 			writeError(w, r, log, err)
 			return
 		}

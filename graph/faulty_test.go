@@ -74,12 +74,27 @@ func (f *faultyAccounts) Drive(ctx context.Context, id ferry.DriveID) (*ferry.Dr
 	return f.AccountStore.Drive(ctx, id)
 }
 
-// faultySessions is a SessionStore whose DeleteSession can fail, and whose
-// next Session call can be made to stop after reading until released.
+// faultySessions is a SessionStore whose DeleteSession can fail, whose
+// CommitSession can fail before writing (commitErr) or after (lostCommit),
+// and whose next Session call can be made to stop after reading until
+// released.
 type faultySessions struct {
 	ferry.SessionStore
-	deleteErr atomic.Value // error
-	gate      gate
+	deleteErr  atomic.Value                // error
+	commitErr  atomic.Pointer[ferry.Error] // CommitSession fails with it, changing nothing
+	lostCommit atomic.Bool                 // CommitSession commits, then reports errLost
+	gate       gate
+}
+
+func (f *faultySessions) CommitSession(ctx context.Context, id string, c ferry.Content) (*ferry.Item, bool, error) {
+	if err := f.commitErr.Load(); err != nil {
+		return nil, false, err
+	}
+	it, created, err := f.SessionStore.CommitSession(ctx, id, c)
+	if err == nil && f.lostCommit.Load() {
+		return nil, false, errLost
+	}
+	return it, created, err
 }
 
 func (f *faultySessions) Session(ctx context.Context, id string) (*ferry.UploadSession, error) {
@@ -96,11 +111,13 @@ func (f *faultySessions) DeleteSession(ctx context.Context, id string) error {
 }
 
 // gatedBlobs is a BlobStore whose staging areas stop in Publish while its
-// gate is armed, and which counts publications.
+// gate is armed, and which counts publications and bytes read back from
+// staging areas.
 type gatedBlobs struct {
 	ferry.BlobStore
 	gate      gate
 	published atomic.Int32
+	read      atomic.Int64
 }
 
 func (g *gatedBlobs) OpenStaging(ctx context.Context, id string) (ferry.Staging, error) {
@@ -114,6 +131,12 @@ func (g *gatedBlobs) OpenStaging(ctx context.Context, id string) (ferry.Staging,
 type gatedStaging struct {
 	ferry.Staging
 	g *gatedBlobs
+}
+
+func (s *gatedStaging) ReadAt(p []byte, off int64) (int, error) {
+	n, err := s.Staging.ReadAt(p, off)
+	s.g.read.Add(int64(n))
+	return n, err
 }
 
 func (s *gatedStaging) Publish(ctx context.Context, size int64) (string, error) {

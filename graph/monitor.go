@@ -45,6 +45,7 @@ var failedStatus = map[ferry.JobErrorCode]int{
 	ferry.JobMaxFileSizeExceeded: http.StatusRequestEntityTooLarge,
 	ferry.JobTimeout:             http.StatusGatewayTimeout,
 	ferry.JobQuotaLimitReached:   http.StatusInsufficientStorage,
+	ferry.JobInsufficientStorage: http.StatusInsufficientStorage,
 	ferry.JobNotSupported:        http.StatusNotImplemented,
 }
 
@@ -91,6 +92,8 @@ func monitorAnswer(r *http.Request, urls *urlBuilder, j *ferry.Job) (int, jobSta
 			status = http.StatusInternalServerError
 		}
 		return status, s
+	case ferry.StatusWaiting:
+		s.StatusDescription = j.ErrorMessage // why it waits, if known
 	case ferry.StatusCancelled:
 		s.StatusDescription = j.ErrorMessage
 		if s.StatusDescription == "" {

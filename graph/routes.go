@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ferrydrive/ferry"
+	"github.com/ferrydrive/ferry/blob"
 )
 
 // addRoutes is the API's table of contents.
@@ -26,12 +27,12 @@ import (
 func addRoutes(mux *http.ServeMux, cfg Config, d Deps, urls *urlBuilder, sign *signer) {
 	log := d.Log
 	view := &itemView{urls: urls, sign: sign}
+	files := &blob.Committer{Blobs: d.Blobs, Space: d.Space, Log: log}
 	var up *uploads // nil without a session store: the session routes answer 501
 	if d.Sessions != nil {
 		up = &uploads{
-			log: log, accounts: d.Accounts, items: d.Items, blobs: d.Blobs, sessions: d.Sessions,
+			log: log, accounts: d.Accounts, items: d.Items, blobs: d.Blobs, files: files, sessions: d.Sessions,
 			now: d.Now, ttl: cfg.SessionTTL, maxFragment: cfg.MaxFragmentSize, maxSessions: cfg.MaxUploadSessions,
-			busy: newInflight(),
 		}
 	}
 
@@ -43,7 +44,7 @@ func addRoutes(mux *http.ServeMux, cfg Config, d Deps, urls *urlBuilder, sign *s
 		{http.MethodGet, "children"}:             handleListChildren(log, d.Items, view),
 		{http.MethodPost, "children"}:            handleCreateChild(log, d.Items, d.Jobs, view),
 		{http.MethodGet, "content"}:              handleGetContent(log, d.Items, view),
-		{http.MethodPut, "content"}:              handlePutContent(log, d.Items, d.Blobs, cfg.MaxUploadSize, view),
+		{http.MethodPut, "content"}:              handlePutContent(log, d.Items, files, cfg.MaxUploadSize, view),
 		{http.MethodPost, "createUploadSession"}: handleCreateUploadSession(log, d.Items, up, urls),
 		{http.MethodPost, "copy"}:                handleCopy(log, d.Items, d.Jobs, urls),
 		{http.MethodPost, "createLink"}:          handleCreateLink(log, d.Items, d.Shares, view, d.Now),
@@ -57,7 +58,7 @@ func addRoutes(mux *http.ServeMux, cfg Config, d Deps, urls *urlBuilder, sign *s
 	lk := &links{log: log, accounts: d.Accounts, items: d.Items, shares: d.Shares, view: view, now: d.Now,
 		download: download, put: itemOps[itemRoute{http.MethodPut, "content"}]}
 
-	mux.Handle("GET /healthz", handleHealthz(log, d.Accounts))
+	mux.Handle("GET /healthz", handleHealthz(log, d.Accounts, d.Blobs, d.Space))
 	for _, version := range []string{"/v1.0", "/v2.0"} {
 		for _, drive := range []struct {
 			prefix   string
@@ -98,9 +99,38 @@ func addRoutes(mux *http.ServeMux, cfg Config, d Deps, urls *urlBuilder, sign *s
 	mux.Handle("/", handleNoRoute(log))
 }
 
-// handleHealthz answers 200 while the server can serve: its database
-// answers a query within two seconds. Otherwise 503.
-func handleHealthz(log *slog.Logger, accounts ferry.AccountStore) http.Handler {
+// health is the body of /healthz.
+type health struct {
+	Status   string      `json:"status"` // "ok" or "lowDisk"
+	Database healthPart  `json:"database"`
+	Blobs    healthPart  `json:"blobStore"`
+	Disk     *healthDisk `json:"disk,omitempty"` // absent when nothing is staged locally
+}
+
+type healthPart struct {
+	OK    bool   `json:"ok"`
+	Error string `json:"error,omitempty"`
+}
+
+// healthDisk reports the local disk in bytes: free for the server, total,
+// reserved by writes under way, and kept free (--min-free-space). low says
+// that less than a tenth of what the disk can hold above that floor is
+// left: writes that do not fit are refused (503) and imports wait.
+type healthDisk struct {
+	Free     int64  `json:"freeBytes"`
+	Total    int64  `json:"totalBytes"`
+	Reserved int64  `json:"reservedBytes"`
+	MinFree  int64  `json:"minFreeBytes"`
+	Low      bool   `json:"low"`
+	Error    string `json:"error,omitempty"`
+}
+
+// handleHealthz answers 200 while the server can serve, with a JSON body
+// reporting the database, the blob store and the local disk: a low disk
+// is reported there, not by the status, since the server still serves
+// reads, deletes and cancels that free space. Only a database that does
+// not answer a query within two seconds is 503 (Graph-shaped).
+func handleHealthz(log *slog.Logger, accounts ferry.AccountStore, blobs ferry.BlobStore, space ferry.DiskSpace) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
@@ -109,8 +139,27 @@ func handleHealthz(log *slog.Logger, accounts ferry.AccountStore) http.Handler {
 				Message: "the server cannot reach its database", Err: err})
 			return
 		}
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		w.Write([]byte("ok\n"))
+		h := health{Status: "ok", Database: healthPart{OK: true}, Blobs: healthPart{OK: true}}
+		// A key no blob has: NotFound is the healthy answer.
+		if b, err := blobs.Open(ctx, "healthz-probe"); err == nil {
+			b.Close()
+		} else if ferry.KindOf(err) != ferry.NotFound {
+			log.WarnContext(ctx, "healthz: blob store", "err", err)
+			h.Blobs = healthPart{Error: "the blob store does not answer"}
+		}
+		if space != nil {
+			u, err := space.Usage()
+			h.Disk = &healthDisk{Free: u.Free, Total: u.Total, Reserved: u.Reserved, MinFree: u.Floor, Low: err == nil && u.Low()}
+			if err != nil {
+				log.WarnContext(ctx, "healthz: disk", "err", err)
+				h.Disk.Error = "the free space cannot be read"
+			}
+			if h.Disk.Low && h.Status == "ok" {
+				h.Status = "lowDisk"
+			}
+		}
+		w.Header().Set("Cache-Control", "no-store")
+		encode(w, http.StatusOK, h)
 	})
 }
 

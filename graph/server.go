@@ -46,13 +46,21 @@
 //     until it commits, is cancelled or expires. A drive may have at most
 //     MaxUploadSessions (default 1000) live sessions, and creating one
 //     more is 429 activityLimitReached with Retry-After (a limit on
-//     activity, not on space); the count is checked before the insert,
-//     so simultaneous creations can pass it by a few;
-//   - a store error whose outcome is unknown after a file's bytes were
-//     published (not a refusal such as 409 or 507): the error is answered,
-//     and the blob stays for the sweep, which deletes it if no item uses
-//     it; once the file is written, failures of clean-up steps are logged,
-//     and the file is answered;
+//     activity, not on space); the store counts and inserts atomically,
+//     so simultaneous creations on any nodes cannot pass it;
+//   - upload-session state that matters across nodes (fragments being
+//     written, a commit or cancel under way) lives in the session store,
+//     not in this process;
+//   - a commit that fails for a passing reason (the database unavailable:
+//     503, or 500 when the outcome is unknown) keeps the session with its
+//     published bytes, and the client retries the commit or the last
+//     fragment; a store error whose outcome is unknown after a file's
+//     bytes were published (not a refusal such as 409 or 507): the error
+//     is answered, and the blob stays for the sweep, which deletes it if
+//     no item uses it; once the file is written, failures of clean-up
+//     steps are logged, and the file is answered;
+//   - a write that does not fit the local disk (Deps.Space): 503
+//     serviceNotAvailable with Retry-After;
 //   - copy: no Prefer needed; conflict default fail; copying the root, or a
 //     folder into itself or its subtree: 400;
 //   - parentReference (PATCH and copy): an id, or a path /drive/root:…,
@@ -122,6 +130,10 @@ type Deps struct {
 	// Sessions keeps upload sessions. When nil, createUploadSession and
 	// the upload URLs answer 501 notSupported.
 	Sessions ferry.SessionStore
+	// Space accounts the local disk that writes stage bytes on; nil when
+	// the blob store stages nothing locally. A write that does not fit
+	// is 503 with Retry-After, and /healthz reports it.
+	Space ferry.DiskSpace
 	// Shares keeps sharing links and grants. When nil, the sharing routes
 	// answer 501 notSupported and other users' drives stay unreachable.
 	Shares ferry.ShareStore

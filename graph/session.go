@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/ferrydrive/ferry"
@@ -40,13 +39,22 @@ type uploads struct {
 	accounts    ferry.AccountStore
 	items       ferry.ItemStore
 	blobs       ferry.BlobStore
+	files       *blob.Committer
 	sessions    ferry.SessionStore
 	now         func() time.Time
 	ttl         time.Duration
 	maxFragment int64
 	maxSessions int // live sessions per drive
-	busy        *inflight
 }
+
+// Leases of the marks the session store keeps for requests under way: a
+// fragment being written claims its range, a commit or cancel claims the
+// session. They end with the request; the lease only bounds how long a
+// node that died mid-request blocks the range or the session.
+const (
+	fragmentLease = 10 * time.Minute
+	commitLease   = 2 * time.Minute
+)
 
 // errSessionGone is the answer for a session that never existed, was
 // cancelled, committed or has expired: clients cannot tell these apart,
@@ -112,16 +120,52 @@ func (u *uploads) forget(ctx context.Context, id string) {
 // meanwhile, so a cancel while a commit runs is Conflict and removes
 // nothing, and a commit while a cancel runs is Conflict too.
 func (u *uploads) cancel(ctx context.Context, id string) error {
-	if !u.busy.beginCommit(id) {
-		return errBusy()
+	end, err := u.beginCommit(ctx, id)
+	if err != nil {
+		return err
 	}
-	defer u.busy.endCommit(id)
+	defer end()
 	s, err := u.session(ctx, id)
 	if err != nil {
 		return err
 	}
 	u.discard(ctx, s)
+	if s.Held != nil {
+		u.deleteHeld(ctx, s.Held.BlobKey)
+	}
 	return nil
+}
+
+// beginCommit takes the session's commit mark in the store, which holds
+// across nodes; end gives it back. A mark held by another commit or
+// cancel is Conflict.
+func (u *uploads) beginCommit(ctx context.Context, id string) (end func(), err error) {
+	if !cleanText(id) {
+		return nil, errSessionGone()
+	}
+	ok, err := u.sessions.BeginCommit(ctx, id, u.now().Add(commitLease))
+	switch {
+	case ferry.KindOf(err) == ferry.NotFound:
+		return nil, errSessionGone()
+	case err != nil:
+		return nil, err
+	case !ok:
+		return nil, errBusy()
+	}
+	return func() {
+		// The session is usually gone by now; then this changes nothing.
+		if err := u.sessions.EndCommit(context.WithoutCancel(ctx), id); err != nil {
+			u.log.WarnContext(ctx, "could not clear the commit mark of an upload session", "err", err)
+		}
+	}, nil
+}
+
+// deleteHeld deletes the published blob of a session whose commit failed
+// and that is discarded now.
+func (u *uploads) deleteHeld(ctx context.Context, key string) {
+	if err := u.blobs.Delete(context.WithoutCancel(ctx), key); err != nil {
+		u.log.WarnContext(ctx, "could not delete the blob of a discarded upload session", "key", key, "err", err)
+	}
 }
 
 // target returns the existing item a session's commit would replace: the
@@ -159,8 +203,8 @@ const (
 	// or have declared (ferry.SessionStore.SessionUsage), so that several
 	// sessions cannot each take the whole room left.
 	atFragment
-	// atCreate counts them too, and refuses a session beyond the drive's
-	// cap on live sessions.
+	// atCreate counts them too (the store caps the number of live
+	// sessions when it inserts one).
 	atCreate
 )
 
@@ -168,8 +212,7 @@ const (
 // where the session s puts it, taking the place of existing (the item
 // its commit would replace; nil for a free name): the room is what is
 // left of the quota, plus the bytes of a file it replaces, less what
-// the check counts (see quotaCheck). At creation, a drive that already
-// has maxSessions live sessions gives Throttled.
+// the check counts (see quotaCheck).
 func (u *uploads) checkQuota(ctx context.Context, s *ferry.UploadSession, existing *ferry.Item, size int64, check quotaCheck) error {
 	d, err := u.accounts.Drive(ctx, s.DriveID)
 	if err != nil {
@@ -181,13 +224,9 @@ func (u *uploads) checkQuota(ctx context.Context, s *ferry.UploadSession, existi
 	}
 	// Other live sessions keep their room, at commit too: the store
 	// counts their declared sizes against the quota.
-	pending, n, err := u.sessions.SessionUsage(ctx, s.DriveID)
+	pending, _, err := u.sessions.SessionUsage(ctx, s.DriveID)
 	if err != nil {
 		return err
-	}
-	if check == atCreate && n >= u.maxSessions {
-		return &ferry.Error{Kind: ferry.Throttled, RetryAfter: sessionRetryAfter,
-			Message: fmt.Sprintf("the drive has %d upload sessions in progress, the most it may have; finish or cancel some", n)}
 	}
 	// s's own share, once it is stored: its size when known, else the
 	// bytes it holds (see SessionUsage).
@@ -205,34 +244,6 @@ func (u *uploads) checkQuota(ctx context.Context, s *ferry.UploadSession, existi
 	return nil
 }
 
-// sessionRetryAfter is the Retry-After, in seconds, of a refusal for too
-// many live sessions: they end when committed, cancelled or expired.
-const sessionRetryAfter = 60
-
-// definiteRefusal reports whether err is the store refusing a change it
-// did not make. Any other error (Internal, Unavailable, …) leaves the
-// outcome open: the change may have been committed before the error.
-func definiteRefusal(err error) bool {
-	switch ferry.KindOf(err) {
-	case ferry.NameConflict, ferry.QuotaExceeded, ferry.Modified, ferry.Invalid, ferry.NotFound, ferry.Forbidden:
-		return true
-	}
-	return false
-}
-
-// deleteRefusedBlob deletes a just-published blob that no item references,
-// because the store refused the item. After any other error the blob
-// stays: an item may reference it after all, and the sweep deletes blobs
-// the store does not know once they are old enough.
-func deleteRefusedBlob(ctx context.Context, log *slog.Logger, blobs ferry.BlobStore, key string, err error) {
-	if !definiteRefusal(err) {
-		return
-	}
-	if derr := blobs.Delete(context.WithoutCancel(ctx), key); derr != nil {
-		log.WarnContext(ctx, "could not delete the blob of a refused upload", "key", key, "err", derr)
-	}
-}
-
 // committed is the outcome of a session's commit: the file and the drive
 // it is in, and whether it was created rather than replaced.
 type committed struct {
@@ -241,22 +252,25 @@ type committed struct {
 	created bool
 }
 
-// commit turns the complete session id into the file: it hashes the
-// staged bytes (whatever order they came in), publishes them and creates
-// the item (the session's conflict behaviour applied now) or replaces the
-// bytes of the file it names. The session is read again once the commit
-// mark is held, so that a commit queued behind another commit or a cancel
-// finds it gone. A name conflict, a quota overrun, a stale If-Match or a
-// vanished target discards the session with its bytes; nothing half-made
-// remains on any path. Once the file is written, the commit succeeds:
-// failures of the clean-up after it are logged. The work goes on if the
-// client disconnects.
+// commit turns the complete session id into the file through the one
+// commit path (blob.Committer): the staged bytes, hashed as their
+// contiguous prefix grew, are published, recorded in the session (held),
+// and the item is created (the session's conflict behaviour applied now)
+// or the file it names gets them, in the transaction that deletes the
+// session (SessionStore.CommitSession). A name conflict, a quota overrun,
+// a stale If-Match or a vanished target discards the session with its
+// bytes. Any other failure (the database unavailable) keeps the session
+// with its published bytes: the client retries the commit, or the last
+// fragment, and the retry commits those bytes. The commit mark, held in
+// the store, makes a second commit or a cancel meanwhile Conflict on any
+// node. The work goes on if the client disconnects.
 func (u *uploads) commit(ctx context.Context, id string) (*committed, error) {
 	ctx = context.WithoutCancel(ctx)
-	if !u.busy.beginCommit(id) {
-		return nil, errBusy()
+	end, err := u.beginCommit(ctx, id)
+	if err != nil {
+		return nil, err
 	}
-	defer u.busy.endCommit(id)
+	defer end()
 	s, err := u.session(ctx, id)
 	if err != nil {
 		return nil, err
@@ -270,58 +284,57 @@ func (u *uploads) commit(ctx context.Context, id string) (*committed, error) {
 	if err != nil {
 		return nil, err
 	}
-
-	// Check what can be checked before spending the work of publishing.
-	if err := u.precheck(ctx, s); err != nil {
-		switch ferry.KindOf(err) {
-		case ferry.NameConflict, ferry.QuotaExceeded, ferry.Modified, ferry.NotFound, ferry.Invalid:
+	out := &committed{drive: d}
+	create := func(ctx context.Context, c ferry.Content) (*ferry.Item, error) {
+		it, created, err := u.sessions.CommitSession(ctx, id, c)
+		out.created = created
+		if ferry.KindOf(err) == ferry.NotFound && ferry.CodeOf(err) == "uploadSessionNotFound" {
+			// Gone meanwhile: perhaps committed by an earlier attempt
+			// whose answer was lost, with these very bytes.
+			return nil, blob.Unknown(errSessionGone())
+		}
+		return it, err
+	}
+	if s.Held != nil {
+		// An earlier commit published the bytes and then failed for a
+		// passing reason: commit those.
+		out.item, err = u.files.CommitPublished(ctx, *s.Held, create)
+	} else {
+		// Check what can be checked before spending the work of
+		// publishing.
+		if err := u.precheck(ctx, s); err != nil {
+			if blob.Refused(err) {
+				u.discard(ctx, s)
+			}
+			return nil, err
+		}
+		var hashes ferry.Hashes
+		var st ferry.Staging
+		_, hashes, err = u.files.HashFrom(ctx, s.StagingID, s.HashState, s.Hashed, s.Size)
+		if err == nil {
+			st, err = u.blobs.OpenStaging(ctx, s.StagingID)
+		}
+		if ferry.KindOf(err) == ferry.NotFound {
+			u.forget(ctx, s.ID) // its bytes are gone
+			return nil, errSessionGone()
+		}
+		if err != nil {
+			return nil, err
+		}
+		hold := func(ctx context.Context, c ferry.Content) error { return u.sessions.HoldSessionBlob(ctx, id, c) }
+		var c ferry.Content
+		out.item, c, err = u.files.Commit(ctx, blob.Staged{Staging: st, Size: s.Size, Hashes: hashes, Name: s.Name}, hold, create)
+		if err != nil && c.BlobKey == "" && ferry.KindOf(err) == ferry.NotFound {
+			u.forget(ctx, s.ID) // its bytes vanished before they were published
+			return nil, errSessionGone()
+		}
+	}
+	if err != nil {
+		if blob.Refused(err) {
+			// The blob is deleted already; the session goes too.
 			u.discard(ctx, s)
 		}
 		return nil, err
-	}
-
-	c, err := u.publish(ctx, s)
-	if err != nil {
-		if ferry.KindOf(err) == ferry.NotFound {
-			u.forget(ctx, s.ID) // its bytes are gone
-		}
-		return nil, err
-	}
-	// The session's bytes are in the blob now, so the session goes
-	// whatever happens next; its record goes first, so that the room the
-	// store keeps for the sizes of live sessions is not held against the
-	// session's own file.
-	u.forget(ctx, s.ID)
-	out := &committed{drive: d}
-	if s.ItemID != "" {
-		out.item, err = u.items.ReplaceContent(ctx, s.ItemID, c, s.IfMatch, s.UserName)
-	} else {
-		var replaced bool
-		out.item, replaced, err = u.items.CreateItem(ctx, ferry.NewItem{
-			DriveID:     s.DriveID,
-			ParentID:    s.ParentID,
-			Name:        s.Name,
-			Content:     c,
-			FSCreated:   s.FSCreated,
-			FSModified:  s.FSModified,
-			Description: s.Description,
-			By:          s.UserName,
-		}, s.Conflict)
-		out.created = !replaced
-	}
-	if err != nil {
-		deleteRefusedBlob(ctx, u.log, u.blobs, c.BlobKey, err)
-		return nil, err
-	}
-	if s.ItemID != "" && (!s.FSCreated.IsZero() || !s.FSModified.IsZero() || s.Description != "") {
-		// ReplaceContent changes bytes only; the session's metadata
-		// follows in a second call. The file is written already, so a
-		// failure here is logged and the file returned as it is.
-		if it, err := u.items.UpdateItem(ctx, out.item.ID, sessionRetouch(s)); err != nil {
-			u.log.WarnContext(ctx, "could not set the fileSystemInfo or description of an uploaded file", "item", out.item.ID, "err", err)
-		} else {
-			out.item = it
-		}
 	}
 	return out, nil
 }
@@ -358,124 +371,6 @@ func (u *uploads) precheck(ctx context.Context, s *ferry.UploadSession) error {
 // only replaces a file with a file.
 func errFolderHoldsName(folder *ferry.Item) error {
 	return ferry.Errorf(ferry.NameConflict, "a folder named %q already exists; an upload replaces only a file", folder.Name)
-}
-
-// publish hashes the staged bytes of a complete session and publishes them
-// as a blob. The staging area is gone afterwards. A staging area that has
-// gone missing is the session gone (its ID is never shown).
-func (u *uploads) publish(ctx context.Context, s *ferry.UploadSession) (ferry.Content, error) {
-	st, err := u.blobs.OpenStaging(ctx, s.StagingID)
-	if ferry.KindOf(err) == ferry.NotFound {
-		return ferry.Content{}, errSessionGone()
-	}
-	if err != nil {
-		return ferry.Content{}, err
-	}
-	defer st.Close()
-	h, err := blob.Rehash(ctx, st, s.Size)
-	if err != nil {
-		return ferry.Content{}, err
-	}
-	head := make([]byte, min(s.Size, 512))
-	if _, err := st.ReadAt(head, 0); err != nil && err != io.EOF {
-		return ferry.Content{}, fmt.Errorf("graph: read staged head: %w", err)
-	}
-	key, err := st.Publish(ctx, s.Size)
-	if ferry.KindOf(err) == ferry.NotFound {
-		return ferry.Content{}, errSessionGone()
-	}
-	if err != nil {
-		return ferry.Content{}, err
-	}
-	return ferry.Content{Size: s.Size, MimeType: blob.DetectMIME(s.Name, head), Hashes: h.Sum(), BlobKey: key}, nil
-}
-
-// sessionRetouch carries a session's fileSystemInfo and description over
-// to the file whose bytes it replaced.
-func sessionRetouch(s *ferry.UploadSession) ferry.ItemUpdate {
-	u := ferry.ItemUpdate{By: s.UserName, Conflict: ferry.ConflictFail}
-	if !s.FSCreated.IsZero() {
-		u.FSCreated = &s.FSCreated
-	}
-	if !s.FSModified.IsZero() {
-		u.FSModified = &s.FSModified
-	}
-	if s.Description != "" {
-		u.Description = &s.Description
-	}
-	return u
-}
-
-// inflight records, per session, the byte ranges being written right now
-// and whether a commit or cancel runs (the commit mark; both take it, so
-// neither can pull the staged bytes from under the other). A fragment
-// reserves its range before it reads the session and releases it only
-// after the range is recorded, so two requests racing on one session never
-// write the same bytes of its staging area, and bytes already received are
-// never overwritten. The record is per process: a deployment that spreads
-// one session's requests over several nodes has only the store's atomic
-// AddFragment, and the staging area vanishing under a commit (404), to
-// rely on.
-type inflight struct {
-	mu         sync.Mutex
-	ranges     map[string][]ferry.Range
-	committing map[string]bool
-}
-
-func newInflight() *inflight {
-	return &inflight{ranges: map[string][]ferry.Range{}, committing: map[string]bool{}}
-}
-
-// reserve claims r of session id; false if it overlaps a range in flight
-// or the session is being committed.
-func (f *inflight) reserve(id string, r ferry.Range) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.committing[id] {
-		return false
-	}
-	for _, x := range f.ranges[id] {
-		if x.Overlaps(r) {
-			return false
-		}
-	}
-	f.ranges[id] = append(f.ranges[id], r)
-	return true
-}
-
-func (f *inflight) release(id string, r ferry.Range) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	list := f.ranges[id]
-	for i, x := range list {
-		if x == r {
-			list = append(list[:i], list[i+1:]...)
-			break
-		}
-	}
-	if len(list) == 0 {
-		delete(f.ranges, id)
-	} else {
-		f.ranges[id] = list
-	}
-}
-
-// beginCommit marks session id as being committed or cancelled; false if
-// it already is.
-func (f *inflight) beginCommit(id string) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.committing[id] {
-		return false
-	}
-	f.committing[id] = true
-	return true
-}
-
-func (f *inflight) endCommit(id string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	delete(f.committing, id)
 }
 
 // handleUploadsUnavailable answers every upload-session request when the
@@ -555,7 +450,7 @@ func handleCreateUploadSession(log *slog.Logger, items ferry.ItemStore, up *uplo
 		s.ID = ferry.NewID("up_", 20)
 		s.Created = now
 		s.Expires = now.Add(up.ttl)
-		if err := up.sessions.CreateSession(ctx, s); err != nil {
+		if err := up.sessions.CreateSession(ctx, s, up.maxSessions); err != nil {
 			if rerr := up.blobs.RemoveStaging(context.WithoutCancel(ctx), s.StagingID); rerr != nil {
 				err = errors.Join(err, rerr)
 			}
@@ -698,21 +593,42 @@ func handlePutFragment(log *slog.Logger, up *uploads, view *itemView) http.Handl
 			writeError(w, r, log, ferry.Errorf(ferry.Invalid, "fragments must not be sent with a Content-Encoding"))
 			return
 		}
-		if !up.busy.reserve(id, rng) {
-			writeError(w, r, log, errOverlap())
-			return
-		}
-		defer up.busy.release(id, rng)
-
 		s, err := up.session(ctx, id)
 		if err != nil {
 			writeError(w, r, log, err)
+			return
+		}
+		if s.Complete() && !s.DeferCommit && s.Size == cr.total && received(s, rng) {
+			// The last fragment again: its answer (the commit's) was
+			// lost, or the commit failed for a passing reason. Its bytes
+			// are here; commit them.
+			writeCommit(w, r, log, up, view, id)
 			return
 		}
 		if err := checkFragment(s, rng, cr.total); err != nil {
 			writeError(w, r, log, err)
 			return
 		}
+		// Claim the range in the store, so that no request on any node
+		// writes the same bytes meanwhile.
+		if err := up.sessions.BeginFragment(ctx, id, rng, up.now().Add(fragmentLease)); err != nil {
+			switch ferry.KindOf(err) {
+			case ferry.NotFound:
+				err = errSessionGone()
+			case ferry.Conflict:
+				err = errOverlap() // a commit or cancel runs
+			}
+			writeError(w, r, log, err)
+			return
+		}
+		recorded := false
+		defer func() {
+			if !recorded {
+				if err := up.sessions.EndFragment(context.WithoutCancel(ctx), id, rng); err != nil {
+					log.WarnContext(ctx, "could not drop the claim of a fragment", "err", err)
+				}
+			}
+		}()
 		if s.Size < 0 {
 			// The first fragment tells the size: refuse now what could
 			// never be committed, or would take room other sessions hold.
@@ -725,11 +641,12 @@ func handlePutFragment(log *slog.Logger, up *uploads, view *itemView) http.Handl
 				return
 			}
 		}
-		if err := up.stage(ctx, s, rng, r.Body); err != nil {
+		if err := up.stage(ctx, s, rng, cr.total, r.Body); err != nil {
 			writeError(w, r, log, err)
 			return
 		}
 		s, err = up.sessions.AddFragment(context.WithoutCancel(ctx), id, rng, cr.total, up.now().Add(up.ttl))
+		recorded = err == nil // AddFragment drops the claim
 		if err != nil {
 			switch ferry.KindOf(err) {
 			case ferry.NotFound:
@@ -740,12 +657,45 @@ func handlePutFragment(log *slog.Logger, up *uploads, view *itemView) http.Handl
 			writeError(w, r, log, err)
 			return
 		}
+		up.hashPrefix(ctx, s)
 		if !s.Complete() || s.DeferCommit {
 			encode(w, http.StatusAccepted, newUploadSessionJSON(s))
 			return
 		}
 		writeCommit(w, r, log, up, view, id)
 	})
+}
+
+// received reports whether all of r has arrived in s.
+func received(s *ferry.UploadSession, r ferry.Range) bool {
+	for _, x := range s.Received {
+		if x.Start <= r.Start && r.End <= x.End {
+			return true
+		}
+	}
+	return false
+}
+
+// hashPrefix hashes the bytes that have become contiguous from the start
+// of the file since the session's saved hash state, and saves the new
+// state, so that the commit of a complete file has (nearly) nothing left
+// to hash. Fragments sent in order hash exactly their own bytes; one that
+// fills a gap hashes the run it joins up. A failure is logged, not
+// answered: the commit hashes what is left.
+func (u *uploads) hashPrefix(ctx context.Context, s *ferry.UploadSession) {
+	if len(s.Received) == 0 || s.Received[0].Start != 0 || s.Received[0].End <= s.Hashed {
+		return
+	}
+	ctx = context.WithoutCancel(ctx)
+	to := s.Received[0].End
+	state, _, err := u.files.HashFrom(ctx, s.StagingID, s.HashState, s.Hashed, to)
+	if err == nil {
+		// Saved only if no other fragment moved the state meanwhile.
+		err = u.sessions.SaveSessionHash(ctx, s.ID, s.Hashed, to, state)
+	}
+	if err != nil {
+		u.log.WarnContext(ctx, "could not hash the received prefix of an upload session", "err", err)
+	}
 }
 
 // checkFragment refuses a fragment whose total disagrees with the session
@@ -784,26 +734,20 @@ func (b markedBody) Read(p []byte) (int, error) {
 }
 
 // stage writes the fragment body into the session's staging area at
-// rng.Start and makes it durable. A body shorter than the range is 400.
-func (u *uploads) stage(ctx context.Context, s *ferry.UploadSession, rng ferry.Range, body io.Reader) error {
-	st, err := u.blobs.OpenStaging(ctx, s.StagingID)
-	if ferry.KindOf(err) == ferry.NotFound {
-		return errSessionGone()
-	}
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	n, err := blob.Copy(ctx, st, rng.Start, markedBody{body}, nil, rng.Len(), nil)
+// rng.Start and makes it durable, through the one path that reserves room
+// on the local disk for the whole file first (503 when there is none). A
+// body shorter than the range is 400.
+func (u *uploads) stage(ctx context.Context, s *ferry.UploadSession, rng ferry.Range, total int64, body io.Reader) error {
+	n, err := u.files.WriteAt(ctx, s.StagingID, rng.Start, markedBody{body}, rng.Len(), total)
 	var be *bodyError
 	switch {
+	case ferry.KindOf(err) == ferry.NotFound:
+		return errSessionGone()
 	case errors.As(err, &be) || ctx.Err() != nil || (err == nil && n < rng.Len()):
 		return &ferry.Error{Kind: ferry.Invalid, Err: err,
 			Message: fmt.Sprintf("the fragment body ended after %d of %d bytes; send the fragment again", n, rng.Len())}
-	case err != nil:
-		return err
 	}
-	return st.Sync()
+	return err
 }
 
 // writeCommit commits the complete session id and answers 201 (new file)

@@ -4,7 +4,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -125,56 +124,90 @@ func TestUploadSessionStagingVanishes(t *testing.T) {
 }
 
 // TestUploadSessionCleanupFailures lets every step after the file is
-// written fail: the commit still succeeds with the file.
+// written fail: the commit still succeeds with the file. The session's
+// record and the replaced file's fileSystemInfo go in the commit's own
+// transaction, so they cannot fail apart from it.
 func TestUploadSessionCleanupFailures(t *testing.T) {
 	e := newEnv(t)
-	items := &faultyItems{ItemStore: e.store}
-	accounts := &faultyAccounts{AccountStore: e.store}
 	sessions := &faultySessions{SessionStore: e.store}
-	var armed atomic.Bool // the drive cannot be read once a commit has written
-	items.written = func() { accounts.failDrive.Store(armed.Load()) }
-	e.serve(func(d *graph.Deps) { d.Items, d.Accounts, d.Sessions = items, accounts, sessions })
+	e.serve(func(d *graph.Deps) { d.Sessions = sessions })
 	old := e.put("/doc.txt", "old")
-	armed.Store(true)
 	sessions.deleteErr.Store(errLost)
-	items.updateErr.Store(errLost)
 
-	// A new file: deleting the session and reading the drive fail.
+	// A new file.
 	data := randomBytes(4000, 23)
 	up := e.deferred("/kept.bin", data, nil)
 	r := e.do("POST", up, nil, noAuth())
-	accounts.failDrive.Store(false)
 	e.checkFile(r.must(t, http.StatusCreated).json(t), data)
+	wantGone(t, e.do("GET", up, nil, noAuth()))
 
-	// New bytes for an existing file, with fileSystemInfo: retouching it
-	// fails too, and the file keeps its old times.
+	// New bytes for an existing file, with fileSystemInfo.
 	data = randomBytes(3000, 24)
 	up = e.createSession("/v1.0/me/drive/items/"+old["id"].(string)+"/createUploadSession", map[string]any{
 		"item": map[string]any{"fileSystemInfo": map[string]any{"lastModifiedDateTime": "2020-01-01T00:00:00Z"}},
 	})
 	r = e.fragment(up, data, 0, int64(len(data)))
-	accounts.failDrive.Store(false)
 	item := r.must(t, http.StatusOK).json(t)
 	if item["id"] != old["id"] {
 		t.Errorf("replaced item id = %v, want %v", item["id"], old["id"])
 	}
-	if got := item["fileSystemInfo"].(map[string]any)["lastModifiedDateTime"]; got == "2020-01-01T00:00:00Z" {
-		t.Errorf("lastModifiedDateTime = %v, though setting it failed", got)
+	if got := item["fileSystemInfo"].(map[string]any)["lastModifiedDateTime"]; got != "2020-01-01T00:00:00Z" {
+		t.Errorf("lastModifiedDateTime = %v, want the session's 2020-01-01T00:00:00Z", got)
 	}
 	e.checkFile(item, data)
 }
 
 // TestUploadSessionOutcomeUnknown loses the store's answer after the file
-// was written: the error is reported, but the blob the file uses stays.
+// was written: the error is reported, but the blob the file uses stays,
+// also when the client retries and finds the session gone.
 func TestUploadSessionOutcomeUnknown(t *testing.T) {
 	e := newEnv(t)
-	items := &faultyItems{ItemStore: e.store}
-	e.serve(func(d *graph.Deps) { d.Items = items })
-	items.lostWrite.Store(true)
+	sessions := &faultySessions{SessionStore: e.store}
+	e.serve(func(d *graph.Deps) { d.Sessions = sessions })
+	sessions.lostCommit.Store(true)
 	data := randomBytes(2000, 25)
 	up := e.createSession("/v1.0/me/drive/root:/maybe.bin:/createUploadSession", nil)
 	e.fragment(up, data, 0, int64(len(data))).wantError(t, http.StatusInternalServerError, "generalException")
+	wantGone(t, e.do("POST", up, nil, noAuth()))
 	e.checkFile(e.do("GET", "/v1.0/me/drive/root:/maybe.bin", nil).must(t, http.StatusOK).json(t), data)
+}
+
+// TestUploadSessionCommitRetried: a commit that hits a transient database
+// error keeps the session and its published bytes; the client retries
+// (the commit, or the last fragment again) and the file is made from
+// those bytes, published once.
+func TestUploadSessionCommitRetried(t *testing.T) {
+	for _, retry := range []string{"commit", "last fragment"} {
+		t.Run(retry, func(t *testing.T) {
+			e := newEnv(t)
+			sessions := &faultySessions{SessionStore: e.store}
+			blobs := &gatedBlobs{BlobStore: e.blobs}
+			e.serve(func(d *graph.Deps) { d.Sessions, d.Blobs = sessions, blobs })
+			data := randomBytes(3000, 27)
+			up := e.createSession("/v1.0/me/drive/root:/retry.bin:/createUploadSession", nil)
+			e.fragment(up, data[:1000], 0, 3000).must(t, http.StatusAccepted)
+			sessions.commitErr.Store(&ferry.Error{Kind: ferry.Unavailable, RetryAfter: 1, Message: "the database is busy; try again"})
+			r := e.fragment(up, data[1000:], 1000, 3000)
+			r.wantError(t, http.StatusServiceUnavailable, "serviceNotAvailable")
+			wantRanges(t, e.do("GET", up, nil, noAuth()).must(t, http.StatusOK)) // kept, complete
+			e.do("GET", "/v1.0/me/drive/root:/retry.bin", nil).wantError(t, http.StatusNotFound, "itemNotFound")
+
+			sessions.commitErr.Store(nil)
+			if retry == "commit" {
+				r = e.do("POST", up, nil, noAuth())
+			} else {
+				r = e.fragment(up, data[1000:], 1000, 3000)
+			}
+			e.checkFile(r.must(t, http.StatusCreated).json(t), data)
+			wantGone(t, e.do("GET", up, nil, noAuth()))
+			if n := blobs.published.Load(); n != 1 {
+				t.Errorf("%d blobs published, want 1", n)
+			}
+			if n := e.stagingCount(); n != 0 {
+				t.Errorf("%d staging areas left", n)
+			}
+		})
+	}
 }
 
 // TestUploadSessionOverFolder refuses a session whose name a folder holds
@@ -254,9 +287,34 @@ func TestUploadSessionLimit(t *testing.T) {
 	e.do("POST", "/v1.0/me/drive/root:/f3:/createUploadSession", nil, bearer(e.other)).must(t, http.StatusOK)
 	// Expired sessions do not count.
 	if err := e.store.CreateSession(t.Context(), &ferry.UploadSession{ID: ferry.NewID("up_", 20), UserID: e.me.ID,
-		DriveID: e.drive.ID, Size: -1, StagingID: "gone", Expires: e.clock.now().Add(-time.Hour)}); err != nil {
+		DriveID: e.drive.ID, Size: -1, StagingID: "gone", Expires: e.clock.now().Add(-time.Hour)}, 0); err != nil {
 		t.Fatal(err)
 	}
 	e.do("DELETE", ups[0], nil, noAuth()).must(t, http.StatusNoContent)
 	e.createSession("/v1.0/me/drive/root:/f3:/createUploadSession", nil)
+}
+
+// TestUploadSessionHashesAsItGrows: the bytes are hashed as the prefix
+// received from byte 0 grows, so the fragment that completes a file reads
+// back only its own bytes (and the head, for the MIME type), not the file;
+// a fragment that fills a gap hashes the run it joins up, once.
+func TestUploadSessionHashesAsItGrows(t *testing.T) {
+	e := newEnv(t)
+	blobs := &gatedBlobs{BlobStore: e.blobs}
+	e.serve(func(d *graph.Deps) { d.Blobs = blobs })
+	const frag, total = 64 << 10, 4 * 64 << 10
+	data := randomBytes(total, 28)
+	up := e.createSession("/v1.0/me/drive/root:/grown.bin:/createUploadSession", nil)
+	// 0, 2, 1 (joins 0-3), then 3 completes the file.
+	for _, i := range []int{0, 2, 1} {
+		e.fragment(up, data[i*frag:(i+1)*frag], int64(i*frag), total).must(t, http.StatusAccepted)
+	}
+	if got := blobs.read.Load(); got != 3*frag {
+		t.Errorf("%d bytes read back for the first three fragments, want %d (each once)", got, 3*frag)
+	}
+	blobs.read.Store(0)
+	e.checkFile(e.fragment(up, data[3*frag:], 3*frag, total).must(t, http.StatusCreated).json(t), data)
+	if got := blobs.read.Load(); got > frag+512 {
+		t.Errorf("the last fragment read back %d bytes, want at most its own %d and a 512-byte head", got, frag)
+	}
 }

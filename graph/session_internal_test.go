@@ -72,34 +72,3 @@ func FuzzParseContentRange(f *testing.F) {
 		}
 	})
 }
-
-func TestInflight(t *testing.T) {
-	f := newInflight()
-	a, b := ferry.Range{Start: 0, End: 10}, ferry.Range{Start: 10, End: 20}
-	if !f.reserve("s", a) || !f.reserve("s", b) {
-		t.Fatal("adjacent ranges could not both be reserved")
-	}
-	if f.reserve("s", ferry.Range{Start: 5, End: 15}) {
-		t.Error("an overlapping range was reserved")
-	}
-	if !f.reserve("t", a) {
-		t.Error("another session's range was refused")
-	}
-	f.release("s", a)
-	if !f.reserve("s", ferry.Range{Start: 0, End: 5}) {
-		t.Error("a released range could not be reserved again")
-	}
-	if !f.beginCommit("s") || f.beginCommit("s") {
-		t.Error("beginCommit: want true, then false")
-	}
-	if f.reserve("s", ferry.Range{Start: 50, End: 60}) {
-		t.Error("a range was reserved during the commit")
-	}
-	f.endCommit("s")
-	f.release("s", b)
-	f.release("s", ferry.Range{Start: 0, End: 5})
-	f.release("t", a)
-	if len(f.ranges) != 0 || len(f.committing) != 0 {
-		t.Errorf("state left after all releases: %v %v", f.ranges, f.committing)
-	}
-}

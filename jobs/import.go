@@ -210,6 +210,10 @@ func (w *downloadWorker) attempt(ctx context.Context, rj *river.Job[downloadArgs
 	// uses a context of its own.
 	bg, stop := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer stop()
+	var ws *errWaitForSpace
+	if errors.As(err, &ws) && cause == nil && ctx.Err() == nil {
+		return a.waitForSpace(bg, ws)
+	}
 	v := q.decide(err, cause, ctx.Err() != nil, a.staged() > bestBefore, a.hist.Stalls, rj.Attempt >= rj.MaxAttempts)
 	switch v.kind {
 	case verdictDone:

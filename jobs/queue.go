@@ -63,6 +63,9 @@ type Store interface {
 	// StartJob moves a notStarted or waiting job to inProgress if its user
 	// has fewer than limit jobs inProgress.
 	StartJob(ctx context.Context, id string, limit int) (ok bool, err error)
+	// NoteJob records why a job that has not ended waits, for its
+	// monitor's statusDescription.
+	NoteJob(ctx context.Context, id, note string) error
 	// UpdateJobProgress records the monitor's progress fields.
 	UpdateJobProgress(ctx context.Context, id string, bytes, total int64, bps float64) error
 	// FinishJob moves a job to a final status.
@@ -134,7 +137,12 @@ type Config struct {
 	// most 100 bytes). At start the queue takes back the River jobs that
 	// this node was running when it stopped. Default: the host name.
 	NodeID string
-	Log    *slog.Logger // default: discard
+	// Space accounts the local disk that imports stage on (nil: nothing
+	// to account): an import reserves its size before writing, waits
+	// while the disk has no room, and fails with insufficientStorage
+	// when the file could never fit.
+	Space ferry.DiskSpace
+	Log   *slog.Logger // default: discard
 	// Metrics receives the queue's measurements; nil records nothing.
 	Metrics Metrics
 
@@ -317,7 +325,10 @@ func New(ctx context.Context, cfg Config, store Store, blobs ferry.BlobStore, cl
 // the next start resumes them. It returns nil after a clean stop.
 func (q *Queue) Run(ctx context.Context) error {
 	if err := q.reclaim(ctx); err != nil {
-		return err
+		// A full disk or a passing database error must not keep the node
+		// down (the operator needs it up to free space); rescueLoop takes
+		// these jobs back once their heartbeats are stale.
+		q.log.Error("jobs: could not take back this node's interrupted jobs now; they resume once their heartbeats are stale", "err", err)
 	}
 	// River's own context must not end with ctx: that would start a soft
 	// stop, which waits for downloads to finish. StopAndCancel below

@@ -32,7 +32,7 @@ func TestSessionSweep(t *testing.T) {
 				ParentID: h.drive.RootID, Name: name, Conflict: ferry.ConflictReplace,
 				Size: 100, StagingID: st.ID(), Received: []ferry.Range{{Start: 0, End: 20}}, Expires: expires,
 			}
-			if err := h.store.CreateSession(ctx, s); err != nil {
+			if err := h.store.CreateSession(ctx, s, 0); err != nil {
 				t.Fatal(err)
 			}
 			return s

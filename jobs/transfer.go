@@ -276,6 +276,9 @@ func (t *transfer) first() (*segment, *fetch.Response, error) {
 		}
 	}
 	t.a.total.Store(f.Source.Total)
+	if err := t.a.reserveSpace(f.staging, f.Source.Total); err != nil {
+		return fail(err)
+	}
 	if !t.srcs[0].seen {
 		t.srcs[0].etag, t.srcs[0].lm, t.srcs[0].seen = f.Source.ETag, f.Source.LastModified, true
 	}

@@ -219,6 +219,17 @@ func (d dialect) lockUserSQL() string {
 	return ""
 }
 
+// lockSessionsSQL serialises transactions that count a drive's upload
+// sessions before adding one; one '?' for the drive ID, or empty (see
+// lockDriveSQL). Advisory, like lockUserSQL, so that it holds whether or
+// not the drive's row exists, under its own first key.
+func (d dialect) lockSessionsSQL() string {
+	if d.postgres {
+		return `SELECT pg_advisory_xact_lock(1717924467, hashtext(?))`
+	}
+	return ""
+}
+
 // forUpdate is appended to a SELECT of one row that the transaction goes on
 // to change from what it read (read, check, write back). On PostgreSQL it
 // locks the row, so concurrent transactions on that row queue and each sees

@@ -3,6 +3,8 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -15,7 +17,7 @@ import (
 var _ ferry.SessionStore = (*Store)(nil)
 
 const sessionCols = `id, user_id, user_name, drive_id, parent_id, name, item_id, conflict, if_match, description,
-	fs_created, fs_modified, defer_commit, size, staging_id, received, expires, created`
+	fs_created, fs_modified, defer_commit, size, staging_id, received, expires, created, hashed, hash_state, held`
 
 // errSessionNotFound is the answer for a session that never existed, was
 // deleted or has expired: clients cannot tell these apart, and need not.
@@ -28,7 +30,7 @@ func errSessionNotFound() error {
 // Conflict. A zero Created becomes now. The times in s are rounded to what
 // the store keeps (UTC, whole milliseconds), so that s equals what Session
 // later returns.
-func (s *Store) CreateSession(ctx context.Context, us *ferry.UploadSession) error {
+func (s *Store) CreateSession(ctx context.Context, us *ferry.UploadSession, limit int) error {
 	if us.ID == "" || us.StagingID == "" || us.Expires.IsZero() {
 		return ferry.Errorf(ferry.Invalid, "an upload session needs an ID, a staging area and an expiry")
 	}
@@ -45,18 +47,61 @@ func (s *Store) CreateSession(ctx context.Context, us *ferry.UploadSession) erro
 	us.Received = received
 	us.Created, us.Expires = fromMillis(millis(us.Created)), fromMillis(millis(us.Expires))
 	us.FSCreated, us.FSModified = roundNull(us.FSCreated), roundNull(us.FSModified)
-	_, err = s.c.exec(ctx, `INSERT INTO upload_sessions (`+sessionCols+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		us.ID, string(us.UserID), us.UserName, string(us.DriveID), string(us.ParentID), us.Name, string(us.ItemID),
-		string(us.Conflict), us.IfMatch, us.Description, nullMillis(us.FSCreated), nullMillis(us.FSModified),
-		us.DeferCommit, us.Size, us.StagingID, formatRanges(us.Received), millis(us.Expires), millis(us.Created))
-	if s.d.uniqueViolation(err) {
-		return ferry.Errorf(ferry.Conflict, "an upload session with that ID already exists")
-	}
+	held, err := encodeHeld(us.Held)
 	if err != nil {
-		return fmt.Errorf("sqlstore: create upload session: %w", err)
+		return err
 	}
-	return nil
+	// The count and the insert are one transaction holding a lock on the
+	// drive's sessions (SQLite: the write lock), so simultaneous creations
+	// on any nodes are counted one after the other.
+	return s.tx(ctx, func(_ *sql.Tx, t conn) error {
+		if limit > 0 {
+			if q := s.d.lockSessionsSQL(); q != "" {
+				if _, err := t.exec(ctx, q, string(us.DriveID)); err != nil {
+					return fmt.Errorf("sqlstore: lock upload sessions: %w", err)
+				}
+			}
+			var n int
+			err := t.row(ctx, `SELECT COUNT(*) FROM upload_sessions WHERE drive_id = ? AND expires >= ?`,
+				string(us.DriveID), millis(now())).Scan(&n)
+			if err != nil {
+				return fmt.Errorf("sqlstore: count upload sessions: %w", err)
+			}
+			if n >= limit {
+				return &ferry.Error{Kind: ferry.Throttled, RetryAfter: sessionRetryAfter,
+					Message: fmt.Sprintf("the drive has %d upload sessions in progress, the most it may have; finish or cancel some", n)}
+			}
+		}
+		_, err := t.exec(ctx, `INSERT INTO upload_sessions (`+sessionCols+`)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			us.ID, string(us.UserID), us.UserName, string(us.DriveID), string(us.ParentID), us.Name, string(us.ItemID),
+			string(us.Conflict), us.IfMatch, us.Description, nullMillis(us.FSCreated), nullMillis(us.FSModified),
+			us.DeferCommit, us.Size, us.StagingID, formatRanges(us.Received), millis(us.Expires), millis(us.Created),
+			us.Hashed, base64.StdEncoding.EncodeToString(us.HashState), held)
+		if s.d.uniqueViolation(err) {
+			return ferry.Errorf(ferry.Conflict, "an upload session with that ID already exists")
+		}
+		if err != nil {
+			return fmt.Errorf("sqlstore: create upload session: %w", err)
+		}
+		return nil
+	})
+}
+
+// sessionRetryAfter is the Retry-After, in seconds, of a refusal for too
+// many live sessions: they end when committed, cancelled or expired.
+const sessionRetryAfter = 60
+
+// encodeHeld renders a session's held content as its column keeps it.
+func encodeHeld(c *ferry.Content) (string, error) {
+	if c == nil {
+		return "", nil
+	}
+	b, err := json.Marshal(c)
+	if err != nil {
+		return "", fmt.Errorf("sqlstore: upload session content: %w", err)
+	}
+	return string(b), nil
 }
 
 // Session returns a live upload session; see ferry.SessionStore. A session
@@ -107,11 +152,14 @@ func (s *Store) AddFragment(ctx context.Context, id string, r ferry.Range, total
 		}
 		received, ok := ferry.AddRange(us.Received, r)
 		if !ok {
-			return ferry.Errorf(ferry.InvalidRange, "Uploaded fragment overlaps with existing data.").WithCode("fragmentOverlap")
+			return errFragmentOverlap()
 		}
 		us.Size, us.Received, us.Expires = total, received, fromMillis(millis(expires))
 		_, err = t.exec(ctx, `UPDATE upload_sessions SET size = ?, received = ?, expires = ? WHERE id = ?`,
 			us.Size, formatRanges(us.Received), millis(us.Expires), id)
+		if err == nil {
+			_, err = t.exec(ctx, `DELETE FROM upload_fragments WHERE session_id = ? AND start_at = ? AND end_at = ?`, id, r.Start, r.End)
+		}
 		if err != nil {
 			return fmt.Errorf("sqlstore: add fragment: %w", err)
 		}
@@ -127,7 +175,15 @@ func (s *Store) AddFragment(ctx context.Context, id string, r ferry.Range, total
 // DeleteSession removes an upload session's record; see
 // ferry.SessionStore. The caller frees the staging area.
 func (s *Store) DeleteSession(ctx context.Context, id string) error {
-	if _, err := s.c.exec(ctx, `DELETE FROM upload_sessions WHERE id = ?`, id); err != nil {
+	return s.tx(ctx, func(_ *sql.Tx, t conn) error { return s.deleteSession(ctx, t, id) })
+}
+
+// deleteSession removes a session's record and its fragment claims.
+func (s *Store) deleteSession(ctx context.Context, t conn, id string) error {
+	if _, err := t.exec(ctx, `DELETE FROM upload_fragments WHERE session_id = ?`, id); err != nil {
+		return fmt.Errorf("sqlstore: delete upload session: %w", err)
+	}
+	if _, err := t.exec(ctx, `DELETE FROM upload_sessions WHERE id = ?`, id); err != nil {
 		return fmt.Errorf("sqlstore: delete upload session: %w", err)
 	}
 	return nil
@@ -200,13 +256,24 @@ func (s *Store) ExpiredSessions(ctx context.Context, t time.Time, limit int) ([]
 func scanSession(r interface{ Scan(...any) error }) (*ferry.UploadSession, error) {
 	var us ferry.UploadSession
 	var fsCreated, fsModified sql.NullInt64
-	var received string
+	var received, hashState, held string
 	var expires, created int64
 	err := r.Scan(&us.ID, &us.UserID, &us.UserName, &us.DriveID, &us.ParentID, &us.Name, &us.ItemID, &us.Conflict,
 		&us.IfMatch, &us.Description, &fsCreated, &fsModified, &us.DeferCommit, &us.Size, &us.StagingID, &received,
-		&expires, &created)
+		&expires, &created, &us.Hashed, &hashState, &held)
 	if err != nil {
 		return nil, err
+	}
+	if hashState != "" {
+		if us.HashState, err = base64.StdEncoding.DecodeString(hashState); err != nil {
+			return nil, fmt.Errorf("session %s: hash state: %w", us.ID, err)
+		}
+	}
+	if held != "" {
+		us.Held = new(ferry.Content)
+		if err := json.Unmarshal([]byte(held), us.Held); err != nil {
+			return nil, fmt.Errorf("session %s: held content: %w", us.ID, err)
+		}
 	}
 	if us.Received, err = parseRanges(received); err != nil {
 		return nil, fmt.Errorf("session %s: %w", us.ID, err)

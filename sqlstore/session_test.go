@@ -51,7 +51,7 @@ func TestStagingInUseSessions(t *testing.T) {
 			mk := func(staging string, expires time.Duration) *ferry.UploadSession {
 				us := &ferry.UploadSession{ID: ferry.NewID("up_", 24), UserID: "u1", DriveID: "d1", Size: -1,
 					StagingID: staging, Expires: time.Now().Add(expires)}
-				if err := s.CreateSession(ctx, us); err != nil {
+				if err := s.CreateSession(ctx, us, 0); err != nil {
 					t.Fatal(err)
 				}
 				return us
@@ -92,7 +92,7 @@ func TestSessionsKeepTheirRoom(t *testing.T) {
 			sess := &ferry.UploadSession{ID: ferry.NewID("up_", 20), UserID: u.ID, DriveID: d.ID, ParentID: d.RootID,
 				Name: "big.bin", Conflict: ferry.ConflictReplace, Size: 6000, StagingID: ferry.NewID("st_", 16),
 				Expires: time.Now().Add(time.Hour)}
-			if err := s.CreateSession(ctx, sess); err != nil {
+			if err := s.CreateSession(ctx, sess, 0); err != nil {
 				t.Fatal(err)
 			}
 			file := func(name string, size int64) error {
@@ -115,7 +115,7 @@ func TestSessionsKeepTheirRoom(t *testing.T) {
 			// An expired session keeps nothing.
 			old := *sess
 			old.ID, old.Expires = ferry.NewID("up_", 20), time.Now().Add(-time.Minute)
-			if err := s.CreateSession(ctx, &old); err != nil {
+			if err := s.CreateSession(ctx, &old, 0); err != nil {
 				t.Fatal(err)
 			}
 			if err := s.DeleteItem(ctx, mustItem(t, s, d.RootID, "c").ID, ""); err != nil {

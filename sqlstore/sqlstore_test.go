@@ -336,6 +336,11 @@ func TestFolderSizeMigration(t *testing.T) {
 				// them in order only: each must be undone here.
 				`DELETE FROM ferry_migrations WHERE version_id >= 3`,
 				`DROP INDEX upload_sessions_drive`, // 4
+				`DROP TABLE upload_fragments`,      // 9
+				`ALTER TABLE upload_sessions DROP COLUMN hashed`,
+				`ALTER TABLE upload_sessions DROP COLUMN hash_state`,
+				`ALTER TABLE upload_sessions DROP COLUMN held`,
+				`ALTER TABLE upload_sessions DROP COLUMN busy_until`,
 				// 7
 				`ALTER TABLE ferry_jobs DROP COLUMN request_id`,
 				`DROP INDEX users_email`,

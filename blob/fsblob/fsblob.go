@@ -28,6 +28,7 @@ import (
 type Store struct {
 	staging string // dir/staging
 	blobs   string // dir/blobs
+	space   *Space // nil unless KeepFree was called
 }
 
 var _ ferry.BlobStore = (*Store)(nil)
@@ -74,7 +75,7 @@ func (s *Store) Stage(ctx context.Context) (ferry.Staging, error) {
 	id := ferry.NewID("", idBytes)
 	f, err := os.OpenFile(s.stagingPath(id), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("fsblob: stage: %w", err)
+		return nil, noSpace(fmt.Errorf("fsblob: stage: %w", err))
 	}
 	return &staging{s: s, id: id, f: f}, nil
 }
@@ -104,6 +105,7 @@ func (s *Store) RemoveStaging(ctx context.Context, id string) error {
 	if err := os.Remove(s.stagingPath(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("fsblob: remove staging %s: %w", id, err)
 	}
+	s.release(id)
 	return nil
 }
 
@@ -296,7 +298,7 @@ func (st *staging) WriteAt(p []byte, off int64) (int, error) {
 				return n, nil
 			}
 			if n != 0 || !errors.Is(err, syscall.EINVAL) {
-				return n, fmt.Errorf("fsblob: write staging %s: %w", st.id, err)
+				return n, noSpace(fmt.Errorf("fsblob: write staging %s: %w", st.id, err))
 			}
 			// EINVAL: this filesystem or device does not take these
 			// direct writes after all; the buffered handle does.
@@ -305,7 +307,7 @@ func (st *staging) WriteAt(p []byte, off int64) (int, error) {
 	}
 	n, err := f.WriteAt(p, off)
 	if err != nil {
-		return n, fmt.Errorf("fsblob: write staging %s: %w", st.id, err)
+		return n, noSpace(fmt.Errorf("fsblob: write staging %s: %w", st.id, err))
 	}
 	return n, nil
 }
@@ -344,7 +346,7 @@ func (st *staging) Sync() error {
 		return err
 	}
 	if err := f.Sync(); err != nil {
-		return fmt.Errorf("fsblob: sync staging %s: %w", st.id, err)
+		return noSpace(fmt.Errorf("fsblob: sync staging %s: %w", st.id, err))
 	}
 	return nil
 }
@@ -380,7 +382,7 @@ func (st *staging) Publish(ctx context.Context, size int64) (string, error) {
 		err = cerr
 	}
 	if err != nil {
-		return "", fmt.Errorf("fsblob: publish %s: %w", st.id, err)
+		return "", noSpace(fmt.Errorf("fsblob: publish %s: %w", st.id, err))
 	}
 
 	key := ferry.NewID("", idBytes)
@@ -399,6 +401,7 @@ func (st *staging) Publish(ctx context.Context, size int64) (string, error) {
 	} else if err != nil {
 		return "", fmt.Errorf("fsblob: publish %s: %w", st.id, err)
 	}
+	st.s.release(st.id)
 	// The new name must survive a crash before anyone records the key;
 	// losing the old name in staging/ is harmless either way.
 	if err := syncDir(shard); err != nil {

@@ -39,6 +39,7 @@ type Config struct {
 	FetchConns       int           // most connections one import opens
 	FetchHostConns   int           // most connections to one origin host across the node's imports
 	NodeID           string
+	MinFreeSpace     int64 // local disk kept free below every staged write
 
 	// Blobs is "" for local files in Data, or s3://BUCKET[/PREFIX].
 	Blobs       string
@@ -85,6 +86,7 @@ func defaultConfig() Config {
 		MaxDuration:      24 * time.Hour,
 		FetchConns:       8,
 		FetchHostConns:   16,
+		MinFreeSpace:     gib,
 		S3Region:         "us-east-1",
 
 		LogLevel:          "info",
@@ -119,6 +121,7 @@ func serveFlags(fs *flag.FlagSet, c *Config) {
 	fs.DurationVar(&c.MaxDuration, "fetch-max-duration", c.MaxDuration, "upload from URL: fail an import this long after its first attempt began")
 	fs.IntVar(&c.FetchConns, "fetch-connections", c.FetchConns, "upload from URL: most connections one import opens (segmented downloads)")
 	fs.IntVar(&c.FetchHostConns, "fetch-host-connections", c.FetchHostConns, "upload from URL: most connections to one origin host across all imports of the node")
+	fs.Var(sizeValue{&c.MinFreeSpace}, "min-free-space", "local disk kept free for the database and the system: a write (import, upload session, PUT) that would leave less waits or is refused (503); 0 turns the check off")
 	fs.StringVar(&c.Blobs, "blobs", c.Blobs, "where blobs live: empty for local files in --data, or `s3://BUCKET[/PREFIX]` for S3-compatible storage")
 	fs.StringVar(&c.S3Endpoint, "s3-endpoint", c.S3Endpoint, "S3 server `URL` (default: AWS)")
 	fs.StringVar(&c.S3Region, "s3-region", c.S3Region, "S3 region")
@@ -195,6 +198,8 @@ func (c *Config) Validate() error {
 		return errors.New("--per-user-imports must be at least 1")
 	case c.Quota <= 0, c.MaxImportSize <= 0, c.MaxUploadSize <= 0:
 		return errors.New("sizes must be positive")
+	case c.MinFreeSpace < 0:
+		return errors.New("--min-free-space must not be negative")
 	case c.ImportRate <= 0 || c.ImportBurst < 1:
 		return errors.New("--import-rate must be positive and --import-burst at least 1")
 	case c.MonitorRetention <= 0 || c.DownloadURLTTL <= 0 || c.MaxDuration <= 0 || c.BodyIdleTimeout <= 0:

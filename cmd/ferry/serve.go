@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
@@ -15,6 +16,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -22,6 +24,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/ferrydrive/ferry"
+	"github.com/ferrydrive/ferry/blob/fsblob"
 	"github.com/ferrydrive/ferry/fetch"
 	"github.com/ferrydrive/ferry/graph"
 	"github.com/ferrydrive/ferry/jobs"
@@ -98,6 +101,16 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 	if err != nil {
 		return err
 	}
+	// Local blobs keep --min-free-space on the data disk (nil otherwise:
+	// a nil *fsblob.Space must not become a non-nil interface).
+	var space ferry.DiskSpace
+	if fs, ok := blobs.(*fsblob.Store); ok {
+		sp := fs.KeepFree(cfg.MinFreeSpace, nil)
+		if cfg.DB == "" {
+			freeFullDisk(ctx, log, store, fs, sp)
+		}
+		space = sp
+	}
 
 	n, err := store.UserCount(ctx)
 	if err != nil {
@@ -138,6 +151,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		MaxDuration:    cfg.MaxDuration,
 		Connections:    cfg.FetchConns,
 		NodeID:         nodeID(cfg),
+		Space:          space,
 		Log:            log,
 		Metrics:        m,
 	}, store, blobs, fetcher)
@@ -156,7 +170,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		DownloadURLTTL:  cfg.DownloadURLTTL,
 		SigningKey:      key,
 		BodyIdleTimeout: cfg.BodyIdleTimeout,
-	}, graph.Deps{Log: log, Accounts: store, Items: store, Blobs: blobs, Jobs: queue, Sessions: store, Shares: store, Metrics: m})
+	}, graph.Deps{Log: log, Accounts: store, Items: store, Blobs: blobs, Jobs: queue, Sessions: store, Shares: store, Space: space, Metrics: m})
 	// Handlers must be done before the deferred store.Close, also when the
 	// shutdown below runs out of time and closes their connections.
 	var handlers sync.WaitGroup
@@ -240,6 +254,52 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 	handlers.Wait()
 	close(errc)
 	return <-errc // nil after a clean stop
+}
+
+// freeFullDisk lets a node come up on a disk that is below
+// --min-free-space (filled before reservations existed, or by something
+// else): SQLite cannot write on a full disk, and without writes nothing
+// can be cancelled or deleted to free space. It removes the staging areas
+// of unfinished imports, largest first, until the disk is above the floor
+// again; those imports start over from their origins (and now wait for
+// space, or fail with insufficientStorage, instead of filling the disk).
+// Upload sessions' bytes are kept: only their clients have them. Whatever
+// remains low is logged; the server comes up anyway, and writes wait or
+// are refused until space is freed.
+func freeFullDisk(ctx context.Context, log *slog.Logger, store *sqlstore.Store, blobs *fsblob.Store, space *fsblob.Space) {
+	u, err := space.Usage()
+	if err != nil || u.Room() > 0 {
+		return
+	}
+	ids, err := store.ImportStaging(ctx)
+	if err != nil {
+		log.Error("the data disk is full; could not list imports to free space", "err", err)
+		ids = nil
+	}
+	imports := map[string]bool{}
+	for _, id := range ids {
+		imports[id] = true
+	}
+	areas, err := blobs.ListStaging(ctx)
+	if err != nil {
+		log.Error("the data disk is full; could not list staging areas", "err", err)
+	}
+	slices.SortFunc(areas, func(a, b ferry.BlobInfo) int { return cmp.Compare(b.Size, a.Size) })
+	for _, a := range areas {
+		if !imports[a.ID] {
+			continue
+		}
+		if err := blobs.RemoveStaging(ctx, a.ID); err != nil {
+			log.Error("could not remove an import's staging area", "staging", a.ID, "err", err)
+			continue
+		}
+		log.Warn("the data disk was full: removed the staged bytes of an unfinished import, which starts over", "staging", a.ID, "bytes", a.Size)
+		if u, err = space.Usage(); err == nil && u.Room() > 0 {
+			return
+		}
+	}
+	log.Warn("the data disk is low on space: writes wait or are refused until some is freed (cancel imports, delete files, or lower --min-free-space)",
+		"free", u.Free, "min_free", u.Floor)
 }
 
 // tracked counts running handlers in wg.
