@@ -36,7 +36,7 @@ func (s JobStatus) Final() bool {
 // A Job is one long-running action (upload from URL or copy) and what its
 // monitor shows. Its ID is the monitor's capability: whoever knows it may
 // read or cancel the job, so it carries at least 128 random bits and is
-// never listed anywhere.
+// listed only to the job's own user (JobQueue.UserJobs).
 type Job struct {
 	ID        string
 	Operation Operation
@@ -63,6 +63,10 @@ type Job struct {
 	ResourceID     ItemID       // the new item, once completed
 	ErrorCode      JobErrorCode // why it failed, once failed
 	ErrorMessage   string       // client-safe description, once failed or cancelled
+	// ItemName is the name of the item the job made, once completed, or
+	// else the name it will take when known (the requested name, or for a
+	// copy the source's); "" while unknown. Filled by listings only.
+	ItemName string
 
 	Created  time.Time
 	Updated  time.Time
@@ -115,7 +119,40 @@ type JobQueue interface {
 	// running one moves to cancelPending and then to cancelled. Conflict if
 	// the job already ended.
 	Cancel(ctx context.Context, id string) (*Job, error)
+	// UserJobs returns one page of the user's jobs, newest first (by
+	// Created, then ID), with ItemName filled, and the cursor of the next
+	// page ("" on the last). Jobs that Job would answer NotFound for are
+	// left out. Invalid for a cursor it did not hand out.
+	UserJobs(ctx context.Context, user UserID, q JobPage) ([]*Job, string, error)
+	// JobChanges returns up to limit of the user's jobs whose last change
+	// comes after the mark (by Updated, then ID), in that order, with
+	// ItemName filled, so that a caller can follow changes by passing the
+	// mark of the last job it got. Jobs past retention are left out.
+	JobChanges(ctx context.Context, user UserID, after ChangeMark, limit int) ([]*Job, error)
 }
+
+// JobPage selects a page of a user's jobs.
+type JobPage struct {
+	Limit  int    // 1..MaxJobPage; 0 means DefaultJobPage
+	Cursor string // opaque; from the previous page
+}
+
+// Page sizes of JobQueue.UserJobs.
+const (
+	DefaultJobPage = 50
+	MaxJobPage     = 200
+)
+
+// A ChangeMark is a position in the order of job changes: jobs changed
+// later than Updated, or at Updated with an ID greater than ID, come after
+// it. Updated has millisecond precision.
+type ChangeMark struct {
+	Updated time.Time
+	ID      string
+}
+
+// MarkOf is the change mark of j's last change.
+func MarkOf(j *Job) ChangeMark { return ChangeMark{Updated: j.Updated, ID: j.ID} }
 
 // ValidateSourceURL checks a URL given for upload from URL before anything is
 // fetched: absolute, http or https, a host, and no user:password. Whether

@@ -20,6 +20,16 @@ const maxJSONBody = 1 << 20
 // encode writes v as the JSON body of a response with the given status. It
 // and decode are the only places that touch encoding/json.
 func encode(w http.ResponseWriter, status int, v any) {
+	b := marshal(v)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(status)
+	w.Write(b)
+}
+
+// marshal is v as JSON, ending in a newline, as encode writes it and as
+// event streams send it.
+func marshal(v any) []byte {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false) // names with < > & stay readable
@@ -27,10 +37,7 @@ func encode(w http.ResponseWriter, status int, v any) {
 		// Every wire type marshals; reaching this is a programming error.
 		panic(fmt.Sprintf("graph: encode %T: %v", v, err))
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Content-Length", strconv.Itoa(buf.Len()))
-	w.WriteHeader(status)
-	w.Write(buf.Bytes())
+	return buf.Bytes()
 }
 
 // selectFields reduces the JSON object of v to the keys listed in fields,

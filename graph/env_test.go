@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -363,7 +364,8 @@ func (f *fakeJobs) Enqueue(ctx context.Context, j *ferry.Job) error {
 	j.ID = ferry.NewID("mon_", 16)
 	j.Status = ferry.StatusNotStarted
 	j.Total = -1
-	j.Created, j.Updated = time.Now(), time.Now()
+	j.Created = time.Now().Truncate(time.Millisecond)
+	j.Updated = j.Created
 	c := *j
 	f.jobs[j.ID] = &c
 	f.order = append(f.order, j.ID)
@@ -425,10 +427,74 @@ func (f *fakeJobs) last(t *testing.T) *ferry.Job {
 	return f.jobs[f.order[len(f.order)-1]]
 }
 
+// set changes a job as a store would, marking the change with a time
+// later than the job's last one.
 func (f *fakeJobs) set(id string, change func(*ferry.Job)) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	change(f.jobs[id])
+	j := f.jobs[id]
+	change(j)
+	next := time.Now().Truncate(time.Millisecond)
+	if !next.After(j.Updated) {
+		next = j.Updated.Add(time.Millisecond)
+	}
+	j.Updated = next
+}
+
+// UserJobs lists the user's jobs newest first; the cursor is the index
+// of the next page's first job.
+func (f *fakeJobs) UserJobs(_ context.Context, user ferry.UserID, p ferry.JobPage) ([]*ferry.Job, string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var all []*ferry.Job
+	for i := len(f.order) - 1; i >= 0; i-- {
+		if j := f.jobs[f.order[i]]; j.UserID == user {
+			c := *j
+			c.ItemName = c.Name
+			all = append(all, &c)
+		}
+	}
+	start := 0
+	if p.Cursor != "" {
+		n, err := strconv.Atoi(p.Cursor)
+		if err != nil || n < 0 || n > len(all) {
+			return nil, "", ferry.Errorf(ferry.Invalid, "bad cursor")
+		}
+		start = n
+	}
+	limit := p.Limit
+	if limit == 0 {
+		limit = ferry.DefaultJobPage
+	}
+	end := min(start+limit, len(all))
+	next := ""
+	if end < len(all) {
+		next = strconv.Itoa(end)
+	}
+	return all[start:end], next, nil
+}
+
+// JobChanges lists the user's jobs changed after the mark, in the order
+// of their changes.
+func (f *fakeJobs) JobChanges(_ context.Context, user ferry.UserID, after ferry.ChangeMark, limit int) ([]*ferry.Job, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []*ferry.Job
+	for _, id := range f.order {
+		j := f.jobs[id]
+		if j.UserID == user && (j.Updated.After(after.Updated) || (j.Updated.Equal(after.Updated) && j.ID > after.ID)) {
+			c := *j
+			c.ItemName = c.Name
+			out = append(out, &c)
+		}
+	}
+	sort.Slice(out, func(a, b int) bool {
+		if !out[a].Updated.Equal(out[b].Updated) {
+			return out[a].Updated.Before(out[b].Updated)
+		}
+		return out[a].ID < out[b].ID
+	})
+	return out[:min(limit, len(out))], nil
 }
 
 func (f *fakeJobs) count() int {

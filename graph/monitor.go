@@ -112,7 +112,9 @@ func errNoMonitor() error {
 
 // handleGetMonitor answers GET /monitor/{id}. The unguessable id is the
 // only credential; an Authorization header is ignored. Never a redirect.
-func handleGetMonitor(log *slog.Logger, jobs ferry.JobQueue, urls *urlBuilder) http.Handler {
+// With Accept: text/event-stream it answers an event stream of the same
+// JSON (streamMonitor), 200 in every state.
+func handleGetMonitor(log *slog.Logger, jobs ferry.JobQueue, urls *urlBuilder, st *streamer) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := r.PathValue("id")
 		if !cleanText(id) {
@@ -125,6 +127,10 @@ func handleGetMonitor(log *slog.Logger, jobs ferry.JobQueue, urls *urlBuilder) h
 				err = errNoMonitor()
 			}
 			writeError(w, r, log, err)
+			return
+		}
+		if wantsEventStream(r) && r.Method == http.MethodGet {
+			st.streamMonitor(w, r, jobs, urls, j)
 			return
 		}
 		status, body := monitorAnswer(r, urls, j)

@@ -20,6 +20,10 @@ import (
 // prefix hands them to parseItemRef, and the itemOps table below picks the
 // operation by method and action.
 //
+// GET {drive}/operations (an extension) lists the caller's imports and
+// copies; with Accept: text/event-stream it streams them, as a monitor
+// streams its job.
+//
 // Capability URLs need no token: /monitor/{id}, /download/{token}, the
 // upload sessions' /upload/{id} (PUT a fragment, GET the status, POST to
 // commit, DELETE to cancel) and sharing links, /s/{token} and
@@ -27,6 +31,7 @@ import (
 func addRoutes(mux *http.ServeMux, cfg Config, d Deps, urls *urlBuilder, sign *signer) {
 	log := d.Log
 	view := &itemView{urls: urls, sign: sign}
+	st := &streamer{log: log, poll: cfg.StreamPoll, closing: d.Closing}
 	files := &blob.Committer{Blobs: d.Blobs, Space: d.Space, Log: log}
 	var up *uploads // nil without a session store: the session routes answer 501
 	if d.Sessions != nil {
@@ -71,6 +76,8 @@ func addRoutes(mux *http.ServeMux, cfg Config, d Deps, urls *urlBuilder, sign *s
 			p := version + drive.prefix
 			mux.Handle("GET "+p, authenticate(log, d.Accounts, handleGetDrive(log, d.Accounts)))
 			mux.Handle(p, methodNotAllowed(log, http.MethodGet, http.MethodHead))
+			mux.Handle("GET "+p+"/operations", authenticate(log, d.Accounts, handleListOperations(log, d.Accounts, d.Jobs, urls, st)))
+			mux.Handle(p+"/operations", methodNotAllowed(log, http.MethodGet, http.MethodHead))
 			mux.Handle(p+"/{ref...}", authenticate(log, d.Accounts, handleItemRequest(log, d.Accounts, d.Shares, drive.segments, itemOps)))
 			if drive.prefix != "/drives/{driveID}" {
 				shared := authenticate(log, d.Accounts, handleSharedWithMe(log, d.Accounts, d.Items, d.Shares, view))
@@ -80,7 +87,7 @@ func addRoutes(mux *http.ServeMux, cfg Config, d Deps, urls *urlBuilder, sign *s
 		}
 		mux.Handle("GET "+version+"/shares/{shareID}/{rest...}", lk.handleShare())
 	}
-	mux.Handle("GET /monitor/{id}", handleGetMonitor(log, d.Jobs, urls))
+	mux.Handle("GET /monitor/{id}", handleGetMonitor(log, d.Jobs, urls, st))
 	mux.Handle("DELETE /monitor/{id}", handleCancelMonitor(log, d.Jobs, urls))
 	mux.Handle("/monitor/{id}", methodNotAllowed(log, http.MethodGet, http.MethodHead, http.MethodDelete))
 	mux.Handle("PUT /upload/{id}", handlePutFragment(log, up, view))
@@ -96,6 +103,11 @@ func addRoutes(mux *http.ServeMux, cfg Config, d Deps, urls *urlBuilder, sign *s
 	mux.Handle("/s/{token}", methodNotAllowed(log, http.MethodGet, http.MethodHead, http.MethodPost))
 	mux.Handle("GET /download/{token}", download)
 	mux.Handle("/download/{token}", methodNotAllowed(log, http.MethodGet, http.MethodHead))
+	if d.Page != nil {
+		mux.Handle("GET /{$}", d.Page)
+		mux.Handle("GET /favicon.ico", d.Page)
+		mux.Handle("GET /web/", d.Page)
+	}
 	mux.Handle("/", handleNoRoute(log))
 }
 

@@ -115,6 +115,10 @@ type Config struct {
 	// MaxUploadSessions caps the live upload sessions of one drive (429
 	// beyond it). Zero means DefaultMaxUploadSessions.
 	MaxUploadSessions int
+	// StreamPoll is how often an event stream (a monitor's, or the
+	// operations list's) reads the database, which bounds its events to
+	// one per period. Zero means DefaultStreamPoll.
+	StreamPoll time.Duration
 	// BodyIdleTimeout cuts off a request body that sends nothing for this
 	// long. Zero means DefaultBodyIdleTimeout.
 	BodyIdleTimeout time.Duration
@@ -138,6 +142,14 @@ type Deps struct {
 	// answer 501 notSupported and other users' drives stay unreachable.
 	Shares ferry.ShareStore
 	Now    func() time.Time // nil means time.Now
+	// Page serves the web page at "/", its icon at "/favicon.ico" and its
+	// assets under "/web/" (package web). Nil: those paths are unknown
+	// routes like any other.
+	Page http.Handler
+	// Closing, once closed, ends every event stream, so that a graceful
+	// shutdown need not wait for them (http.Server.Shutdown waits for
+	// active requests). Nil: streams end only with their clients.
+	Closing <-chan struct{}
 	// Metrics receives request counts and latencies; nil records nothing.
 	Metrics Metrics
 }
@@ -166,6 +178,9 @@ func NewHandler(cfg Config, d Deps) http.Handler {
 	}
 	if cfg.MaxUploadSessions <= 0 {
 		cfg.MaxUploadSessions = DefaultMaxUploadSessions
+	}
+	if cfg.StreamPoll <= 0 {
+		cfg.StreamPoll = DefaultStreamPoll
 	}
 	if cfg.BodyIdleTimeout <= 0 {
 		cfg.BodyIdleTimeout = DefaultBodyIdleTimeout

@@ -79,6 +79,8 @@ type Store interface {
 	DeleteJobsFinishedBefore(ctx context.Context, t time.Time) (int, error)
 	// StagingInUse lists the staging areas that jobs still refer to.
 	StagingInUse(ctx context.Context) ([]string, error)
+	// UserJobs and JobChanges list a user's jobs (see lister).
+	lister
 
 	// ClaimJob makes runner the one attempt that runs an inProgress or
 	// cancelPending job, unless another runner's heartbeat is newer than

@@ -64,7 +64,11 @@ func openSQLite(path string) (*sql.DB, error) {
 	q := url.Values{}
 	q.Set("_journal_mode", "WAL")
 	q.Set("_busy_timeout", "10000")
-	q.Set("_synchronous", "NORMAL")
+	// FULL, not NORMAL: in WAL mode NORMAL syncs only at checkpoints, so
+	// a power loss may undo commits that were acknowledged; FULL syncs the
+	// WAL at every commit, so an acknowledged commit survives power loss,
+	// not only a crash of the process.
+	q.Set("_synchronous", "FULL")
 	q.Set("_foreign_keys", "1")
 	q.Set("_txlock", "immediate")
 	c, err := sqlite.NewConnector(path + "?" + q.Encode())

@@ -151,25 +151,14 @@ func (s *Store) takeJobToken(ctx context.Context, t conn, user string, rate floa
 
 // Job returns a job by ID, or NotFound.
 func (s *Store) Job(ctx context.Context, id string) (*ferry.Job, error) {
-	var j ferry.Job
-	var created, updated int64
-	var finished sql.NullInt64
-	var mirrors string
-	err := s.c.row(ctx, `SELECT `+jobCols+` FROM ferry_jobs WHERE id = ?`, id).Scan(
-		&j.ID, &j.Operation, &j.UserID, &j.UserName, &j.DriveID, &j.ParentID, &j.Name, &j.Conflict, &j.SourceURL,
-		&j.ExpectSHA256, &j.SourceItem, &j.Status, &j.Bytes, &j.Total, &j.BytesPerSecond, &j.ResourceID, &j.ErrorCode,
-		&j.ErrorMessage, &created, &updated, &finished, &j.RequestID, &mirrors)
+	j, err := scanJob(s.c.row(ctx, `SELECT `+jobCols+` FROM ferry_jobs WHERE id = ?`, id))
 	if notFound(err) {
 		return nil, errJobNotFound()
 	}
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: job: %w", err)
 	}
-	if mirrors != "" {
-		j.Mirrors = strings.Split(mirrors, "\n")
-	}
-	j.Created, j.Updated, j.Finished = fromMillis(created), fromMillis(updated), fromNullMillis(finished)
-	return &j, nil
+	return j, nil
 }
 
 // jobExists turns "no row changed" into NotFound when the job is missing.

@@ -66,6 +66,14 @@ func TestJobStore(t *testing.T) {
 	}
 }
 
+func TestJobListing(t *testing.T) {
+	for _, e := range engines() {
+		t.Run(e.name, func(t *testing.T) {
+			ferrytest.TestJobListing(t, func(t *testing.T) ferrytest.JobListStore { return open(t, e.newDSN(t)) })
+		})
+	}
+}
+
 // dump returns every value of every table of the store's database as text.
 func dump(t *testing.T, s *sqlstore.Store) string {
 	t.Helper()

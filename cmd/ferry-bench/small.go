@@ -7,7 +7,7 @@ package main
 //
 // -small starts a real `ferry serve` with its defaults on a fresh data
 // folder, posts the imports through the clients (each posts its share, then
-// polls its monitors until every one has completed) and prints imports per
+// polls its monitors in order until each has completed) and prints imports per
 // second from the first POST to the last "completed". As a baseline in the
 // same run, the same clients then PUT the same number of files of the same
 // size (simple upload, no job), which is what the bytes cost without the
@@ -178,12 +178,12 @@ func (f *ferryProc) postImport(ctx context.Context, url, name string) (string, e
 	return resp.Header.Get("Location"), nil
 }
 
-// waitMonitor polls the monitors round by round, 20 ms apart, until every
-// one has completed.
+// waitMonitor polls the monitors one after the other, each every 25 ms
+// until it has completed, as a client waiting for its imports in order
+// does.
 func (f *ferryProc) waitMonitor(ctx context.Context, monitors []string) error {
-	for len(monitors) > 0 {
-		left := monitors[:0]
-		for _, mon := range monitors {
+	for _, mon := range monitors {
+		for {
 			req, _ := http.NewRequestWithContext(ctx, "GET", mon, nil)
 			r, err := f.client.Do(req)
 			if err != nil {
@@ -192,22 +192,17 @@ func (f *ferryProc) waitMonitor(ctx context.Context, monitors []string) error {
 			var st struct{ Status, StatusDescription string }
 			json.NewDecoder(r.Body).Decode(&st)
 			r.Body.Close()
-			switch st.Status {
-			case "completed":
-			case "failed", "cancelled":
-				return fmt.Errorf("import %s: %s", st.Status, st.StatusDescription)
-			default:
-				left = append(left, mon)
+			if st.Status == "completed" {
+				break
 			}
-		}
-		monitors = left
-		if len(monitors) == 0 {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return context.Cause(ctx)
-		case <-time.After(20 * time.Millisecond):
+			if st.Status == "failed" || st.Status == "cancelled" {
+				return fmt.Errorf("import %s: %s", st.Status, st.StatusDescription)
+			}
+			select {
+			case <-ctx.Done():
+				return context.Cause(ctx)
+			case <-time.After(25 * time.Millisecond):
+			}
 		}
 	}
 	return nil

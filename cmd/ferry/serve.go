@@ -30,6 +30,7 @@ import (
 	"github.com/ferrydrive/ferry/jobs"
 	"github.com/ferrydrive/ferry/metrics"
 	"github.com/ferrydrive/ferry/sqlstore"
+	"github.com/ferrydrive/ferry/web"
 )
 
 // firstUser is the user created, with a printed token, on first start.
@@ -159,6 +160,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		return err
 	}
 
+	closing := make(chan struct{})
 	var public *url.URL
 	if cfg.PublicURL != "" {
 		public, _ = url.Parse(strings.TrimSuffix(cfg.PublicURL, "/")) // checked by Validate
@@ -170,7 +172,8 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		DownloadURLTTL:  cfg.DownloadURLTTL,
 		SigningKey:      key,
 		BodyIdleTimeout: cfg.BodyIdleTimeout,
-	}, graph.Deps{Log: log, Accounts: store, Items: store, Blobs: blobs, Jobs: queue, Sessions: store, Shares: store, Space: space, Metrics: m})
+	}, graph.Deps{Log: log, Accounts: store, Items: store, Blobs: blobs, Jobs: queue, Sessions: store, Shares: store, Space: space, Metrics: m,
+		Page: web.Handler(), Closing: closing})
 	// Handlers must be done before the deferred store.Close, also when the
 	// shutdown below runs out of time and closes their connections.
 	var handlers sync.WaitGroup
@@ -187,6 +190,9 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	// Event streams never go idle: end them when shutdown begins, so that
+	// Shutdown need not wait out its timeout.
+	srv.RegisterOnShutdown(func() { close(closing) })
 	scheme := "http"
 	if cert != nil {
 		scheme = "https"
