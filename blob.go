@@ -48,9 +48,16 @@ const StagingHead = 4096
 
 // Staging is one area of bytes being assembled. Writes at any offset are
 // allowed; gaps read as zeros. Which ranges are valid is the caller's
-// record, not the staging area's. A Staging is used by one goroutine at a
-// time, except that ReadAt may run concurrently with WriteAt on other
-// ranges.
+// record, not the staging area's.
+//
+// Concurrency: WriteAt, ReadAt and Sync may be called from several
+// goroutines at once as long as the ranges written are disjoint (the
+// connections of a segmented download each write their own range, while
+// the hashing reads back ranges already written, and a checkpoint syncs).
+// ReadAt is only ever asked for bytes whose WriteAt has returned. Sync
+// makes durable every write that returned before Sync was called. Publish,
+// Close and Size are called by one goroutine when no other call runs.
+// (ferrytest's ConcurrentWritersDisjointRanges checks this.)
 //
 // Several handles may be open on one area at once, in one process or in
 // several sharing a store (upload-session fragments arriving at different

@@ -47,21 +47,22 @@ type Job struct {
 	Name      string // requested name; "" lets an upload from URL pick one
 	Conflict  ConflictBehavior
 
-	SourceURL    string // OpDownloadURL; never shown on the monitor
-	ExpectSHA256 string // OpDownloadURL, optional upper-case hex
-	SourceItem   ItemID // OpCopy
+	SourceURL    string   // OpDownloadURL; never shown on the monitor
+	Mirrors      []string // OpDownloadURL, optional: more URLs of the same file ("@ferry.mirrors"); never shown
+	ExpectSHA256 string   // OpDownloadURL, optional upper-case hex
+	SourceItem   ItemID   // OpCopy
 	// RequestID is the id of the API request that created the job; every
 	// log line of the job carries it. Enqueue takes it from the context
 	// (WithRequestID) when empty.
 	RequestID string
 
 	Status         JobStatus
-	Bytes          int64   // bytes transferred so far
-	Total          int64   // expected bytes; -1 while unknown
-	BytesPerSecond float64 // recent transfer rate
-	ResourceID     ItemID  // the new item, once completed
-	ErrorCode      string  // Graph error code, once failed
-	ErrorMessage   string  // client-safe description, once failed or cancelled
+	Bytes          int64        // bytes transferred so far
+	Total          int64        // expected bytes; -1 while unknown
+	BytesPerSecond float64      // recent transfer rate
+	ResourceID     ItemID       // the new item, once completed
+	ErrorCode      JobErrorCode // why it failed, once failed
+	ErrorMessage   string       // client-safe description, once failed or cancelled
 	// ItemName is the name of the item the job made, once completed, or
 	// else the name it will take when known (the requested name, or for a
 	// copy the source's); "" while unknown. Filled by listings only.
@@ -71,6 +72,25 @@ type Job struct {
 	Updated  time.Time
 	Finished time.Time // zero until Status is final
 }
+
+// JobErrorCode says why a job failed: the monitor's Graph errorCode.
+// The set is closed; graph maps each code to the monitor's HTTP status in
+// one table, and codes it does not list answer 500.
+type JobErrorCode string
+
+const (
+	JobGeneralException    JobErrorCode = "generalException"    // unexpected, or the source kept failing
+	JobInvalidRequest      JobErrorCode = "invalidRequest"      // the source refused the request or cannot be reached (400)
+	JobItemNotFound        JobErrorCode = "itemNotFound"        // the source, the copied item or the target folder is gone (400)
+	JobAccessDenied        JobErrorCode = "accessDenied"        // the source answered 401 or 403 (403)
+	JobNameAlreadyExists   JobErrorCode = "nameAlreadyExists"   // the name was taken at commit, conflict behaviour fail (409)
+	JobMaxFileSizeExceeded JobErrorCode = "maxFileSizeExceeded" // larger than the largest import (413)
+	JobQuotaLimitReached   JobErrorCode = "quotaLimitReached"   // larger than the drive's room (507)
+	JobInsufficientStorage JobErrorCode = "insufficientStorage" // larger than the server's disk can ever hold (507)
+	JobHashMismatch        JobErrorCode = "hashMismatch"        // the bytes' SHA-256 differs from @ferry.sha256 (500)
+	JobTimeout             JobErrorCode = "timeout"             // longer than the longest import allowed (504)
+	JobNotSupported        JobErrorCode = "notSupported"        // the job asks for something not implemented (501)
+)
 
 // Percentage is the monitor's percentageComplete: 100 only once completed,
 // never 100 before.

@@ -55,16 +55,57 @@ func (h *Hasher) parts() []hash.Hash { return []hash.Hash{h.qx, h.sha1, h.sha256
 // MarshalBinary saves the state of the three hashes: a magic, then each
 // hash's own binary state preceded by its length as a uvarint.
 func (h *Hasher) MarshalBinary() ([]byte, error) {
-	b := []byte(hasherMagic)
-	for _, part := range h.parts() {
-		state, err := part.(encoding.BinaryMarshaler).MarshalBinary()
+	var states [3][]byte
+	for i, part := range h.parts() {
+		state, err := marshalHash(part)
 		if err != nil {
-			return nil, fmt.Errorf("blob: save hash state: %w", err)
+			return nil, err
 		}
+		states[i] = state
+	}
+	return joinState(states[0], states[1], states[2]), nil
+}
+
+// marshalHash saves the state of one hash.
+func marshalHash(part hash.Hash) ([]byte, error) {
+	state, err := part.(encoding.BinaryMarshaler).MarshalBinary()
+	if err != nil {
+		return nil, fmt.Errorf("blob: save hash state: %w", err)
+	}
+	return state, nil
+}
+
+// joinState builds the MarshalBinary form from the states of quickXorHash,
+// SHA-1 and SHA-256, saved separately (an Assembly's two hashing
+// goroutines each save their own).
+func joinState(qx, s1, s256 []byte) []byte {
+	b := []byte(hasherMagic)
+	for _, state := range [][]byte{qx, s1, s256} {
 		b = binary.AppendUvarint(b, uint64(len(state)))
 		b = append(b, state...)
 	}
-	return b, nil
+	return b
+}
+
+// splitState is the inverse of joinState.
+func splitState(b []byte) (qx, s1, s256 []byte, err error) {
+	rest, ok := strings.CutPrefix(string(b), hasherMagic)
+	if !ok {
+		return nil, nil, nil, errBadState
+	}
+	var out [3][]byte
+	for i := range out {
+		n, k := binary.Uvarint([]byte(rest))
+		if k <= 0 || n > uint64(len(rest)-k) {
+			return nil, nil, nil, errBadState
+		}
+		out[i] = []byte(rest[k : k+int(n)])
+		rest = rest[k+int(n):]
+	}
+	if rest != "" {
+		return nil, nil, nil, errBadState
+	}
+	return out[0], out[1], out[2], nil
 }
 
 var errBadState = errors.New("blob: invalid hash state")
@@ -72,24 +113,15 @@ var errBadState = errors.New("blob: invalid hash state")
 // UnmarshalBinary restores a state saved by MarshalBinary. On error the
 // Hasher is unchanged.
 func (h *Hasher) UnmarshalBinary(b []byte) error {
-	rest, ok := strings.CutPrefix(string(b), hasherMagic)
-	if !ok {
-		return errBadState
+	qx, s1, s256, err := splitState(b)
+	if err != nil {
+		return err
 	}
 	fresh := NewHasher()
-	for _, part := range fresh.parts() {
-		n, k := binary.Uvarint([]byte(rest))
-		if k <= 0 || n > uint64(len(rest)-k) {
-			return errBadState
-		}
-		state := rest[k : k+int(n)]
-		rest = rest[k+int(n):]
-		if err := part.(encoding.BinaryUnmarshaler).UnmarshalBinary([]byte(state)); err != nil {
+	for i, state := range [][]byte{qx, s1, s256} {
+		if err := fresh.parts()[i].(encoding.BinaryUnmarshaler).UnmarshalBinary(state); err != nil {
 			return fmt.Errorf("%w: %w", errBadState, err)
 		}
-	}
-	if rest != "" {
-		return errBadState
 	}
 	*h = *fresh
 	return nil

@@ -35,6 +35,7 @@ func TestBlobStore(t *testing.T, newStore func(t *testing.T) ferry.BlobStore) {
 		{"List", testList},
 		{"ConcurrentStagings", testConcurrentStagings},
 		{"ReadAtDuringWriteAt", testReadAtDuringWriteAt},
+		{"ConcurrentWritersDisjointRanges", testConcurrentWriters},
 		{"ReleaseCheckpointTakeover", testReleaseTakeover},
 		{"ReleaseOutOfOrder", testReleaseOutOfOrder},
 		{"HandlesOnDisjointRanges", testHandlesOnDisjointRanges},
@@ -549,6 +550,59 @@ func testReadAtDuringWriteAt(t *testing.T, s ferry.BlobStore) {
 		t.Fatalf("WriteAt: %v", err)
 	}
 	wantStaged(t, st, append(bytes.Clone(head), tail...))
+}
+
+// testConcurrentWriters: several goroutines write disjoint ranges of one
+// staging area at once (the connections of a segmented download), while
+// another reads back ranges already written and Sync runs; every byte
+// lands where it was written.
+func testConcurrentWriters(t *testing.T, s ferry.BlobStore) {
+	st := stage(t, s)
+	const writers, chunk, chunks = 4, 64 * 1024, 8
+	want := pattern(11, writers*chunk*chunks)
+	errs := make(chan error, writers+1)
+	written := make(chan int, writers*chunks) // offsets of chunks written
+	for w := range writers {
+		go func() {
+			base := w * chunk * chunks
+			for c := chunks - 1; c >= 0; c-- { // each writer back to front
+				off := base + c*chunk
+				if _, err := st.WriteAt(want[off:off+chunk], int64(off)); err != nil {
+					errs <- err
+					return
+				}
+				written <- off
+			}
+			errs <- nil
+		}()
+	}
+	go func() {
+		p := make([]byte, chunk)
+		for range writers * chunks {
+			off := <-written
+			if n, err := st.ReadAt(p, int64(off)); n != chunk || (err != nil && err != io.EOF) {
+				errs <- fmt.Errorf("ReadAt(%d) during writes = %d, %v", off, n, err)
+				return
+			}
+			if !bytes.Equal(p, want[off:off+chunk]) {
+				errs <- fmt.Errorf("ReadAt(%d) during writes read other bytes", off)
+				return
+			}
+			if off%(2*chunk) == 0 {
+				if err := st.Sync(); err != nil {
+					errs <- fmt.Errorf("Sync during writes: %w", err)
+					return
+				}
+			}
+		}
+		errs <- nil
+	}()
+	for range writers + 1 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	wantStaged(t, st, want)
 }
 
 // testReleaseTakeover is a download as the jobs package runs it on a store

@@ -40,7 +40,7 @@ type JobStore interface {
 	// UpdateJobProgress records progress of a job that has not ended.
 	UpdateJobProgress(ctx context.Context, id string, bytes, total int64, bytesPerSecond float64) error
 	// FinishJob ends a job and forgets its checkpoint.
-	FinishJob(ctx context.Context, id string, status ferry.JobStatus, resource ferry.ItemID, code, msg string) error
+	FinishJob(ctx context.Context, id string, status ferry.JobStatus, resource ferry.ItemID, code ferry.JobErrorCode, msg string) error
 	// SaveJobCheckpoint records a job's staging area and resume state,
 	// for the runner holding the job's claim only (else Conflict).
 	SaveJobCheckpoint(ctx context.Context, id, runner, stagingID string, data []byte) error

@@ -45,6 +45,7 @@ import (
 //	dns                  DNS lookup failed for a reason other than "no such host"
 //	network              any other network or TLS failure
 //	canceled             the caller's context ended (errors.Is(err, context.Canceled) holds)
+//	hostBusy             Request.NoWait was set and the host had no free connection slot
 const (
 	CodeBadURL              = "badURL"
 	CodeBadScheme           = "badScheme"
@@ -65,6 +66,7 @@ const (
 	CodeDNS                 = "dns"
 	CodeNetwork             = "network"
 	CodeCanceled            = "canceled"
+	CodeHostBusy            = "hostBusy"
 )
 
 // Error is the error returned by Open and by reads of Response.Body.

@@ -55,6 +55,11 @@ type Options struct {
 	IdleTimeout    time.Duration  // no body bytes for this long fails the read; default 20s
 	MaxRedirects   int            // default 10; negative means none are followed
 	UserAgent      string         // default "Ferry/1.0"
+	// HostConns bounds the responses open at once to one origin host
+	// across every request of the Client (--fetch-host-connections);
+	// default 16. Open waits for a free slot, or fails at once with
+	// CodeHostBusy when Request.NoWait is set.
+	HostConns int
 	// Refusals, when set, counts every connection the SSRF guard refuses
 	// (*metrics.Metrics implements it).
 	Refusals interface{ SSRFRefused() }
@@ -69,6 +74,7 @@ type Client struct {
 	idle     time.Duration
 	maxRedir int
 	ua       string
+	slots    *hostSlots
 }
 
 // New returns a Client with the given options.
@@ -91,7 +97,11 @@ func New(opts Options) *Client {
 	if opts.UserAgent == "" {
 		opts.UserAgent = "Ferry/1.0"
 	}
+	if opts.HostConns <= 0 {
+		opts.HostConns = 16
+	}
 	c := &Client{
+		slots:    newHostSlots(opts.HostConns),
 		guard:    newGuard(append([]netip.Prefix(nil), opts.Allow...), opts.Refusals),
 		idle:     opts.IdleTimeout,
 		maxRedir: opts.MaxRedirects,
@@ -107,7 +117,7 @@ func New(opts Options) *Client {
 		ExpectContinueTimeout: time.Second,
 		DisableCompression:    true, // store the bytes the origin sends
 		MaxIdleConns:          64,
-		MaxIdleConnsPerHost:   8,
+		MaxIdleConnsPerHost:   opts.HostConns,
 		IdleConnTimeout:       90 * time.Second,
 		ReadBufferSize:        64 << 10, // reads at least this large bypass the buffer
 	}
@@ -138,6 +148,24 @@ type Request struct {
 	Offset  int64  // >0: ask for bytes from Offset ("Range: bytes=Offset-" or "Offset-End")
 	End     int64  // optional inclusive end for a bounded range; 0 = open-ended
 	IfRange string // ETag (strong only) or Last-Modified value the resumed bytes came from; sent as If-Range
+	// Probe asks for "Range: bytes=0-" when Offset and End are 0, so that
+	// a 206 tells the caller the origin serves ranges (and its total).
+	Probe bool
+	// NoWait makes Open fail at once with a transient CodeHostBusy
+	// *Error instead of waiting when the host has no free slot
+	// (Options.HostConns): for a connection that is only worth opening
+	// now.
+	NoWait bool
+}
+
+// HostConnections reports the responses open now to rawURL's host
+// (counted against Options.HostConns).
+func (c *Client) HostConnections(rawURL string) int {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return 0
+	}
+	return c.slots.inUse(hostKey(u))
 }
 
 // Response is an open download. The caller must Close Body.
@@ -167,12 +195,16 @@ type Response struct {
 // A range request is answered in one of three ways. 206 with a Content-Range
 // that starts at Offset: Response.Offset is Offset. 200 (the origin ignores
 // ranges, or If-Range did not match because the file changed): Offset is 0
-// and the caller restarts. 416: if Request.IfRange was given, the range is
-// open-ended and the origin reports the file's size as exactly Offset, the
-// file is already complete and Open returns a Response with Status 416,
-// Offset and Total equal to Request.Offset and an empty Body; otherwise Open
+// and the caller restarts. 416: if Request.IfRange was given (or the
+// request was a Probe of an empty file), the range is open-ended and the
+// origin reports the file's size as exactly Offset, the file is already
+// complete and Open returns a Response with Status 416, Offset and Total
+// equal to Request.Offset and an empty Body; otherwise Open
 // fails with a transient rangeNotSatisfiable *Error with Restart set. A 206
 // for another range fails the same way with code rangeMismatch.
+//
+// Every response holds one of the host's Options.HostConns slots until
+// its Body is closed.
 //
 // Errors are *Error; see the Code constants for the list.
 func (c *Client) Open(ctx context.Context, req Request) (*Response, error) {
@@ -187,7 +219,30 @@ func (c *Client) Open(ctx context.Context, req Request) (*Response, error) {
 		return nil, permanent(CodeBadURL, "invalid byte range requested", nil)
 	}
 	host := u.Hostname()
+	slot := hostKey(u)
+	ok, err := c.slots.acquire(ctx, slot, !req.NoWait)
+	if err != nil {
+		return nil, transient(CodeCanceled, "the download was cancelled", context.Cause(ctx))
+	}
+	if !ok {
+		return nil, transient(CodeHostBusy, host+" has as many connections open as allowed", nil)
+	}
+	resp, err := c.open(ctx, req, u, host)
+	if err != nil {
+		c.slots.release(slot)
+		return nil, err
+	}
+	b, ok := resp.Body.(*body)
+	if !ok { // no body to hold the slot (416 of a complete file)
+		c.slots.release(slot)
+		return resp, nil
+	}
+	resp.Body = &releaser{body: b, free: func() { c.slots.release(slot) }}
+	return resp, nil
+}
 
+// open sends the request of Open once the host slot is taken.
+func (c *Client) open(ctx context.Context, req Request, u *url.URL, host string) (*Response, error) {
 	rctx, cancel := context.WithCancel(ctx)
 	hr, err := http.NewRequestWithContext(rctx, http.MethodGet, u.String(), nil)
 	if err != nil {
@@ -196,7 +251,7 @@ func (c *Client) Open(ctx context.Context, req Request) (*Response, error) {
 	}
 	hr.Header.Set("User-Agent", c.ua)
 	hr.Header.Set("Accept-Encoding", "identity")
-	ranged := req.Offset > 0 || req.End > 0
+	ranged := req.Offset > 0 || req.End > 0 || req.Probe
 	if ranged {
 		r := "bytes=" + strconv.FormatInt(req.Offset, 10) + "-"
 		if req.End > 0 {
@@ -246,8 +301,9 @@ func (c *Client) Open(ctx context.Context, req Request) (*Response, error) {
 		if !ranged {
 			return fail(statusError(resp, host, time.Now()))
 		}
-		if size, ok := unsatisfiedSize(resp.Header.Get("Content-Range")); ok && req.IfRange != "" &&
-			req.End == 0 && size == req.Offset {
+		size, ok := unsatisfiedSize(resp.Header.Get("Content-Range"))
+		if ok && req.End == 0 && size == req.Offset && (req.IfRange != "" || size == 0) {
+			// Resumed at the very end, or a probe of an empty file.
 			drain(resp.Body, cancel, c.idle)
 			out.Body, out.Offset, out.Total, out.Length = http.NoBody, size, size, 0
 			return out, nil

@@ -1,6 +1,7 @@
 package graph_test
 
 import (
+	"github.com/google/go-cmp/cmp"
 	"net/http"
 	"testing"
 
@@ -30,8 +31,8 @@ func TestCopy(t *testing.T) {
 		ParentID: dstID, Name: "b.txt", Conflict: ferry.ConflictFail, SourceItem: fID,
 		Status: j.Status, Total: j.Total, Created: j.Created, Updated: j.Updated,
 	}
-	if *j != want {
-		t.Errorf("job = %+v\nwant  %+v", *j, want)
+	if diff := cmp.Diff(want, *j); diff != "" {
+		t.Errorf("job (-want +got):\n%s", diff)
 	}
 	if m := e.do("GET", r.Header.Get("Location"), nil, noAuth()).must(t, http.StatusAccepted).json(t); m["operation"] != "ItemCopy" {
 		t.Errorf("monitor operation = %v, want ItemCopy", m["operation"])

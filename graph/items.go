@@ -542,6 +542,7 @@ type createChildRequest struct {
 	Conflict        string         `json:"@microsoft.graph.conflictBehavior"`
 	LegacyConflict  string         `json:"@name.conflictBehavior"`
 	ExpectSHA256    *string        `json:"@ferry.sha256"`
+	Mirrors         []string       `json:"@ferry.mirrors"`
 	Description     string         `json:"description"`
 	FileSystemInfo  *fsInfoRequest `json:"fileSystemInfo"`
 }

@@ -37,16 +37,16 @@ type jobError struct {
 // SDK would read any 2xx but 202 as success. A source or target that was
 // not found (itemNotFound) answers 400, not 404, so that no client takes
 // the failure for an expired monitor.
-var failedStatus = map[string]int{
-	"invalidRequest":      http.StatusBadRequest,
-	"itemNotFound":        http.StatusBadRequest,
-	"accessDenied":        http.StatusForbidden,
-	"nameAlreadyExists":   http.StatusConflict,
-	"maxFileSizeExceeded": http.StatusRequestEntityTooLarge,
-	"timeout":             http.StatusGatewayTimeout,
-	"quotaLimitReached":   http.StatusInsufficientStorage,
-	"insufficientStorage": http.StatusInsufficientStorage,
-	"notSupported":        http.StatusNotImplemented,
+var failedStatus = map[ferry.JobErrorCode]int{
+	ferry.JobInvalidRequest:      http.StatusBadRequest,
+	ferry.JobItemNotFound:        http.StatusBadRequest,
+	ferry.JobAccessDenied:        http.StatusForbidden,
+	ferry.JobNameAlreadyExists:   http.StatusConflict,
+	ferry.JobMaxFileSizeExceeded: http.StatusRequestEntityTooLarge,
+	ferry.JobTimeout:             http.StatusGatewayTimeout,
+	ferry.JobQuotaLimitReached:   http.StatusInsufficientStorage,
+	ferry.JobInsufficientStorage: http.StatusInsufficientStorage,
+	ferry.JobNotSupported:        http.StatusNotImplemented,
 }
 
 // monitorAnswer renders a job as the monitor shows it, with the status code
@@ -79,14 +79,14 @@ func monitorAnswer(r *http.Request, urls *urlBuilder, j *ferry.Job) (int, jobSta
 	case ferry.StatusFailed:
 		code := j.ErrorCode
 		if code == "" {
-			code = "generalException"
+			code = ferry.JobGeneralException
 		}
 		msg := j.ErrorMessage
 		if msg == "" {
 			msg = "The operation failed."
 		}
-		s.ErrorCode, s.StatusDescription, s.Message = code, msg, msg
-		s.Error = &jobError{Code: code, Message: msg}
+		s.ErrorCode, s.StatusDescription, s.Message = string(code), msg, msg
+		s.Error = &jobError{Code: string(code), Message: msg}
 		status, ok := failedStatus[code]
 		if !ok {
 			status = http.StatusInternalServerError

@@ -172,7 +172,7 @@ func TestMonitorStreamEveryState(t *testing.T) {
 	e := newEnv(t)
 	for _, tt := range []struct {
 		status ferry.JobStatus
-		code   string
+		code   ferry.JobErrorCode
 		plain  int
 	}{
 		{ferry.StatusCompleted, "", http.StatusOK},
@@ -180,7 +180,7 @@ func TestMonitorStreamEveryState(t *testing.T) {
 		{ferry.StatusFailed, "", http.StatusInternalServerError},
 		{ferry.StatusCancelled, "", http.StatusGone},
 	} {
-		t.Run(string(tt.status)+tt.code, func(t *testing.T) {
+		t.Run(string(tt.status)+string(tt.code), func(t *testing.T) {
 			j := e.importJob("x.bin")
 			e.jobs.set(j.ID, func(j *ferry.Job) {
 				j.Status, j.ErrorCode, j.Finished = tt.status, tt.code, time.Now()

@@ -12,7 +12,8 @@ import (
 // createFromURL queues an upload from URL into the folder parent (POST
 // children with @microsoft.graph.sourceUrl or @content.sourceUrl). It
 // checks all it can before answering: Prefer: respond-async, the URL's
-// form, the name when given, the optional "@ferry.sha256" (64 hex digits),
+// form and that of every "@ferry.mirrors" URL (checked exactly like it),
+// the name when given, the optional "@ferry.sha256" (64 hex digits),
 // and with conflict behaviour fail whether the name is already taken (409).
 // Whether the address may be reached is decided later, at dial time. It
 // answers 202 with an empty body and the absolute monitor URL in Location.
@@ -29,6 +30,12 @@ func createFromURL(w http.ResponseWriter, r *http.Request, log *slog.Logger, ite
 	if _, err := ferry.ValidateSourceURL(req.sourceURL()); err != nil {
 		writeError(w, r, log, err)
 		return
+	}
+	for i, m := range req.Mirrors {
+		if _, err := ferry.ValidateSourceURL(m); err != nil {
+			writeError(w, r, log, ferry.Errorf(ferry.Invalid, "@ferry.mirrors[%d]: %s", i, ferry.Message(err)))
+			return
+		}
 	}
 	if req.Name != "" {
 		if err := ferry.ValidateName(req.Name, false); err != nil {
@@ -65,6 +72,7 @@ func createFromURL(w http.ResponseWriter, r *http.Request, log *slog.Logger, ite
 		Name:         req.Name,
 		Conflict:     conflict,
 		SourceURL:    req.sourceURL(),
+		Mirrors:      req.Mirrors,
 		ExpectSHA256: sha,
 	}
 	if err := jobs.Enqueue(r.Context(), job); err != nil {

@@ -1,6 +1,7 @@
 package graph_test
 
 import (
+	"github.com/google/go-cmp/cmp"
 	"net/http"
 	"strings"
 	"testing"
@@ -32,8 +33,8 @@ func TestUploadFromURL(t *testing.T) {
 		SourceURL: "https://example.org/big.iso?sig=secret", ExpectSHA256: strings.Repeat("AB", 32),
 		Status: j.Status, Total: j.Total, Created: j.Created, Updated: j.Updated,
 	}
-	if *j != want {
-		t.Errorf("job = %+v\nwant  %+v", *j, want)
+	if diff := cmp.Diff(want, *j); diff != "" {
+		t.Errorf("job (-want +got):\n%s", diff)
 	}
 
 	// Legacy spelling, no name, conflict rename, Prefer in a list, every
@@ -154,9 +155,11 @@ func TestMonitor(t *testing.T) {
 		t.Errorf("completed: %v", m)
 	}
 	for _, tt := range []struct {
-		code   string
+		code   ferry.JobErrorCode
 		status int
 	}{
+		{ferry.JobTimeout, http.StatusGatewayTimeout},
+		{ferry.JobHashMismatch, http.StatusInternalServerError},
 		{"nameAlreadyExists", http.StatusConflict},
 		{"quotaLimitReached", http.StatusInsufficientStorage},
 		{"maxFileSizeExceeded", http.StatusRequestEntityTooLarge},
@@ -170,8 +173,8 @@ func TestMonitor(t *testing.T) {
 			j.Status, j.ResourceID, j.ErrorCode, j.ErrorMessage = ferry.StatusFailed, "", tt.code, "it went wrong"
 		})
 		r := e.do("GET", mon, nil, noAuth()).must(t, tt.status).json(t)
-		if r["status"] != "failed" || r["errorCode"] != tt.code || r["statusDescription"] != "it went wrong" ||
-			r["error"].(map[string]any)["code"] != tt.code || r["message"] != "it went wrong" {
+		if r["status"] != "failed" || r["errorCode"] != string(tt.code) || r["statusDescription"] != "it went wrong" ||
+			r["error"].(map[string]any)["code"] != string(tt.code) || r["message"] != "it went wrong" {
 			t.Errorf("failed %s: %v", tt.code, r)
 		}
 	}

@@ -83,7 +83,7 @@ func (h *harness) blobCount() int {
 }
 
 // wantCopyFailed checks a failed copy: the code, a message, no resource.
-func wantCopyFailed(t *testing.T, j *ferry.Job, code string) {
+func wantCopyFailed(t *testing.T, j *ferry.Job, code ferry.JobErrorCode) {
 	t.Helper()
 	if j.Status != ferry.StatusFailed || j.ErrorCode != code {
 		t.Fatalf("copy = %s (%q: %s), want failed with %q", j.Status, j.ErrorCode, j.ErrorMessage, code)
@@ -286,7 +286,7 @@ func TestCopyConflict(t *testing.T) {
 		name     string
 		as       string // "" keeps the source name
 		behavior ferry.ConflictBehavior
-		wantCode string // "" means completed
+		wantCode ferry.JobErrorCode // "" means completed
 		wantName string
 		wantRoot []string
 	}{

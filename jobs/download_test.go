@@ -136,6 +136,9 @@ func TestOrigins(t *testing.T) {
 			h.wantCompleted(j, data, "x.bin")
 			if got := o.requests.Load(); got != 2 {
 				t.Errorf("origin saw %d requests, want 2", got)
+				for i := 1; i <= int(got); i++ {
+					t.Logf("request %d: Range %q If-Range %q", i, o.header(i).Get("Range"), o.header(i).Get("If-Range"))
+				}
 			}
 			if got := rangeStart(o.header(2)); got <= 0 {
 				t.Errorf("second request asked for Range start %d, want a resume", got)
@@ -444,7 +447,7 @@ func wantRestartedWhole(t *testing.T, o *origin) {
 	if rg := o.header(2).Get("Range"); rg == "" {
 		t.Errorf("the second request did not resume (no Range)")
 	}
-	if rg := o.header(3).Get("Range"); rg != "" {
+	if rg := o.header(3).Get("Range"); rg != "" && rg != "bytes=0-" {
 		t.Errorf("the third request asked for %q, want the whole file", rg)
 	}
 }

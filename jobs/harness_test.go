@@ -68,6 +68,9 @@ func testConfig(t *testing.T) jobs.Config {
 		ProgressEvery:   30 * time.Millisecond,
 		CheckpointEvery: 200 * time.Millisecond,
 		CheckpointBytes: 1 << 20,
+		// Every origin counts as fast: one connection, whatever the
+		// machine's load (segments_test.go turns segments on).
+		FastStream: 1,
 	}
 }
 
@@ -264,7 +267,7 @@ func (h *harness) wantCompleted(j *ferry.Job, data []byte, name string) *ferry.I
 
 // wantFailed checks a failed job: the code, a message without the source
 // URL, no item, no blob and no staging left.
-func (h *harness) wantFailed(j *ferry.Job, code string, o *origin) {
+func (h *harness) wantFailed(j *ferry.Job, code ferry.JobErrorCode, o *origin) {
 	h.t.Helper()
 	if j.Status != ferry.StatusFailed || j.ErrorCode != code {
 		h.t.Fatalf("job = %s (%q: %s), want failed with %q", j.Status, j.ErrorCode, j.ErrorMessage, code)

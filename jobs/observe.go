@@ -148,7 +148,7 @@ func (o *observedStore) SetJobStatus(ctx context.Context, id string, to ferry.Jo
 
 // FinishJob counts the end of an import; a job's end is written once (a
 // second FinishJob is Conflict), so each is counted once.
-func (o *observedStore) FinishJob(ctx context.Context, id string, status ferry.JobStatus, resource ferry.ItemID, code, msg string) error {
+func (o *observedStore) FinishJob(ctx context.Context, id string, status ferry.JobStatus, resource ferry.ItemID, code ferry.JobErrorCode, msg string) error {
 	err := o.Store.FinishJob(ctx, id, status, resource, code, msg)
 	if err != nil {
 		return err
@@ -163,7 +163,7 @@ func (o *observedStore) FinishJob(ctx context.Context, id string, status ferry.J
 	case ferry.StatusCancelled:
 		o.m.ImportFinished("cancelled", "")
 	case ferry.StatusFailed:
-		o.m.ImportFinished("failed", code)
+		o.m.ImportFinished("failed", string(code))
 	}
 	return nil
 }

@@ -11,7 +11,6 @@ package jobs
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -70,7 +69,7 @@ type Store interface {
 	// UpdateJobProgress records the monitor's progress fields.
 	UpdateJobProgress(ctx context.Context, id string, bytes, total int64, bps float64) error
 	// FinishJob moves a job to a final status.
-	FinishJob(ctx context.Context, id string, status ferry.JobStatus, resource ferry.ItemID, code, msg string) error
+	FinishJob(ctx context.Context, id string, status ferry.JobStatus, resource ferry.ItemID, code ferry.JobErrorCode, msg string) error
 	// SaveJobCheckpoint durably records where a download stands; only
 	// for runner, the attempt holding the job's claim (else Conflict).
 	SaveJobCheckpoint(ctx context.Context, id, runner, stagingID string, data []byte) error
@@ -163,10 +162,26 @@ type Config struct {
 	// CheckpointEvery and CheckpointBytes bound how much work a crash can
 	// lose: a durable checkpoint (a Sync of the staged bytes and one small
 	// database write, between copy segments, never per chunk) is written
-	// after whichever comes first. Defaults 1s and 128 MiB: a kill -9
-	// costs at most about a second of transfer.
+	// after whichever comes first. Defaults 500ms and 128 MiB: a kill -9
+	// costs at most about half a second of transfer per connection.
 	CheckpointEvery time.Duration
 	CheckpointBytes int64
+	// Connections is the most connections one import opens at once
+	// (segmented downloads, --fetch-connections); default 8. The
+	// per-host limit across imports is fetch's (Options.HostConns).
+	Connections int
+	// FastStream is the rate of one connection above which an import
+	// opens no more: the disk and the hashers are then the bottleneck,
+	// not the origin. Default 256 MiB/s.
+	FastStream float64
+	// StallAfter is how long one connection of a segmented download may
+	// go without bytes while the others receive some before it is cut
+	// and its range fetched again. Default 4s.
+	StallAfter time.Duration
+	// Observe, if set, hears every running import's progress on every
+	// progress tick (metrics, logs). It must not block.
+	Observe func(Progress)
+
 	// StagingGrace and BlobGrace are the ages above which unreferenced
 	// staging areas and unknown blob files count as orphans. Defaults 10
 	// minutes and 1 hour.
@@ -196,8 +211,11 @@ func (c *Config) setDefaults() {
 	setDefault(&c.RetryMax, 30*time.Second)
 	setDefault(&c.Snooze, time.Second)
 	setDefault(&c.ProgressEvery, 500*time.Millisecond)
-	setDefault(&c.CheckpointEvery, time.Second)
+	setDefault(&c.CheckpointEvery, 500*time.Millisecond)
 	setDefault(&c.CheckpointBytes, 128<<20)
+	setDefault(&c.Connections, 8)
+	setDefault(&c.FastStream, 256<<20)
+	setDefault(&c.StallAfter, 4*time.Second)
 	setDefault(&c.StagingGrace, 10*time.Minute)
 	setDefault(&c.BlobGrace, time.Hour)
 	setDefault(&c.SweepEvery, time.Minute)
@@ -361,18 +379,19 @@ func (q *Queue) Enqueue(ctx context.Context, j *ferry.Job) error {
 	}
 	switch j.Operation {
 	case ferry.OpDownloadURL:
-		if _, err := ferry.ValidateSourceURL(j.SourceURL); err != nil {
+		if err := q.checkURL(j.SourceURL); err != nil {
 			return err
 		}
-		// Refuse now what the URL alone shows to be forbidden (a private
-		// IP literal, a port other than 80/443); names are judged when
-		// dialed, on every connection.
-		var fe *fetch.Error
-		if err := q.fetch.Check(j.SourceURL); errors.As(err, &fe) {
-			if fe.Code == fetch.CodeAddressRefused {
-				q.cfg.Metrics.SSRFRefused()
+		if len(j.Mirrors) > maxMirrors {
+			return ferry.Errorf(ferry.Invalid, "at most %d mirrors may be given", maxMirrors)
+		}
+		for i, m := range j.Mirrors {
+			// Each mirror is checked exactly like the main URL: here, and
+			// by fetch's dial guard on every connection.
+			if err := q.checkURL(m); err != nil {
+				e := &ferry.Error{Kind: ferry.Invalid, Code: ferry.CodeOf(err), Message: fmt.Sprintf("mirror %d: %s", i+1, ferry.Message(err)), Err: err}
+				return e
 			}
-			return (&ferry.Error{Kind: ferry.Invalid, Message: fe.Message, Err: err}).WithCode(fe.Code)
 		}
 	case ferry.OpCopy:
 		if j.SourceItem == "" || j.ParentID == "" {
@@ -409,6 +428,26 @@ func (q *Queue) Enqueue(ctx context.Context, j *ferry.Job) error {
 		return fmt.Errorf("jobs: enqueue: %w", err)
 	}
 	q.log.Debug("jobs: queued", "job", j.ID, "operation", j.Operation, "user", j.UserName)
+	return nil
+}
+
+// maxMirrors bounds "@ferry.mirrors".
+const maxMirrors = 16
+
+// checkURL refuses a source URL that is malformed, or that the URL alone
+// shows to be forbidden (a private IP literal, a port other than 80/443);
+// names are judged when dialed, on every connection.
+func (q *Queue) checkURL(raw string) error {
+	if _, err := ferry.ValidateSourceURL(raw); err != nil {
+		return err
+	}
+	var fe *fetch.Error
+	if err := q.fetch.Check(raw); errors.As(err, &fe) {
+		if fe.Code == fetch.CodeAddressRefused {
+			q.cfg.Metrics.SSRFRefused()
+		}
+		return (&ferry.Error{Kind: ferry.Invalid, Message: fe.Message, Err: err}).WithCode(fe.Code)
+	}
 	return nil
 }
 
@@ -496,9 +535,8 @@ func (q *Queue) freeJob(ctx context.Context, id string) error {
 			return err
 		}
 	}
-	var cp checkpointData
-	if len(data) > 0 && json.Unmarshal(data, &cp) == nil && cp.BlobKey != "" {
-		if err := q.blobs.Delete(ctx, cp.BlobKey); err != nil {
+	if key := heldBlob(data); key != "" {
+		if err := q.blobs.Delete(ctx, key); err != nil {
 			return err
 		}
 	}
@@ -510,7 +548,7 @@ func (q *Queue) freeJob(ctx context.Context, id string) error {
 // retried a few times, on a context of its own: a job whose end could not
 // be written stays non-final, and a retry of its attempt or the stale-job
 // rescue ends it later.
-func (q *Queue) finish(ctx context.Context, id string, status ferry.JobStatus, code, msg string) error {
+func (q *Queue) finish(ctx context.Context, id string, status ferry.JobStatus, code ferry.JobErrorCode, msg string) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	var err error

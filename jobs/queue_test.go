@@ -115,7 +115,7 @@ func TestConflictAtCommit(t *testing.T) {
 	data := randomBytes(100_000, 4)
 	for _, tt := range []struct {
 		behavior ferry.ConflictBehavior
-		wantCode string // "" means completed
+		wantCode ferry.JobErrorCode // "" means completed
 		wantName string
 	}{
 		{ferry.ConflictFail, "nameAlreadyExists", ""},

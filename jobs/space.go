@@ -29,17 +29,17 @@ func (e *errWaitForSpace) Unwrap() error { return e.err }
 // reserveSpace reserves room for the staging area to hold size bytes in
 // all. A disk that never fits the file fails the job; one without room
 // now makes the attempt wait (errWaitForSpace).
-func (d *download) reserveSpace(size int64) error {
-	sp := d.q.cfg.Space
-	if sp == nil || d.st == nil || size < 0 {
+func (a *attempt) reserveSpace(st ferry.Staging, size int64) error {
+	sp := a.q.cfg.Space
+	if sp == nil || st == nil || size < 0 {
 		return nil
 	}
-	err := sp.Reserve(d.st.ID(), size)
+	err := sp.Reserve(st.ID(), size)
 	switch {
 	case err == nil:
 		return nil
 	case errors.Is(err, ferry.ErrDiskTooSmall):
-		return &failure{code: "insufficientStorage", err: err,
+		return &failure{code: ferry.JobInsufficientStorage, err: err,
 			msg: fmt.Sprintf("The server's disk is too small for this file (%d bytes); ask its operator for more space.", size)}
 	case ferry.KindOf(err) == ferry.Unavailable:
 		return &errWaitForSpace{err}
@@ -50,9 +50,9 @@ func (d *download) reserveSpace(size int64) error {
 // waitForSpace ends an attempt that found no room on the disk: it keeps
 // what was staged, tells the monitor why the job waits, and snoozes the
 // job (no attempt used) until space may have been freed.
-func (d *download) waitForSpace(ctx context.Context, w *errWaitForSpace) error {
-	q, j := d.q, d.job
-	if err := d.checkpoint(ctx); err != nil {
+func (a *attempt) waitForSpace(ctx context.Context, w *errWaitForSpace) error {
+	q, j := a.q, a.job
+	if err := a.save(ctx); err != nil {
 		return fmt.Errorf("jobs: checkpoint %s: %w", j.ID, err)
 	}
 	if err := q.store.NoteJob(ctx, j.ID, "Waiting for disk space on the server: "+ferry.Message(w.err)); err != nil {
@@ -64,14 +64,14 @@ func (d *download) waitForSpace(ctx context.Context, w *errWaitForSpace) error {
 	}
 	if !ok { // cancel asked meanwhile
 		if cur, lerr := q.store.Job(ctx, j.ID); lerr == nil && cur.Status == ferry.StatusCancelPending {
-			d.close()
+			a.release()
 			return q.finishCancelled(ctx, j.ID)
 		}
 	}
-	if d.st != nil {
+	if f, ok := a.cur.(*fetching); ok && f.staging != nil {
 		// Nothing is written while the job waits: its reservation must
 		// not hold room that others could use.
-		q.cfg.Space.Release(d.st.ID())
+		q.cfg.Space.Release(f.staging.ID())
 	}
 	q.log.Info("jobs: waiting for disk space", "job", j.ID, "err", w.err)
 	// Ask again after the store's Retry-After, at most RetryMax.

@@ -46,7 +46,7 @@ func (s *Store) Secret(ctx context.Context, name string, n int) ([]byte, error) 
 
 const jobCols = `id, operation, user_id, user_name, drive_id, parent_id, name, conflict, source_url,
 	expect_sha256, source_item, status, bytes, total, bytes_per_second, resource_id, error_code,
-	error_message, created, updated, finished, request_id`
+	error_message, created, updated, finished, request_id, mirrors`
 
 func errJobNotFound() error {
 	return ferry.Errorf(ferry.NotFound, "monitor not found")
@@ -93,11 +93,11 @@ func (s *Store) InsertJob(ctx context.Context, j *ferry.Job, rate float64, burst
 			}
 		}
 		_, err := t.exec(ctx, `INSERT INTO ferry_jobs (`+jobCols+`)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			j.ID, string(j.Operation), string(j.UserID), j.UserName, string(j.DriveID), string(j.ParentID), j.Name,
 			string(j.Conflict), j.SourceURL, j.ExpectSHA256, string(j.SourceItem), string(j.Status), j.Bytes, j.Total,
-			j.BytesPerSecond, string(j.ResourceID), j.ErrorCode, j.ErrorMessage, millis(j.Created), millis(j.Updated),
-			nullMillis(j.Finished), j.RequestID)
+			j.BytesPerSecond, string(j.ResourceID), string(j.ErrorCode), j.ErrorMessage, millis(j.Created), millis(j.Updated),
+			nullMillis(j.Finished), j.RequestID, strings.Join(j.Mirrors, "\n"))
 		if s.d.uniqueViolation(err) {
 			return ferry.Errorf(ferry.Conflict, "a job with that ID already exists")
 		}
@@ -308,7 +308,7 @@ func (s *Store) UpdateJobProgress(ctx context.Context, id string, bytes, total i
 // area, runner and held blob. A job that has already ended keeps its end:
 // Conflict. Invalid if status is not final; NotFound if the job does not
 // exist.
-func (s *Store) FinishJob(ctx context.Context, id string, status ferry.JobStatus, resource ferry.ItemID, code, msg string) error {
+func (s *Store) FinishJob(ctx context.Context, id string, status ferry.JobStatus, resource ferry.ItemID, code ferry.JobErrorCode, msg string) error {
 	if !status.Final() {
 		return ferry.Errorf(ferry.Invalid, "%q is not a final job status", status)
 	}
@@ -316,7 +316,7 @@ func (s *Store) FinishJob(ctx context.Context, id string, status ferry.JobStatus
 	return s.tx(ctx, func(_ *sql.Tx, t conn) error {
 		err := s.updateLiveJob(ctx, t, id, `UPDATE ferry_jobs SET status = ?, resource_id = ?, error_code = ?, error_message = ?,
 			finished = ?, updated = ?, checkpoint = NULL, staging_id = '' WHERE id = ? AND status NOT IN `+finalStatuses,
-			string(status), string(resource), code, msg, ts, ts, id)
+			string(status), string(resource), string(code), msg, ts, ts, id)
 		if err != nil {
 			return fmt.Errorf("sqlstore: finish job: %w", err)
 		}

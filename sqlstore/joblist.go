@@ -121,11 +121,15 @@ func scanJob(sc interface{ Scan(...any) error }, extra ...any) (*ferry.Job, erro
 	var j ferry.Job
 	var created, updated int64
 	var finished sql.NullInt64
+	var mirrors string
 	dest := []any{&j.ID, &j.Operation, &j.UserID, &j.UserName, &j.DriveID, &j.ParentID, &j.Name, &j.Conflict, &j.SourceURL,
 		&j.ExpectSHA256, &j.SourceItem, &j.Status, &j.Bytes, &j.Total, &j.BytesPerSecond, &j.ResourceID, &j.ErrorCode,
-		&j.ErrorMessage, &created, &updated, &finished, &j.RequestID}
+		&j.ErrorMessage, &created, &updated, &finished, &j.RequestID, &mirrors}
 	if err := sc.Scan(append(dest, extra...)...); err != nil {
 		return nil, err
+	}
+	if mirrors != "" {
+		j.Mirrors = strings.Split(mirrors, "\n")
 	}
 	j.Created, j.Updated, j.Finished = fromMillis(created), fromMillis(updated), fromNullMillis(finished)
 	return &j, nil

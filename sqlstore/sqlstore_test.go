@@ -365,6 +365,8 @@ func TestFolderSizeMigration(t *testing.T) {
 				`DROP INDEX items_drive_name`,
 				`ALTER TABLE drives DROP COLUMN delta_seq`,
 				`ALTER TABLE drives DROP COLUMN delta_floor`,
+				// 11
+				`ALTER TABLE ferry_jobs DROP COLUMN mirrors`,
 			} {
 				if _, err := s.DB().ExecContext(ctx, q); err != nil {
 					t.Fatalf("%s: %v", q, err)

@@ -1,14 +1,21 @@
-// Command ferry-bench measures upload from URL against curl on one machine.
+// Command ferry-bench measures upload from URL against curl and aria2 on
+// one machine.
 //
 // It writes a test file, serves it from a loopback origin, starts a real
 // `ferry serve` process on a fresh data folder, and then alternates, round by
-// round, `curl -o` of the URL into the data folder's filesystem with a Ferry
-// import of the same URL (wall time from the POST to the monitor's
-// "completed", polled every 50 ms, the way the outside bench measures it).
-// It prints each round, the median ratio Ferry/curl, and Ferry's peak
-// resident memory (VmHWM).
+// round, `curl -o` of the URL into the data folder's filesystem, `aria2c
+// -x8 -s8 -k1M` of it (when aria2c is installed) and a Ferry import of the
+// same URL (wall time from the POST to the monitor's "completed", polled
+// every 50 ms, the way the outside bench measures it; hashes included).
+// It prints each round, the median ratios, and Ferry's peak resident
+// memory (VmHWM).
 //
-//	go run ./cmd/ferry-bench -size 1GiB -rounds 5
+// With -rate the origin throttles each connection to that many bytes per
+// second, like many CDNs and file hosts; without it, it serves as fast as
+// it can (sendfile).
+//
+//	go run ./cmd/ferry-bench -size 1GiB -rounds 3
+//	go run ./cmd/ferry-bench -size 200MB -rate 20MB -rounds 3
 package main
 
 import (
@@ -50,6 +57,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	rounds := fs.Int("rounds", 5, "rounds; each runs curl once and Ferry once")
 	ferryBin := fs.String("ferry", "", "ferry binary to run (default: go build ./cmd/ferry into a temp folder)")
 	workDir := fs.String("dir", "", "folder for the test file and data (default: a temp folder; removed after)")
+	rateFlag := fs.String("rate", "", "throttle each origin connection to this many bytes per second (e.g. 20MB); empty: unthrottled")
 	small := addSmallFlags(fs) // small.go
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -61,6 +69,13 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+	var rate int64
+	if *rateFlag != "" {
+		if rate, err = parseSize(*rateFlag); err != nil {
+			return err
+		}
+	}
+	aria2, _ := exec.LookPath("aria2c")
 	if _, err := exec.LookPath("curl"); err != nil {
 		return errors.New("curl is needed as the baseline (apt-get install curl)")
 	}
@@ -85,7 +100,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err := writeRandomFile(src, size); err != nil {
 		return err
 	}
-	origin, err := serveFile(src)
+	origin, err := serveFile(src, rate)
 	if err != nil {
 		return err
 	}
@@ -99,31 +114,64 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	defer f.stop()
 
-	fmt.Fprintf(out, "file %s over loopback, %d rounds, alternating curl and Ferry\n", formatSize(size), *rounds)
-	var ratios []float64
+	how := "unthrottled"
+	if rate > 0 {
+		how = "throttled to " + formatSize(rate) + "/s per connection"
+	}
+	tools := "curl and Ferry"
+	if aria2 != "" {
+		tools = "curl, aria2c -x8 -s8 -k1M and Ferry"
+	} else {
+		fmt.Fprintln(out, "aria2c not found: comparing with curl only")
+	}
+	fmt.Fprintf(out, "file %s over loopback (%s), %d rounds, alternating %s\n", formatSize(size), how, *rounds, tools)
+	var vsCurl, vsAria []float64
 	for i := 1; i <= *rounds; i++ {
-		curlTime, err := timeCurl(ctx, url, filepath.Join(data, "curl-copy.bin"))
+		curlTime, err := timeCommand(ctx, filepath.Join(data, "curl-copy.bin"), "curl", "-sS", "-o", filepath.Join(data, "curl-copy.bin"), url)
 		if err != nil {
 			return err
+		}
+		var ariaTime time.Duration
+		if aria2 != "" {
+			ariaTime, err = timeCommand(ctx, filepath.Join(data, "aria2-copy.bin"), aria2, "-x8", "-s8", "-k1M", "-q",
+				"--allow-overwrite=true", "--auto-file-renaming=false", "-d", data, "-o", "aria2-copy.bin", url)
+			if err != nil {
+				return err
+			}
 		}
 		ferryTime, err := f.timeImport(ctx, url, fmt.Sprintf("round-%d.bin", i))
 		if err != nil {
 			return err
 		}
-		r := ferryTime.Seconds() / curlTime.Seconds()
-		ratios = append(ratios, r)
-		fmt.Fprintf(out, "round %d: curl %6.2fs (%s/s)  ferry %6.2fs (%s/s)  ratio %.3f\n", i,
-			curlTime.Seconds(), formatSize(int64(float64(size)/curlTime.Seconds())),
-			ferryTime.Seconds(), formatSize(int64(float64(size)/ferryTime.Seconds())), r)
+		speed := func(d time.Duration) string { return formatSize(int64(float64(size)/d.Seconds())) + "/s" }
+		line := fmt.Sprintf("round %d: curl %6.2fs (%s)", i, curlTime.Seconds(), speed(curlTime))
+		if aria2 != "" {
+			line += fmt.Sprintf("  aria2 %6.2fs (%s)", ariaTime.Seconds(), speed(ariaTime))
+		}
+		line += fmt.Sprintf("  ferry %6.2fs (%s)  ferry/curl %.3f", ferryTime.Seconds(), speed(ferryTime), ferryTime.Seconds()/curlTime.Seconds())
+		vsCurl = append(vsCurl, ferryTime.Seconds()/curlTime.Seconds())
+		if aria2 != "" {
+			vsAria = append(vsAria, ferryTime.Seconds()/ariaTime.Seconds())
+			line += fmt.Sprintf("  ferry/aria2 %.3f", ferryTime.Seconds()/ariaTime.Seconds())
+		}
+		fmt.Fprintln(out, line)
 	}
-	slices.Sort(ratios)
 	hwm, err := peakRSS(f.cmd.Process.Pid)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "median ratio ferry/curl: %.3f\n", ratios[len(ratios)/2])
+	fmt.Fprintf(out, "median ratio ferry/curl: %.3f\n", median(vsCurl))
+	if aria2 != "" {
+		fmt.Fprintf(out, "median ratio ferry/aria2: %.3f\n", median(vsAria))
+	}
 	fmt.Fprintf(out, "ferry peak RSS (VmHWM): %s\n", formatSize(hwm))
 	return nil
+}
+
+func median(v []float64) float64 {
+	v = slices.Clone(v)
+	slices.Sort(v)
+	return v[len(v)/2]
 }
 
 func writeRandomFile(path string, size int64) error {
@@ -144,26 +192,77 @@ func writeRandomFile(path string, size int64) error {
 	return f.Close()
 }
 
-// serveFile serves one file on 127.0.0.1 with Range support and an ETag.
-func serveFile(path string) (net.Listener, error) {
+// serveFile serves one file on 127.0.0.1 with Range support and an ETag,
+// throttling each connection to rate bytes per second when rate > 0.
+func serveFile(path string, rate int64) (net.Listener, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("ETag", `"bench"`)
-		http.ServeFile(w, r, path)
-	})}
+	type connKey struct{}
+	srv := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("ETag", `"bench"`)
+			if rate <= 0 {
+				http.ServeFile(w, r, path)
+				return
+			}
+			http.ServeFile(&throttled{ResponseWriter: w, b: r.Context().Value(connKey{}).(*bucket)}, r, path)
+		}),
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return context.WithValue(ctx, connKey{}, &bucket{rate: rate, start: time.Now()})
+		},
+	}
 	go srv.Serve(ln)
 	return ln, nil
 }
 
-func timeCurl(ctx context.Context, url, dst string) (time.Duration, error) {
+// burst is the most sending time an idle connection saves up.
+const burst = 50 * time.Millisecond
+
+// bucket paces one connection: after n bytes it may not be earlier than
+// start + n/rate.
+type bucket struct {
+	rate  int64
+	start time.Time
+	sent  int64
+}
+
+// throttled writes through a connection's bucket, in 64 KiB steps.
+type throttled struct {
+	http.ResponseWriter
+	b *bucket
+}
+
+func (t *throttled) Write(p []byte) (int, error) {
+	written := 0
+	for len(p) > 0 {
+		n := min(len(p), 64<<10)
+		due := t.b.start.Add(time.Duration(float64(t.b.sent) / float64(t.b.rate) * float64(time.Second)))
+		if wait := time.Until(due); wait > 0 {
+			time.Sleep(wait)
+		} else if -wait > burst {
+			// An idle connection saves up at most burst of sending.
+			t.b.start = t.b.start.Add(-wait - burst)
+		}
+		m, err := t.ResponseWriter.Write(p[:n])
+		written += m
+		t.b.sent += int64(m)
+		if err != nil {
+			return written, err
+		}
+		p = p[n:]
+	}
+	return written, nil
+}
+
+// timeCommand runs a downloader and times it; dst is removed afterwards.
+func timeCommand(ctx context.Context, dst, name string, args ...string) (time.Duration, error) {
 	defer os.Remove(dst)
 	start := time.Now()
-	cmd := exec.CommandContext(ctx, "curl", "-sS", "-o", dst, url)
+	cmd := exec.CommandContext(ctx, name, args...)
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return 0, fmt.Errorf("curl: %v: %s", err, out)
+		return 0, fmt.Errorf("%s: %v: %s", name, err, out)
 	}
 	return time.Since(start), nil
 }
@@ -282,7 +381,7 @@ func parseSize(s string) (int64, error) {
 	for _, u := range []struct {
 		suf string
 		m   int64
-	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"GB", 1e9}, {"MB", 1e6}, {"KB", 1e3}} {
 		if strings.HasSuffix(s, u.suf) {
 			s, mult = strings.TrimSuffix(s, u.suf), u.m
 			break

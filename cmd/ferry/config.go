@@ -36,6 +36,8 @@ type Config struct {
 	HeaderTimeout    time.Duration
 	IdleTimeout      time.Duration
 	MaxDuration      time.Duration // an import fails this long after its first attempt began
+	FetchConns       int           // most connections one import opens
+	FetchHostConns   int           // most connections to one origin host across the node's imports
 	NodeID           string
 	DeltaRetention   time.Duration // how long a delta token stays valid
 	MinFreeSpace     int64         // local disk kept free below every staged write
@@ -84,6 +86,8 @@ func defaultConfig() Config {
 		IdleTimeout:      20 * time.Second,
 		MaxDuration:      24 * time.Hour,
 		DeltaRetention:   720 * time.Hour,
+		FetchConns:       8,
+		FetchHostConns:   16,
 		MinFreeSpace:     gib,
 		S3Region:         "us-east-1",
 
@@ -118,6 +122,8 @@ func serveFlags(fs *flag.FlagSet, c *Config) {
 	fs.DurationVar(&c.IdleTimeout, "fetch-idle-timeout", c.IdleTimeout, "upload from URL: fail a read after this long without bytes")
 	fs.DurationVar(&c.MaxDuration, "fetch-max-duration", c.MaxDuration, "upload from URL: fail an import this long after its first attempt began")
 	fs.DurationVar(&c.DeltaRetention, "delta-retention", c.DeltaRetention, "how long delta tokens stay valid (then 410 resyncRequired); changes older than this are forgotten")
+	fs.IntVar(&c.FetchConns, "fetch-connections", c.FetchConns, "upload from URL: most connections one import opens (segmented downloads)")
+	fs.IntVar(&c.FetchHostConns, "fetch-host-connections", c.FetchHostConns, "upload from URL: most connections to one origin host across all imports of the node")
 	fs.Var(sizeValue{&c.MinFreeSpace}, "min-free-space", "local disk kept free for the database and the system: a write (import, upload session, PUT) that would leave less waits or is refused (503); 0 turns the check off")
 	fs.StringVar(&c.Blobs, "blobs", c.Blobs, "where blobs live: empty for local files in --data, or `s3://BUCKET[/PREFIX]` for S3-compatible storage")
 	fs.StringVar(&c.S3Endpoint, "s3-endpoint", c.S3Endpoint, "S3 server `URL` (default: AWS)")
@@ -189,6 +195,8 @@ func (c *Config) Validate() error {
 		return errors.New("give --data or --db")
 	case c.Workers < 1:
 		return errors.New("--workers must be at least 1")
+	case c.FetchConns < 1 || c.FetchHostConns < 1:
+		return errors.New("--fetch-connections and --fetch-host-connections must be at least 1")
 	case c.PerUserImports < 1:
 		return errors.New("--per-user-imports must be at least 1")
 	case c.Quota <= 0, c.MaxImportSize <= 0, c.MaxUploadSize <= 0:

@@ -138,6 +138,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		ConnectTimeout: cfg.ConnectTimeout,
 		HeaderTimeout:  cfg.HeaderTimeout,
 		IdleTimeout:    cfg.IdleTimeout,
+		HostConns:      cfg.FetchHostConns,
 		Refusals:       m,
 	})
 	defer fetcher.Close()
@@ -149,6 +150,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		MaxFileSize:    cfg.MaxImportSize,
 		Retention:      cfg.MonitorRetention,
 		MaxDuration:    cfg.MaxDuration,
+		Connections:    cfg.FetchConns,
 		NodeID:         nodeID(cfg),
 		Space:          space,
 		Log:            log,
