@@ -302,6 +302,9 @@ func testDeltaTokens(t *testing.T, s Stores) {
 // create, change, move and delete items, and checks that the client's
 // picture, built only from the deltas, ends up equal to the drive: nothing
 // missed, nothing reported twice in one round, parents always known.
+// maxDeltaWriterChanges bounds each writer of testDeltaWhileChanging.
+const maxDeltaWriterChanges = 60
+
 func testDeltaWhileChanging(t *testing.T, s Stores) {
 	ctx := t.Context()
 	d := newTestDrive(t, s, "alice", bigQuota)
@@ -317,11 +320,15 @@ func testDeltaWhileChanging(t *testing.T, s Stores) {
 	var wg sync.WaitGroup
 	for w := range 3 {
 		wg.Go(func() {
-			for n := 0; ; n++ {
+			// Bounded, with a pause between changes: on SQLite the
+			// reader's snapshot transaction must get the write lock
+			// between the writers', and an unbounded loop of writers
+			// could starve it (under -race it once did for 40 minutes).
+			for n := 0; n < maxDeltaWriterChanges; n++ {
 				select {
 				case <-stop:
 					return
-				default:
+				case <-time.After(2 * time.Millisecond):
 				}
 				parent := folders[(w+n)%len(folders)]
 				it, _, err := s.Items.CreateItem(ctx, ferry.NewItem{DriveID: d.drive.ID, ParentID: parent,
