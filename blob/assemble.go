@@ -27,6 +27,13 @@ func (r Range) Len() int64 { return r.End - r.Start }
 // memory stays flat when the disk or the network outruns the hashing.
 const hashBuffers = 8
 
+// readBackBuffers bounds the buffers the sequencer has queued for the
+// hashers while it reads written ranges back from staging. They are a
+// pool of their own: a read-back sits in the queue ahead of the writers'
+// buffers, so if it waited for the writers' slots, and the writers held
+// all of them with buffers queued behind it, nothing would move.
+const readBackBuffers = 2
+
 // Assembly puts one file together in a staging area from byte ranges that
 // several writers (the connections of a segmented download) write in any
 // order, and computes the file's quickXorHash, SHA-1 and SHA-256 in file
@@ -53,7 +60,8 @@ const hashBuffers = 8
 //     were written, because segments are handed out in file order and the
 //     frontier trails the newest bytes by a few segments only;
 //   - memory is bounded by one 1 MiB buffer per writer plus hashBuffers
-//     buffers queued for hashing, whatever the file size; out-of-order
+//     writers' buffers and readBackBuffers read-back buffers queued for
+//     hashing, whatever the file size; out-of-order
 //     bytes wait in the staging area, not in memory. Only bytes a writer
 //     has written (WriteAt returned) are read back: the staging area holds
 //     them.
@@ -69,7 +77,8 @@ type Assembly struct {
 
 	quit    chan struct{} // closed by Close: every goroutine and wait ends
 	kick    chan struct{} // wakes the sequencer; capacity 1
-	tokens  chan struct{} // one per buffer queued for hashing
+	tokens  chan struct{} // one per writer's buffer queued for hashing
+	backTok chan struct{} // one per read-back buffer queued for hashing
 	stages  [2]chan piece
 	seqDone chan struct{}
 	wg      sync.WaitGroup
@@ -99,6 +108,7 @@ type work struct {
 type piece struct {
 	p    []byte
 	buf  *[]byte
+	back bool // buf holds read-back bytes: its slot is in backTok
 	mark *mark
 }
 
@@ -130,6 +140,7 @@ func NewAssembly(st ferry.Staging, h *Hasher, hashed int64, written []Range) (*A
 		quit:    make(chan struct{}),
 		kick:    make(chan struct{}, 1),
 		tokens:  make(chan struct{}, hashBuffers),
+		backTok: make(chan struct{}, readBackBuffers),
 		seqDone: make(chan struct{}),
 		pending: map[*[]byte]int{},
 		front:   hashed,
@@ -390,7 +401,9 @@ func (a *Assembly) send(p piece) bool {
 // readBack reads r from staging into pooled buffers and hashes it.
 func (a *Assembly) readBack(r Range) error {
 	for off := r.Start; off < r.End; {
-		if !a.token() {
+		select {
+		case a.backTok <- struct{}{}:
+		case <-a.quit:
 			return nil
 		}
 		buf := bufPool.Get().(*[]byte)
@@ -398,13 +411,13 @@ func (a *Assembly) readBack(r Range) error {
 		n, err := a.st.ReadAt(p, off)
 		if n < len(p) {
 			bufPool.Put(buf)
-			<-a.tokens
+			<-a.backTok
 			if err == nil || errors.Is(err, io.EOF) {
 				err = io.ErrUnexpectedEOF
 			}
 			return fmt.Errorf("blob: read back %d bytes at %d of %s: %w", len(p), off, a.st.ID(), err)
 		}
-		if !a.send(piece{p: p, buf: buf}) {
+		if !a.send(piece{p: p, buf: buf, back: true}) {
 			return nil
 		}
 		off += int64(n)
@@ -432,7 +445,11 @@ func (a *Assembly) stage(i int, hash func([]byte)) {
 			a.pendMu.Unlock()
 			if last {
 				bufPool.Put(p.buf)
-				<-a.tokens
+				if p.back {
+					<-a.backTok
+				} else {
+					<-a.tokens
+				}
 			}
 		}
 	}

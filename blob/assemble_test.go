@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/ferrydrive/ferry/blob"
 )
@@ -170,4 +171,35 @@ func TestAssemblyShrinkingEnd(t *testing.T) {
 		t.Fatalf("Finish = %d, %v; want all %d bytes hashed", total, err, len(data))
 	}
 	wantStaged(t, st, 0, data)
+}
+
+// A long read-back queued ahead of a fast writer at the frontier: the
+// writer's buffers, queued behind the read-back, must not take the slots
+// the read-back needs (this once froze segmented imports of large files).
+func TestAssemblyReadBackAheadOfFastWriter(t *testing.T) {
+	before := runtime.NumGoroutine()
+	const mib = 1 << 20
+	data := randomBytes(8, 64*mib)
+	for round := range 5 {
+		st := newStaging(t, newStore(t))
+		a, err := blob.NewAssembly(st, blob.NewHasher(), 0, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The middle first: it waits in staging for the frontier.
+		fillRanges(t, a, data, []blob.Range{{Start: 4 * mib, End: 40 * mib}}, 1)
+		// Then the head (whose end queues the read-back of the middle)
+		// and the tail, which is at the frontier as soon as the head is done.
+		fillRanges(t, a, data, []blob.Range{{Start: 0, End: 4 * mib}, {Start: 40 * mib, End: 64 * mib}}, 2)
+		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+		h, n, err := a.Finish(ctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("round %d: Finish: %v (hashed %d of %d bytes)", round, err, a.Front(), len(data))
+		}
+		if n != int64(len(data)) || h.Sum() != wantHashes(data) {
+			t.Fatalf("round %d: hashed %d bytes, %+v; want %d, %+v", round, n, h.Sum(), len(data), wantHashes(data))
+		}
+	}
+	checkNoLeak(t, before)
 }
