@@ -129,11 +129,14 @@ func (w *downloadWorker) Work(ctx context.Context, rj *river.Job[downloadArgs]) 
 	case j.Status.Final():
 		return nil // e.g. cancelled while queued
 	}
-	started, err := q.store.StartJob(ctx, id, q.cfg.PerUserRunning)
+	// Started, the job is claimed by runner as well: one write.
+	runner := q.newRunner()
+	started, err := q.store.StartClaimJob(ctx, id, q.cfg.PerUserRunning, runner)
 	if err != nil {
 		return fmt.Errorf("jobs: start %s: %w", id, err)
 	}
 	if !started {
+		runner = "" // claimed below, unless another attempt runs it
 		if j, err = q.store.Job(ctx, id); err != nil {
 			return fmt.Errorf("jobs: load %s: %w", id, err)
 		}
@@ -149,11 +152,17 @@ func (w *downloadWorker) Work(ctx context.Context, rj *river.Job[downloadArgs]) 
 			return river.JobSnooze(q.cfg.Snooze + rand.N(q.cfg.Snooze/2+1))
 		}
 	}
-	rctx, c, j, err := q.claimLive(ctx, id)
+	rctx, c, j, err := q.claimLive(ctx, id, runner)
 	if j == nil || err != nil {
 		return err
 	}
-	defer c.stop()
+	defer func() {
+		if err == nil { // the attempt ended the job (see attempt)
+			c.ended()
+		} else {
+			c.stop()
+		}
+	}()
 	return w.attempt(rctx, rj, j, c.runner)
 }
 
@@ -181,7 +190,8 @@ type attempt struct {
 }
 
 // attempt loads the job's state, runs it forward as far as it can, and
-// settles the outcome (decide).
+// settles the outcome (decide). It returns nil only when the job has ended
+// (completed, failed or cancelled).
 func (w *downloadWorker) attempt(ctx context.Context, rj *river.Job[downloadArgs], j *ferry.Job, runner string) error {
 	q := w.q
 	a := &attempt{q: q, job: j, runner: runner}
@@ -557,16 +567,17 @@ func (a *attempt) report(ctx context.Context, cancel context.CancelCauseFunc) {
 	t := time.NewTicker(q.cfg.ProgressEvery)
 	defer t.Stop()
 	rate := newMeter(5 * time.Second)
-	lastBytes, lastTotal := int64(-1), int64(-2)
+	// What the job's row shows already needs no write.
+	lastBytes, lastTotal, lastBPS := j.Bytes, j.Total, j.BytesPerSecond
 	for {
 		now := time.Now()
 		b, total := a.bytes.Load(), a.total.Load()
 		bps := rate.add(now, b)
-		if b != lastBytes || total != lastTotal || bps != 0 {
+		if b != lastBytes || total != lastTotal || bps != 0 || lastBPS != 0 {
 			if err := q.store.UpdateJobProgress(ctx, j.ID, b, total, bps); err != nil && ctx.Err() == nil {
 				q.log.Warn("jobs: progress", "job", j.ID, "err", err)
 			}
-			lastBytes, lastTotal = b, total
+			lastBytes, lastTotal, lastBPS = b, total, bps
 		}
 		if q.cfg.Observe != nil {
 			q.cfg.Observe(Progress{JobID: j.ID, Bytes: b, Total: total, BytesPerSecond: bps,

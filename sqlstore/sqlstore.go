@@ -32,6 +32,8 @@ type Store struct {
 	c  conn // runs statements outside a transaction
 
 	retries RetryCounter // nil until CountRetries
+	group   grouper      // SQLite's queue of transactions (group.go)
+	wakers  wakers       // River listeners to wake (riverwake.go)
 }
 
 var (
@@ -119,6 +121,18 @@ type conn struct {
 	q  querier
 	d  dialect
 	tx *txState // nil outside a transaction
+	// detach runs the statements without the cancel of their context:
+	// set in a group of transactions (group.go), where an interrupted
+	// statement would roll back the other members' work too.
+	detach bool
+}
+
+// stmtCtx is the context a statement runs on.
+func (c conn) stmtCtx(ctx context.Context) context.Context {
+	if c.detach {
+		return context.WithoutCancel(ctx)
+	}
+	return ctx
 }
 
 // txState is what one attempt of a transaction remembers across its
@@ -134,19 +148,19 @@ type txState struct {
 // as an internal error.
 
 func (c conn) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	res, err := c.q.ExecContext(ctx, c.d.rebind(query), args...)
+	res, err := c.q.ExecContext(c.stmtCtx(ctx), c.d.rebind(query), args...)
 	return res, c.d.textError(err)
 }
 
 // query runs a query. A refused argument shows in its error: both drivers
 // bind the arguments, and pgx reads the first row, before it returns.
 func (c conn) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	rows, err := c.q.QueryContext(ctx, c.d.rebind(query), args...)
+	rows, err := c.q.QueryContext(c.stmtCtx(ctx), c.d.rebind(query), args...)
 	return rows, c.d.textError(err)
 }
 
 func (c conn) row(ctx context.Context, query string, args ...any) row {
-	return row{r: c.q.QueryRowContext(ctx, c.d.rebind(query), args...), d: c.d}
+	return row{r: c.q.QueryRowContext(c.stmtCtx(ctx), c.d.rebind(query), args...), d: c.d}
 }
 
 // row is a *sql.Row whose Scan error has passed the error edge.
@@ -204,6 +218,9 @@ func (s *Store) txOpts(ctx context.Context, opts *sql.TxOptions, fn func(tx *sql
 }
 
 func (s *Store) tryTx(ctx context.Context, opts *sql.TxOptions, fn func(tx *sql.Tx, c conn) error) error {
+	if !s.d.postgres {
+		return s.groupTx(ctx, fn)
+	}
 	tx, err := s.db.BeginTx(ctx, opts)
 	if err != nil {
 		return fmt.Errorf("sqlstore: begin: %w", err)
