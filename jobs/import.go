@@ -298,17 +298,24 @@ func (a *attempt) run(ctx context.Context) error {
 	for {
 		switch s := a.cur.(type) {
 		case *fetching:
+			began := time.Now()
 			h, size, err := a.fetch(ctx, s)
 			if err != nil {
 				return err
 			}
+			fetched := time.Now()
 			p, err := a.publish(ctx, s, h, size)
 			if err != nil {
 				return err
 			}
+			a.q.log.Debug("jobs: fetched and published", "job", a.job.ID, "size", size,
+				"fetch", fetched.Sub(began), "publish", time.Since(fetched))
 			a.cur = p
 		case *published:
-			return a.commit(ctx, s)
+			began := time.Now()
+			err := a.commit(ctx, s)
+			a.q.log.Debug("jobs: committed", "job", a.job.ID, "took", time.Since(began), "err", err)
+			return err
 		default:
 			return fmt.Errorf("jobs: import in unknown state %T", s)
 		}
