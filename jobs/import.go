@@ -66,7 +66,8 @@ func (f *fetching) written() int64 {
 }
 
 // published is an import whose bytes are a published blob, held by the
-// store (Store.HoldJobBlob) until the commit.
+// store (Store.HoldJobBlob) until the commit; a small one's only if its
+// commit does not follow at once (see smallImport).
 type published struct {
 	Key      string       `json:"key"`
 	Size     int64        `json:"size"`
@@ -182,6 +183,9 @@ type attempt struct {
 	runner string // this attempt's claim, which fences its writes
 	hist   history
 	cur    state
+	// unrecorded: the store does not know the current state's staging
+	// area or blob yet (a small import, see smallImport); save records it.
+	unrecorded bool
 
 	bytes atomic.Int64 // bytes staged (and in flight) so far
 	total atomic.Int64 // -1 unknown
@@ -233,7 +237,11 @@ func (w *downloadWorker) attempt(ctx context.Context, rj *river.Job[downloadArgs
 		// the staging area.
 		return q.lostClaim(j.ID)
 	case verdictCancel:
-		a.release()
+		if a.unrecorded { // finishCancelled frees only what the store knows
+			a.discard(bg)
+		} else {
+			a.release()
+		}
 		return q.finishCancelled(bg, j.ID)
 	case verdictFail:
 		return a.fail(bg, v.failure)
@@ -397,12 +405,25 @@ func (a *attempt) save(ctx context.Context) error {
 	if f, ok := a.cur.(*fetching); ok && f.staging != nil {
 		stagingID = f.staging.ID()
 	}
-	if err := a.q.store.SaveJobCheckpoint(ctx, a.job.ID, a.runner, stagingID, data); err != nil {
+	if p, ok := a.cur.(*published); ok {
+		err = a.q.store.HoldJobBlob(ctx, a.job.ID, a.runner, p.Key, data)
+	} else {
+		err = a.q.store.SaveJobCheckpoint(ctx, a.job.ID, a.runner, stagingID, data)
+	}
+	if err != nil {
 		return fmt.Errorf("jobs: save checkpoint: %w", err)
 	}
+	a.unrecorded = false
 	a.hist.Best = max(a.hist.Best, a.staged())
 	return nil
 }
+
+// smallImport is the largest import (its size announced by the origin) whose
+// new staging area and published blob are not recorded before its commit:
+// two writes saved per import. A crash meanwhile costs fetching at most this
+// much again (the orphan sweeps remove what it left); a cancel or failure
+// removes them at once (discard). Larger imports record both.
+const smallImport = 4 << 20
 
 // restage moves a fetching import that starts from byte 0 to a new, empty
 // staging area and records that durably before a byte is written, then
@@ -412,7 +433,8 @@ func (a *attempt) save(ctx context.Context) error {
 // next checkpoint, and a resume whose If-Range matches the old version,
 // would splice two versions under the old one's hashes. If the record
 // cannot be written the attempt ends, and the old checkpoint and its
-// bytes stay as they were.
+// bytes stay as they were. A small import with no staging area before is
+// not recorded here (see smallImport): no old bytes are at stake.
 func (a *attempt) restage(ctx context.Context, f *fetching, src sourceInfo) error {
 	q := a.q
 	st, err := q.blobs.Stage(ctx)
@@ -421,7 +443,10 @@ func (a *attempt) restage(ctx context.Context, f *fetching, src sourceInfo) erro
 	}
 	old := *f
 	*f = fetching{staging: st, Source: src}
-	if err := a.save(ctx); err != nil {
+	if old.staging == nil && src.Total >= 0 && src.Total <= smallImport {
+		// Nothing staged before whose record this would replace.
+		a.unrecorded = true
+	} else if err := a.save(ctx); err != nil {
 		*f = old
 		_ = st.Close()
 		if rerr := q.blobs.RemoveStaging(context.WithoutCancel(ctx), st.ID()); rerr != nil {
@@ -443,7 +468,7 @@ func (a *attempt) restage(ctx context.Context, f *fetching, src sourceInfo) erro
 
 // publish checks the staged bytes (all of them, hashed: h over size
 // bytes) and publishes them as a blob, recorded in the checkpoint and held
-// by the store until the commit.
+// by the store until the commit (unless the import is small).
 func (a *attempt) publish(ctx context.Context, f *fetching, h *blob.Hasher, size int64) (*published, error) {
 	q, j := a.q, a.job
 	ctx = context.WithoutCancel(ctx) // short, and undoing it is worse than finishing it
@@ -476,6 +501,12 @@ func (a *attempt) publish(ctx context.Context, f *fetching, h *blob.Hasher, size
 	}
 	f.staging = nil // Publish consumed it
 	p := &published{Key: key, Size: size, Hashes: sum, Mime: mimeType(f.Source.ContentType, name, head), FileName: name}
+	if size <= smallImport {
+		// The commit follows at once; should it fail, save holds the
+		// blob for the next attempt.
+		a.unrecorded = true
+		return p, nil
+	}
 	data, err := encodeCheckpoint(a.hist, p)
 	if err == nil {
 		err = q.store.HoldJobBlob(ctx, j.ID, a.runner, key, data)
@@ -533,19 +564,7 @@ func (q *Queue) deleteBlob(ctx context.Context, id, key string) {
 // fail ends the job as failed and frees its staging area and held blob.
 func (a *attempt) fail(ctx context.Context, f *failure) error {
 	q, j := a.q, a.job
-	switch s := a.cur.(type) {
-	case *fetching:
-		if s.staging != nil {
-			id := s.staging.ID()
-			_ = s.staging.Close()
-			s.staging = nil
-			if err := q.blobs.RemoveStaging(ctx, id); err != nil {
-				q.log.Error("jobs: remove staging of failed job", "job", j.ID, "err", err)
-			}
-		}
-	case *published:
-		q.deleteBlob(ctx, j.ID, s.Key)
-	}
+	a.discard(ctx)
 	if err := q.freeJob(ctx, j.ID); err != nil { // what the store records
 		q.log.Error("jobs: free failed job", "job", j.ID, "err", err)
 	}
@@ -554,6 +573,24 @@ func (a *attempt) fail(ctx context.Context, f *failure) error {
 		return fmt.Errorf("jobs: finish %s: %w", j.ID, err)
 	}
 	return nil
+}
+
+// discard removes the current state's staging area or published blob.
+func (a *attempt) discard(ctx context.Context) {
+	q, j := a.q, a.job
+	switch s := a.cur.(type) {
+	case *fetching:
+		if s.staging != nil {
+			id := s.staging.ID()
+			_ = s.staging.Close()
+			s.staging = nil
+			if err := q.blobs.RemoveStaging(ctx, id); err != nil {
+				q.log.Error("jobs: remove staging of ended job", "job", j.ID, "err", err)
+			}
+		}
+	case *published:
+		q.deleteBlob(ctx, j.ID, s.Key)
+	}
 }
 
 // Progress is what an import reports to Config.Observe on every progress
