@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 )
@@ -70,7 +71,7 @@ func (s *Store) groupTx(ctx context.Context, fn func(tx *sql.Tx, c conn) error) 
 	if !lead {
 		select {
 		case err := <-m.done:
-			return err
+			return rethrow(err)
 		case <-m.lead:
 		}
 	}
@@ -92,7 +93,7 @@ func (s *Store) groupTx(ctx context.Context, fn func(tx *sql.Tx, c conn) error) 
 				g.leading = false
 			}
 			g.mu.Unlock()
-			return err
+			return rethrow(err)
 		default: // not yet in a group (more than groupMax were ahead)
 		}
 	}
@@ -129,7 +130,7 @@ func (s *Store) tryGroup(batch []*member) (again []*member) {
 			m.done <- fmt.Errorf("sqlstore: savepoint: %w", err)
 			return append(ok, batch[i+1:]...)
 		}
-		err := m.fn(tx, conn{q: tx, d: s.d, tx: &txState{}, detach: true, stmts: s.stmts, sqlTx: tx})
+		err := m.run(tx, conn{q: tx, d: s.d, tx: &txState{}, detach: true, stmts: s.stmts, sqlTx: tx})
 		if err == nil {
 			if _, err := tx.ExecContext(bg, `RELEASE member`); err != nil {
 				tx.Rollback()
@@ -183,4 +184,34 @@ func (s *Store) write(ctx context.Context, query string, args ...any) (sql.Resul
 		return err
 	})
 	return res, err
+}
+
+// run runs the member's fn. A panic in fn is undone like a failure and
+// raised again in the member's own goroutine (rethrow), not in the one
+// that runs the group.
+func (m *member) run(tx *sql.Tx, c conn) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = &memberPanic{v: v, stack: debug.Stack()}
+		}
+	}()
+	return m.fn(tx, c)
+}
+
+// memberPanic carries a member's panic to its goroutine.
+type memberPanic struct {
+	v     any
+	stack []byte
+}
+
+func (p *memberPanic) Error() string {
+	return fmt.Sprintf("sqlstore: panic in a transaction: %v\n%s", p.v, p.stack)
+}
+
+// rethrow raises a member's panic again; other errors it returns.
+func rethrow(err error) error {
+	if p, ok := err.(*memberPanic); ok {
+		panic(p.Error())
+	}
+	return err
 }

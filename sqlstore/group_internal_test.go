@@ -6,6 +6,7 @@ import (
 	"errors"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -187,5 +188,54 @@ func TestGroupCancelledMember(t *testing.T) {
 	wg.Wait()
 	if ran || !errors.Is(err, context.Canceled) {
 		t.Errorf("ran %v, err %v; want not run, context.Canceled", ran, err)
+	}
+}
+
+// A transaction that panics is undone, and the panic is raised in its own
+// goroutine; the others of its group commit.
+func TestGroupPanic(t *testing.T) {
+	s := groupStore(t)
+	var recovered any
+	var wg sync.WaitGroup
+	release, running := make(chan struct{}), make(chan struct{})
+	wg.Go(func() {
+		s.tx(t.Context(), func(*sql.Tx, conn) error {
+			close(running)
+			<-release
+			return nil
+		})
+	})
+	<-running
+	var err1, err3 error
+	wg.Go(func() { err1 = s.tx(t.Context(), insert(1)) })
+	wg.Go(func() {
+		defer func() { recovered = recover() }()
+		s.tx(t.Context(), func(tx *sql.Tx, c conn) error {
+			if err := insert(2)(tx, c); err != nil {
+				return err
+			}
+			panic("oops")
+		})
+	})
+	wg.Go(func() { err3 = s.tx(t.Context(), insert(3)) })
+	for {
+		s.group.mu.Lock()
+		n := len(s.group.queue)
+		s.group.mu.Unlock()
+		if n == 3 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(release)
+	wg.Wait()
+	if msg, ok := recovered.(string); !ok || !strings.Contains(msg, "oops") {
+		t.Errorf("recovered %v, want the panic", recovered)
+	}
+	if err1 != nil || err3 != nil {
+		t.Errorf("errors %v, %v; want none", err1, err3)
+	}
+	if got, want := scratch(t, s), []int{1, 3}; !slices.Equal(got, want) {
+		t.Errorf("rows %v, want %v", got, want)
 	}
 }

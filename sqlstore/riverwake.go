@@ -244,6 +244,12 @@ func (l *riverListener) WaitForNotification(ctx context.Context) (*riverdriver.N
 	woken := false
 	for {
 		if n, err := l.next(ctx, woken); n != nil || err != nil {
+			if err != nil && ctx.Err() != nil {
+				// River interrupts the wait by cancelling ctx; the
+				// driver's own error for an interrupted query may not
+				// say so.
+				return nil, ctx.Err()
+			}
 			return n, err
 		}
 		woken = false
