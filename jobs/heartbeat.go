@@ -211,10 +211,11 @@ func (q *Queue) lastResort(ctx context.Context, id string, row *rivertype.JobRow
 	*errp = nil
 }
 
-// claimLive claims the job (see claim; held as there) and reads it again, since a cancel
-// may have won the race with StartJob. It returns a nil job, and releases
-// the claim, when there is nothing left to run: the job ended (err nil),
-// or a cancel was pending and is now finished (finishCancelled's error).
+// claimLive claims the job (see claim; held as there) and reads it again,
+// since a cancel may have won the race with StartJob. It returns a nil
+// job, and releases the claim, when there is nothing left to run: the job
+// ended (err nil), or a cancel was pending and is now finished
+// (finishCancelled's error).
 func (q *Queue) claimLive(ctx context.Context, id, held string) (context.Context, *claim, *ferry.Job, error) {
 	rctx, c, err := q.claim(ctx, id, held)
 	if err != nil {
