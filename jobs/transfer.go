@@ -59,6 +59,9 @@ type transfer struct {
 	closed   bool // no more workers start
 	idle     chan struct{}
 	ignored  int // range requests answered 200
+	requests int // requests sent (for the debug line at the end)
+	steals   int
+	drained  time.Time // when the last free range was handed out
 	done     sync.WaitGroup
 }
 
@@ -164,6 +167,14 @@ func (t *transfer) run(ctx context.Context) (*blob.Hasher, int64, error) {
 		close(stop)
 		cw.Wait()
 		t.done.Wait()
+		t.mu.Lock()
+		tail := time.Duration(0)
+		if !t.drained.IsZero() {
+			tail = time.Since(t.drained)
+		}
+		t.a.q.log.Debug("jobs: transfer ended", "job", t.a.job.ID, "requests", t.requests,
+			"steals", t.steals, "tail", tail)
+		t.mu.Unlock()
 	}
 	err = t.result()
 	if err != nil {
@@ -557,6 +568,11 @@ func (t *transfer) next() *segment {
 		seg.end.Store(end)
 	} else if seg = t.stealLocked(src); seg == nil {
 		return nil
+	} else {
+		t.steals++
+	}
+	if len(t.free) == 0 && t.drained.IsZero() {
+		t.drained = time.Now()
 	}
 	t.segs = append(t.segs, seg)
 	return seg
@@ -700,6 +716,9 @@ func (t *transfer) dropLocked(seg *segment) {
 func (t *transfer) open(seg *segment, noWait bool) (*fetch.Response, error) {
 	src := seg.src
 	req := fetch.Request{URL: src.url, Offset: seg.wrote, End: seg.end.Load() - 1, NoWait: noWait}
+	t.mu.Lock()
+	t.requests++
+	t.mu.Unlock()
 	if src.seen {
 		req.IfRange = validator(sourceInfo{ETag: src.etag, LastModified: src.lm})
 	}
@@ -911,6 +930,7 @@ func (t *transfer) control(stop <-chan struct{}) {
 		savedBytes = t.a.bytes.Load()
 		r          = ramp{t: t}
 	)
+	r.sample(time.Now(), t.a.bytes.Load())
 	stallTicks := int(max(2*time.Second, t.cfg.StallAfter) / tick)
 	for {
 		select {
@@ -991,9 +1011,6 @@ func (r *ramp) sample(now time.Time, b int64) {
 	if len(r.samples) > 64 {
 		r.samples = r.samples[1:]
 	}
-	if r.firstByte.IsZero() && len(r.samples) > 1 && b > r.samples[0].bytes {
-		r.firstByte = now
-	}
 }
 
 // rateOver is the total rate over the last d (false: not that much history).
@@ -1010,8 +1027,18 @@ func (r *ramp) rateOver(now time.Time, d time.Duration) (float64, bool) {
 // stepLocked moves the ramp on and sets t.target.
 func (r *ramp) stepLocked(now time.Time) {
 	t := r.t
-	if r.firstByte.IsZero() || r.phase == 2 {
+	if r.phase == 2 {
 		return
+	}
+	if r.firstByte.IsZero() {
+		for _, s := range t.segs {
+			if !s.first.IsZero() && (r.firstByte.IsZero() || s.first.Before(r.firstByte)) {
+				r.firstByte = s.first
+			}
+		}
+		if r.firstByte.IsZero() {
+			return
+		}
 	}
 	rem := float64(t.remainingLocked())
 	switch r.phase {
