@@ -579,7 +579,7 @@ func (t *transfer) next() *segment {
 }
 
 // pieceLocked is the size of a new piece: about pieceTime of one
-// connection's transfer, 1–64 MiB, a multiple of 1 MiB.
+// connection's transfer, less near the end, 1–64 MiB, a multiple of 1 MiB.
 func (t *transfer) pieceLocked() int64 {
 	var rate float64
 	for _, s := range t.segs {
@@ -588,6 +588,15 @@ func (t *transfer) pieceLocked() int64 {
 	p := int64(4 << 20)
 	if n := len(t.segs); n > 0 && rate > 0 {
 		p = int64(rate / float64(n) * pieceTime.Seconds())
+	}
+	// Near the end, smaller pieces: the connections finish together, and
+	// fewer bytes wait beyond the hash frontier when the last one does.
+	var free int64
+	for _, r := range t.free {
+		free += r.Len()
+	}
+	if w := int64(max(1, t.workers)); free < 2*w*p {
+		p = free / (2 * w)
 	}
 	p = min(max(p, minPiece), maxPiece)
 	return p &^ (minPiece - 1)
