@@ -724,10 +724,21 @@ func (t *transfer) dropLocked(seg *segment) {
 // noWait asks fetch not to wait for a host slot.
 func (t *transfer) open(seg *segment, noWait bool) (*fetch.Response, error) {
 	src := seg.src
-	req := fetch.Request{URL: src.url, Offset: seg.wrote, End: seg.end.Load() - 1, NoWait: noWait}
 	t.mu.Lock()
+	end := seg.end.Load()
+	if t.target <= 1 {
+		// One connection wanted: ask for the free bytes after the
+		// segment too, so that it grows into them (extend) on this
+		// response rather than with a request per piece.
+		for _, r := range t.free {
+			if r.Start == end {
+				end = r.End
+			}
+		}
+	}
 	t.requests++
 	t.mu.Unlock()
+	req := fetch.Request{URL: src.url, Offset: seg.wrote, End: end - 1, NoWait: noWait}
 	if src.seen {
 		req.IfRange = validator(sourceInfo{ETag: src.etag, LastModified: src.lm})
 	}
