@@ -157,14 +157,17 @@ func (w *downloadWorker) Work(ctx context.Context, rj *river.Job[downloadArgs]) 
 	if j == nil || err != nil {
 		return err
 	}
+	returned := false // false while panicking: err says nothing then
 	defer func() {
-		if err == nil { // the attempt ended the job (see attempt)
+		if returned && err == nil { // the attempt ended the job (see attempt)
 			c.ended()
 		} else {
 			c.stop()
 		}
 	}()
-	return w.attempt(rctx, rj, j, c.runner)
+	err = w.attempt(rctx, rj, j, c.runner)
+	returned = true
+	return err
 }
 
 // errCancelRequested is the cause of an attempt's context ending because

@@ -130,7 +130,26 @@ func (e *groupedExecutor) JobSetStateIfRunningMany(ctx context.Context, params *
 		res, err = e.d.Driver.UnwrapExecutor(tx).JobSetStateIfRunningMany(context.WithoutCancel(ctx), params)
 		return err
 	})
+	if err == nil {
+		e.d.s.wakeForRetries(res)
+	}
 	return res, err
+}
+
+// wakeForRetries has River woken when the jobs River just put back as
+// available (a retry or a snooze due soon: River marks those available at
+// once, with a later scheduled_at) come due; nothing else would tell River
+// before its next poll.
+func (s *Store) wakeForRetries(rows []*rivertype.JobRow) {
+	var first time.Time
+	for _, r := range rows {
+		if r != nil && r.State == rivertype.JobStateAvailable && (first.IsZero() || r.ScheduledAt.Before(first)) {
+			first = r.ScheduledAt
+		}
+	}
+	if !first.IsZero() {
+		time.AfterFunc(time.Until(first)+5*time.Millisecond, s.wakeRiver)
+	}
 }
 
 func (d *sqliteRiver) GetListener(params *riverdriver.GetListenenerParams) riverdriver.Listener {
