@@ -86,6 +86,9 @@ type Assembly struct {
 	pendMu  sync.Mutex
 	pending map[*[]byte]int // buffer → stages past it
 
+	freeMu sync.Mutex
+	free   []*[]byte // buffers of this assembly not in use
+
 	mu      sync.Mutex
 	front   int64   // bytes queued for hashing, contiguous from 0
 	written []Range // ranges written beyond front: sorted, disjoint, not touching front
@@ -252,6 +255,12 @@ func (a *Assembly) Close() {
 	a.mu.Unlock()
 	<-a.seqDone
 	a.wg.Wait()
+	a.freeMu.Lock()
+	for _, b := range a.free {
+		bufPool.Put(b) // for the next import, until a collection
+	}
+	a.free = nil
+	a.freeMu.Unlock()
 }
 
 // addLocked records r as written, merging it with its neighbours and
@@ -406,11 +415,11 @@ func (a *Assembly) readBack(r Range) error {
 		case <-a.quit:
 			return nil
 		}
-		buf := bufPool.Get().(*[]byte)
+		buf := a.getBuf()
 		p := (*buf)[:min(int64(bufSize), r.End-off)]
 		n, err := a.st.ReadAt(p, off)
 		if n < len(p) {
-			bufPool.Put(buf)
+			a.putBuf(buf)
 			<-a.backTok
 			if err == nil || errors.Is(err, io.EOF) {
 				err = io.ErrUnexpectedEOF
@@ -444,7 +453,7 @@ func (a *Assembly) stage(i int, hash func([]byte)) {
 			}
 			a.pendMu.Unlock()
 			if last {
-				bufPool.Put(p.buf)
+				a.putBuf(p.buf)
 				if p.back {
 					<-a.backTok
 				} else {
@@ -490,7 +499,7 @@ func (a *Assembly) record(i int, m *mark) {
 // beyond end() once it shrank are dropped, never written.
 func (a *Assembly) Fill(ctx context.Context, off int64, src io.Reader, end func() int64, progress func(pos int64)) (int64, error) {
 	var (
-		buf       = bufPool.Get().(*[]byte)
+		buf       = a.getBuf()
 		handed    bool                         // buf is queued for hashing
 		bufOff    = off                        // file offset of (*buf)[0]
 		capacity  = bufSize - int(off%bufSize) // bytes this buffer takes
@@ -502,7 +511,7 @@ func (a *Assembly) Fill(ctx context.Context, off int64, src io.Reader, end func(
 		if handed {
 			a.release(buf)
 		} else {
-			bufPool.Put(buf)
+			a.putBuf(buf)
 		}
 	}()
 	flush := func() error {
@@ -567,7 +576,7 @@ func (a *Assembly) Fill(ctx context.Context, off int64, src io.Reader, end func(
 			bufOff += int64(fill)
 			if handed {
 				a.release(buf)
-				buf, handed = bufPool.Get().(*[]byte), false
+				buf, handed = a.getBuf(), false
 			}
 			capacity, fill, written = bufSize, 0, 0
 			continue
@@ -585,3 +594,26 @@ func (a *Assembly) Fill(ctx context.Context, off int64, src io.Reader, end func(
 }
 
 var errClosed = errors.New("blob: assembly closed")
+
+// getBuf takes a buffer from the assembly's own free list, or a new one.
+// The assembly keeps the buffers it made for its whole life rather than
+// in the shared sync.Pool: the pool is emptied by every garbage
+// collection, and refilling it churns the heap by several MiB a second
+// per connection, which a collector that runs at twice the live heap
+// turns into resident memory.
+func (a *Assembly) getBuf() *[]byte {
+	a.freeMu.Lock()
+	defer a.freeMu.Unlock()
+	if n := len(a.free); n > 0 {
+		b := a.free[n-1]
+		a.free = a.free[:n-1]
+		return b
+	}
+	return bufPool.Get().(*[]byte)
+}
+
+func (a *Assembly) putBuf(b *[]byte) {
+	a.freeMu.Lock()
+	defer a.freeMu.Unlock()
+	a.free = append(a.free, b)
+}

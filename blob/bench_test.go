@@ -3,6 +3,8 @@ package blob_test
 import (
 	"context"
 	"io"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/ferrydrive/ferry"
@@ -20,8 +22,10 @@ type memSource struct {
 	chunk int
 }
 
+var memBlock = sync.OnceValue(func() []byte { return randomBytes(42, 1<<20) })
+
 func newMemSource(size int64, chunk int) *memSource {
-	return &memSource{block: randomBytes(42, 1<<20), left: size, chunk: chunk}
+	return &memSource{block: memBlock(), left: size, chunk: chunk}
 }
 
 func (m *memSource) Read(p []byte) (int, error) {
@@ -92,3 +96,50 @@ func BenchmarkCopy(b *testing.B)          { benchmarkCopy(b, 1<<20, false) }
 func BenchmarkCopySerial(b *testing.B)    { benchmarkCopy(b, 1<<20, true) }
 func BenchmarkCopy32K(b *testing.B)       { benchmarkCopy(b, 32<<10, false) }
 func BenchmarkCopySerial32K(b *testing.B) { benchmarkCopy(b, 32<<10, true) }
+
+// BenchmarkAssembly8Writers stages 256 MiB through an Assembly from eight
+// writers that take 4 MiB pieces in file order, as the connections of a
+// segmented download do; compare with BenchmarkCopy (one stream) in one
+// run to see what hashing out-of-order bytes (read back from staging)
+// costs.
+func BenchmarkAssembly8Writers(b *testing.B) {
+	const piece = 4 << 20
+	s := newStore(b)
+	b.SetBytes(benchSize)
+	b.ReportAllocs()
+	for b.Loop() {
+		st, err := s.Stage(context.Background())
+		if err != nil {
+			b.Fatal(err)
+		}
+		a, err := blob.NewAssembly(st, blob.NewHasher(), 0, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Go(func() {
+				for {
+					off := (next.Add(1) - 1) * piece
+					if off >= benchSize {
+						return
+					}
+					src := newMemSource(piece, 256<<10)
+					if _, err := a.Fill(context.Background(), off, src, func() int64 { return off + piece }, nil); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		if _, n, err := a.Finish(context.Background()); err != nil || n != benchSize {
+			b.Fatalf("finish = %d, %v", n, err)
+		}
+		st.Close()
+		if err := s.RemoveStaging(context.Background(), st.ID()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -150,13 +150,19 @@ func (v *itemView) render(r *http.Request, d *ferry.Drive, it *ferry.Item, paren
 		}
 		return identitySet{User: id}
 	}
+	// The item's createdDateTime is its birth time as OneDrive for Business
+	// reports it: the client's fileSystemInfo.createdDateTime once one was
+	// set (SharePoint's Created field), else when the server created it.
+	// rclone's Business metadata reads it as "utime" and expects exactly
+	// that. lastModifiedDateTime stays the server's own time, which sync
+	// clients compare.
 	di := &driveItem{
 		ID:                   string(it.ID),
 		Name:                 it.Name,
 		Size:                 it.Size,
 		ETag:                 it.ETag(),
 		CTag:                 it.CTag(),
-		CreatedDateTime:      graphTime(it.Created),
+		CreatedDateTime:      graphTime(orTime(it.FSCreated, it.Created)),
 		LastModifiedDateTime: graphTime(it.Modified),
 		Description:          it.Description,
 		ParentReference:      itemReference{DriveID: string(d.ID), DriveType: driveType},

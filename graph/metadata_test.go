@@ -6,12 +6,18 @@ import (
 	"testing"
 )
 
-// fsInfo returns an item's fileSystemInfo times.
+// fsInfo returns an item's fileSystemInfo times. It also checks the item's
+// own createdDateTime against fileSystemInfo's, which OneDrive for
+// Business keeps equal (rclone's Business metadata tests read the item's
+// as the upload time "utime" and compare it with the birth time "btime").
 func fsInfo(t *testing.T, it map[string]any) (created, modified any) {
 	t.Helper()
 	f, ok := it["fileSystemInfo"].(map[string]any)
 	if !ok {
 		t.Fatalf("no fileSystemInfo in %v", it)
+	}
+	if it["createdDateTime"] != f["createdDateTime"] {
+		t.Errorf("item %v: createdDateTime %v, fileSystemInfo.createdDateTime %v; want them equal", it["name"], it["createdDateTime"], f["createdDateTime"])
 	}
 	return f["createdDateTime"], f["lastModifiedDateTime"]
 }
@@ -26,6 +32,8 @@ func TestMetadataAsRcloneSetsIt(t *testing.T) {
 	dest := e.mkdir("", "dest")
 	put := e.put("/small.txt", "hello")
 	id := put["id"].(string)
+	fsInfo(t, put) // no times set: both are the server's creation time
+	fsInfo(t, dest)
 	const btime, mtime = "2001-02-03T04:05:06.007Z", "2020-05-06T07:08:09.123Z"
 	r := e.do("PATCH", "/v1.0/me/drive/root:/small.txt", map[string]any{
 		"fileSystemInfo": map[string]any{"createdDateTime": btime, "lastModifiedDateTime": "2020-05-06T07:08:09.123456789Z"},
@@ -83,6 +91,23 @@ func TestMetadataAsRcloneSetsIt(t *testing.T) {
 	if c, m := fsInfo(t, it); c != btime || m != mtime || it["description"] != "about it" {
 		t.Errorf("session upload: %v", it)
 	}
+
+	// A folder made with times, then given a new birth time (rclone's
+	// MkdirMetadata on a new and on an existing folder): the item's
+	// createdDateTime follows, as on OneDrive for Business.
+	const btime2 = "1994-12-24T21:00:00Z"
+	dir := e.do("POST", "/v1.0/me/drive/root/children", map[string]any{"name": "meta", "folder": map[string]any{},
+		"fileSystemInfo": map[string]any{"createdDateTime": btime, "lastModifiedDateTime": mtime}}).
+		must(t, http.StatusCreated).json(t)
+	if c, m := fsInfo(t, dir); c != btime || m != mtime || dir["createdDateTime"] != btime {
+		t.Errorf("new folder: %v", dir)
+	}
+	dir = e.do("PATCH", "/v1.0/me/drive/items/"+dir["id"].(string), map[string]any{
+		"fileSystemInfo": map[string]any{"createdDateTime": btime2}}).must(t, http.StatusOK).json(t)
+	if c, m := fsInfo(t, dir); c != btime2 || m != mtime || dir["createdDateTime"] != btime2 {
+		t.Errorf("folder after a new birth time: %v", dir)
+	}
+	fsInfo(t, e.do("GET", "/v1.0/me/drive/root:/meta", nil).must(t, http.StatusOK).json(t))
 
 	// Descriptions: up to 1024 characters, as OneDrive Personal.
 	long := strings.Repeat("é", 1024)

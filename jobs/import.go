@@ -296,13 +296,21 @@ func (a *attempt) staged() int64 {
 func (a *attempt) run(ctx context.Context) error {
 	switch s := a.cur.(type) {
 	case *fetching:
+		began := time.Now()
 		h, size, err := a.fetch(ctx, s)
 		if err != nil {
 			return err
 		}
-		return a.commit(ctx, s, h, size)
+		fetched := time.Now()
+		err = a.commit(ctx, s, h, size)
+		a.q.log.Debug("jobs: fetched and committed", "job", a.job.ID, "size", size,
+			"fetch", fetched.Sub(began), "commit", time.Since(fetched), "err", err)
+		return err
 	case *published:
-		return a.commitHeld(ctx, s)
+		began := time.Now()
+		err := a.commitHeld(ctx, s)
+		a.q.log.Debug("jobs: committed", "job", a.job.ID, "took", time.Since(began), "err", err)
+		return err
 	default:
 		return fmt.Errorf("jobs: import in unknown state %T", s)
 	}

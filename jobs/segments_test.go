@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -313,5 +314,98 @@ func TestMirrorRefusedAtEnqueue(t *testing.T) {
 		if ferry.KindOf(err) != ferry.Invalid || !strings.Contains(ferry.Message(err), "mirror") {
 			t.Errorf("mirror %s: %v, want Invalid naming the mirror", m, err)
 		}
+	}
+}
+
+// sharedPacer limits the bytes per second an origin sends over all its
+// connections together: more connections do not raise the total.
+type sharedPacer struct {
+	mu   sync.Mutex
+	rate int
+	next time.Time
+}
+
+func (p *sharedPacer) wait(n int) {
+	p.mu.Lock()
+	// A sender that woke late catches up (up to 10 ms of sending), so that
+	// the cap holds for the total, not per connection.
+	if early := time.Now().Add(-10 * time.Millisecond); p.next.Before(early) {
+		p.next = early
+	}
+	due := p.next
+	p.next = p.next.Add(time.Duration(n) * time.Second / time.Duration(p.rate))
+	p.mu.Unlock()
+	time.Sleep(time.Until(due))
+}
+
+type paced struct {
+	http.ResponseWriter
+	p     *sharedPacer
+	chunk func(n int)
+}
+
+func (w *paced) Write(b []byte) (int, error) {
+	written := 0
+	for len(b) > 0 {
+		n := min(len(b), 8<<10)
+		w.p.wait(n)
+		m, err := w.ResponseWriter.Write(b[:n])
+		written += m
+		w.chunk(m)
+		if err != nil {
+			return written, err
+		}
+		b = b[n:]
+	}
+	return written, nil
+}
+
+// TestSegmentedShedsUselessConnections: an origin whose total rate is
+// capped, whatever the connections, gets more connections for a moment
+// (one is slower than FastStream), and then one again: the extra ones are
+// cut and their ranges go to the one that stays.
+func TestSegmentedShedsUselessConnections(t *testing.T) {
+	data := randomBytes(4<<20, 11)
+	h := newHarness(t, t.TempDir()+"/ferry.db", testQuota, segmentedConfig(t))
+	pacer := &sharedPacer{rate: 2 << 20}
+	type sent struct {
+		at     time.Time
+		n      int
+		active int64
+	}
+	var mu sync.Mutex
+	var log []sent
+	var o *origin
+	o = newOrigin(t, func(w http.ResponseWriter, r *http.Request, n int64) {
+		defer o.enter(h.fetch)()
+		w.Header().Set("ETag", `"v1"`)
+		pw := &paced{ResponseWriter: w, p: pacer, chunk: func(n int) {
+			mu.Lock()
+			log = append(log, sent{time.Now(), n, o.active.Load()})
+			mu.Unlock()
+		}}
+		http.ServeContent(pw, r, "", modTime, bytes.NewReader(data))
+	})
+	h.run()
+	j := h.waitFinal(h.enqueue(o.url("/file.bin"), "x.bin").ID)
+	h.wantCompleted(j, data, "x.bin")
+	if p := o.peak.Load(); p < 2 {
+		t.Fatalf("peak connections %d: the transfer never tried more than one", p)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	// In the second half of the transfer's time, one connection sends.
+	mid := log[0].at.Add(log[len(log)-1].at.Sub(log[0].at) / 2)
+	var late, lateShared int
+	for _, s := range log {
+		if s.at.After(mid) {
+			late += s.n
+			if s.active > 1 {
+				lateShared += s.n
+			}
+		}
+	}
+	if lateShared > late/10 {
+		t.Errorf("%d of the last %d bytes were sent while more than one connection was open; want one connection", lateShared, late)
 	}
 }

@@ -31,15 +31,10 @@ import (
 // finish last (stealing). Every response must carry the validator and
 // total of the first, or the download starts over in a fresh staging area.
 //
-// Adding connections: one connection runs alone for a moment; if it is
-// slower than FastStream (a fast origin fills the disk and the hashers
-// with one stream, where more would only compete), the transfer opens
-// more (4, then doubling) as long as each step raised the total rate by
-// at least half of what the new connections would add if the origin
-// throttles per connection. A 503 or 429 on any connection lowers the
-// cap to the connections that worked. Connections beyond the first never
-// wait for a host slot (fetch's per-host limit): they are opened only
-// when one is free.
+// How many connections: see ramp. A 503 or 429 on any connection lowers
+// the cap to the connections that worked. Connections beyond the first
+// never wait for a host slot (fetch's per-host limit): they are opened
+// only when one is free.
 type transfer struct {
 	a     *attempt
 	f     *fetching
@@ -64,6 +59,9 @@ type transfer struct {
 	closed   bool // no more workers start
 	idle     chan struct{}
 	ignored  int // range requests answered 200
+	requests int // requests sent (for the debug line at the end)
+	steals   int
+	drained  time.Time // when the last free range was handed out
 	done     sync.WaitGroup
 }
 
@@ -86,6 +84,8 @@ type segment struct {
 	still  int   // ticks without progress
 	ticks  int   // ticks seen by the controller
 	rate   float64
+	first  time.Time // when it read its first byte
+	shed   bool      // cut because the transfer wants fewer connections
 	end    atomic.Int64
 	cancel context.CancelCauseFunc
 }
@@ -102,11 +102,15 @@ func (s *segment) estimate(mean float64) float64 {
 // while others did not.
 var errStalled = errors.New("jobs: connection stalled")
 
+// errShed is the cause of a connection cut because the transfer wants
+// fewer connections.
+var errShed = errors.New("jobs: connection shed")
+
 const (
 	minPiece  = 1 << 20
 	maxPiece  = 64 << 20
 	stealMin  = 256 << 10
-	tick      = 50 * time.Millisecond
+	tick      = 25 * time.Millisecond
 	pieceTime = 250 * time.Millisecond
 )
 
@@ -163,6 +167,14 @@ func (t *transfer) run(ctx context.Context) (*blob.Hasher, int64, error) {
 		close(stop)
 		cw.Wait()
 		t.done.Wait()
+		t.mu.Lock()
+		tail := time.Duration(0)
+		if !t.drained.IsZero() {
+			tail = time.Since(t.drained)
+		}
+		t.a.q.log.Debug("jobs: transfer ended", "job", t.a.job.ID, "requests", t.requests,
+			"steals", t.steals, "tail", tail)
+		t.mu.Unlock()
 	}
 	err = t.result()
 	if err != nil {
@@ -309,7 +321,7 @@ func (t *transfer) assemble() error {
 			// Hash state from another version: hash the staged bytes
 			// again (the assembly reads them back) rather than fetch
 			// them again.
-			t.a.q.log.Warn("jobs: unreadable hash state; rehashing", "job", t.a.job.ID, "err", err)
+			t.a.q.log.Debug("jobs: unreadable hash state; rehashing", "job", t.a.job.ID, "err", err)
 			h, hashed = blob.NewHasher(), 0
 		}
 	}
@@ -440,16 +452,16 @@ func (t *transfer) save(ctx context.Context) {
 	// restart from zero moves to a fresh area): a store such as S3 may
 	// turn it into parts at this Sync and drop its local copy.
 	if err := t.f.staging.Release(snap.Hashed); err != nil {
-		t.a.q.log.Warn("jobs: release staged bytes", "job", t.a.job.ID, "err", err)
+		t.a.q.log.Debug("jobs: release staged bytes", "job", t.a.job.ID, "err", err)
 		return
 	}
 	if err := t.f.staging.Sync(); err != nil {
-		t.a.q.log.Warn("jobs: sync staging", "job", t.a.job.ID, "err", err)
+		t.a.q.log.Debug("jobs: sync staging", "job", t.a.job.ID, "err", err)
 		return
 	}
 	t.f.Written, t.f.Hashed, t.f.Hash = snap.Written, snap.Hashed, snap.Hash
 	if err := t.a.save(ctx); err != nil {
-		t.a.q.log.Warn("jobs: checkpoint", "job", t.a.job.ID, "err", err)
+		t.a.q.log.Debug("jobs: checkpoint", "job", t.a.job.ID, "err", err)
 	}
 }
 
@@ -510,7 +522,9 @@ func (t *transfer) work(seg *segment, resp *fetch.Response) {
 			seg, fails = nil, 0
 			continue
 		}
-		t.giveBack(seg)
+		if t.giveBack(seg) {
+			return // shed
+		}
 		seg = nil
 		if !t.retry(err, &fails) {
 			return
@@ -534,6 +548,9 @@ func (t *transfer) next() *segment {
 	if t.fatal != nil || t.ctx.Err() != nil || !t.segmented() {
 		return nil
 	}
+	if t.workers > max(1, t.target) {
+		return nil // shed: the others take the rest
+	}
 	src := t.sourceLocked()
 	if src == nil {
 		return nil
@@ -551,13 +568,18 @@ func (t *transfer) next() *segment {
 		seg.end.Store(end)
 	} else if seg = t.stealLocked(src); seg == nil {
 		return nil
+	} else {
+		t.steals++
+	}
+	if len(t.free) == 0 && t.drained.IsZero() {
+		t.drained = time.Now()
 	}
 	t.segs = append(t.segs, seg)
 	return seg
 }
 
 // pieceLocked is the size of a new piece: about pieceTime of one
-// connection's transfer, 1–64 MiB, a multiple of 1 MiB.
+// connection's transfer, less near the end, 1–64 MiB, a multiple of 1 MiB.
 func (t *transfer) pieceLocked() int64 {
 	var rate float64
 	for _, s := range t.segs {
@@ -566,6 +588,15 @@ func (t *transfer) pieceLocked() int64 {
 	p := int64(4 << 20)
 	if n := len(t.segs); n > 0 && rate > 0 {
 		p = int64(rate / float64(n) * pieceTime.Seconds())
+	}
+	// Near the end, smaller pieces: the connections finish together, and
+	// fewer bytes wait beyond the hash frontier when the last one does.
+	var free int64
+	for _, r := range t.free {
+		free += r.Len()
+	}
+	if w := int64(max(1, t.workers)); free < 2*w*p {
+		p = free / (2 * w)
 	}
 	p = min(max(p, minPiece), maxPiece)
 	return p &^ (minPiece - 1)
@@ -663,8 +694,9 @@ func (t *transfer) finished(seg *segment) {
 	t.dropLocked(seg)
 }
 
-// giveBack returns what a segment did not write to the free ranges.
-func (t *transfer) giveBack(seg *segment) {
+// giveBack returns what a segment did not write to the free ranges, and
+// reports whether its connection was shed.
+func (t *transfer) giveBack(seg *segment) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.dropLocked(seg)
@@ -674,6 +706,7 @@ func (t *transfer) giveBack(seg *segment) {
 	if t.segmented() {
 		t.giveLocked(blob.Range{Start: seg.wrote, End: seg.end.Load()})
 	}
+	return seg.shed
 }
 
 func (t *transfer) dropLocked(seg *segment) {
@@ -692,6 +725,9 @@ func (t *transfer) dropLocked(seg *segment) {
 func (t *transfer) open(seg *segment, noWait bool) (*fetch.Response, error) {
 	src := seg.src
 	req := fetch.Request{URL: src.url, Offset: seg.wrote, End: seg.end.Load() - 1, NoWait: noWait}
+	t.mu.Lock()
+	t.requests++
+	t.mu.Unlock()
 	if src.seen {
 		req.IfRange = validator(sourceInfo{ETag: src.etag, LastModified: src.lm})
 	}
@@ -804,6 +840,9 @@ func (t *transfer) fill(seg *segment, resp *fetch.Response) error {
 	}
 	progress := func(p int64) {
 		t.mu.Lock()
+		if seg.first.IsZero() {
+			seg.first = time.Now()
+		}
 		t.a.bytes.Add(p - seg.pos)
 		seg.pos = p
 		t.mu.Unlock()
@@ -890,31 +929,18 @@ func (t *transfer) retry(err error, fails *int) bool {
 
 // control runs beside the connections until stop: every tick it measures
 // the segments' rates, cuts a stalled connection, adds connections while
-// they pay (see transfer), and takes a checkpoint every CheckpointEvery or
-// CheckpointBytes.
+// they pay and sheds them when they do not (see ramp), and takes a
+// checkpoint every CheckpointEvery or CheckpointBytes.
 func (t *transfer) control(stop <-chan struct{}) {
 	tk := time.NewTicker(tick)
 	defer tk.Stop()
 	var (
 		lastSave   = time.Now()
 		savedBytes = t.a.bytes.Load()
-		samples    []sample // total bytes per tick
-		phase      = 0      // 0 measuring one connection, 1 adding, 2 steady
-		changedAt  time.Time
-		before     float64
-		nBefore    int
-		firstByte  time.Time
+		r          = ramp{t: t}
 	)
+	r.sample(time.Now(), t.a.bytes.Load())
 	stallTicks := int(max(2*time.Second, t.cfg.StallAfter) / tick)
-	rateOver := func(now time.Time, d time.Duration) (float64, bool) {
-		for i := len(samples) - 1; i >= 0; i-- {
-			if now.Sub(samples[i].at) >= d {
-				last := samples[len(samples)-1]
-				return float64(last.bytes-samples[i].bytes) / last.at.Sub(samples[i].at).Seconds(), true
-			}
-		}
-		return 0, false
-	}
 	for {
 		select {
 		case <-stop:
@@ -925,20 +951,14 @@ func (t *transfer) control(stop <-chan struct{}) {
 		}
 		now := time.Now()
 		b := t.a.bytes.Load()
-		samples = append(samples, sample{now, b})
-		if len(samples) > 64 {
-			samples = samples[1:]
-		}
-		if firstByte.IsZero() && len(samples) > 1 && b > samples[0].bytes {
-			firstByte = now
-		}
+		r.sample(now, b)
 
 		t.mu.Lock()
 		moving := false
 		for _, s := range t.segs {
 			s.ticks++
-			r := float64(s.pos-s.last) / tick.Seconds()
-			s.rate = 0.7*s.rate + 0.3*r
+			rate := float64(s.pos-s.last) / tick.Seconds()
+			s.rate = 0.8*s.rate + 0.2*rate
 			if s.pos > s.last {
 				s.still, moving = 0, true
 			} else {
@@ -952,46 +972,14 @@ func (t *transfer) control(stop <-chan struct{}) {
 				s.still = 0
 			}
 		}
-		if t.segmented() && !firstByte.IsZero() {
-			rem := t.remainingLocked()
-			switch phase {
-			case 0:
-				if now.Sub(firstByte) < 2*tick {
-					break
-				}
-				r, ok := rateOver(now, 2*tick)
-				if !ok {
-					break
-				}
-				if r >= t.cfg.FastStream || float64(rem) < r*0.5 || t.maxConns <= 1 || t.workers > 1 {
-					phase = 2
-					break
-				}
-				phase, changedAt, before, nBefore = 1, now, r, max(1, t.workers)
-				t.target = min(4, t.maxConns)
-			case 1:
-				if now.Sub(changedAt) < 4*tick {
-					break
-				}
-				r, _ := rateOver(now, 2*tick)
-				n := t.workers
-				if n <= nBefore || t.target >= t.maxConns || float64(rem) < r*0.5 {
-					phase = 2
-					break
-				}
-				gain := (r - before) / float64(n-nBefore)
-				if gain < 0.5*before/float64(nBefore) {
-					phase = 2
-					break
-				}
-				changedAt, before, nBefore = now, r, n
-				t.target = min(2*t.target, t.maxConns)
-			}
+		if t.segmented() {
+			r.stepLocked(now)
 			for t.workers < min(t.target, t.maxConns) && !t.closed && t.fatal == nil {
 				if !t.spawnLocked() {
 					break
 				}
 			}
+			t.shedLocked()
 		}
 		t.mu.Unlock()
 
@@ -1000,6 +988,171 @@ func (t *transfer) control(stop <-chan struct{}) {
 			lastSave, savedBytes = time.Now(), t.a.bytes.Load()
 		}
 	}
+}
+
+// ramp decides how many connections a segmented transfer wants. One
+// connection is measured after its first byte (the best of three
+// measureFor windows); if it is
+// slower than FastStream (a fast origin fills the disk and the hashers
+// with one stream, where more would only compete), the transfer opens
+// more (4, then doubling up to the cap). Each step is measured for
+// measureFor once every new connection has sent its first byte; the
+// transfer goes on growing while each added connection brought at least
+// half of what one brought before (an origin that throttles per
+// connection). A step that did less is measured for twice as long: it is
+// kept if the total rose by more than 30 %, and undone otherwise (an
+// origin, a disk or a CPU that is already the limit); either way the
+// transfer stays where it is.
+type ramp struct {
+	t         *transfer
+	samples   []sample // total bytes read, per tick
+	phase     int      // 0 measuring one connection, 1 measuring a step, 2 steady
+	firstByte time.Time
+	changedAt time.Time
+	before    float64 // the rate before the step
+	nBefore   int     // the connections before the step
+}
+
+const measureFor = 3 * tick
+
+func (r *ramp) sample(now time.Time, b int64) {
+	r.samples = append(r.samples, sample{now, b})
+	if len(r.samples) > 64 {
+		r.samples = r.samples[1:]
+	}
+}
+
+// rateOver is the total rate over the last d (false: not that much history).
+func (r *ramp) rateOver(now time.Time, d time.Duration) (float64, bool) {
+	for i := len(r.samples) - 1; i >= 0; i-- {
+		if now.Sub(r.samples[i].at) >= d {
+			last := r.samples[len(r.samples)-1]
+			return float64(last.bytes-r.samples[i].bytes) / last.at.Sub(r.samples[i].at).Seconds(), true
+		}
+	}
+	return 0, false
+}
+
+// stepLocked moves the ramp on and sets t.target.
+func (r *ramp) stepLocked(now time.Time) {
+	t := r.t
+	if r.phase == 2 {
+		return
+	}
+	if r.firstByte.IsZero() {
+		for _, s := range t.segs {
+			if !s.first.IsZero() && (r.firstByte.IsZero() || s.first.Before(r.firstByte)) {
+				r.firstByte = s.first
+			}
+		}
+		if r.firstByte.IsZero() {
+			return
+		}
+	}
+	rem := float64(t.remainingLocked())
+	switch r.phase {
+	case 0:
+		// The first tick warms up; then the best of three windows is
+		// the one connection's rate (a low guess would make any step
+		// look like a gain).
+		since := now.Sub(r.firstByte)
+		if since < measureFor+tick {
+			return
+		}
+		if rate, ok := r.rateOver(now, measureFor); ok {
+			r.before = max(r.before, rate)
+		}
+		rate := r.before
+		if since < measureFor+3*tick && rate < t.cfg.FastStream {
+			return
+		}
+		if rate >= t.cfg.FastStream || rem < rate*0.25 || t.maxConns <= 1 || t.workers > 1 {
+			r.phase = 2
+			return
+		}
+		r.grow(now, rate, 1, min(4, t.maxConns))
+	case 1:
+		// Measure once every connection of the step delivers, and for
+		// measureFor after that (at most a second after the step: a host
+		// slot may not come).
+		ready := r.changedAt
+		for _, s := range t.segs {
+			if s.first.IsZero() {
+				ready = time.Time{}
+				break
+			}
+			if s.first.After(ready) {
+				ready = s.first
+			}
+		}
+		timedOut := now.Sub(r.changedAt) >= time.Second
+		if (ready.IsZero() || now.Sub(ready) < measureFor) && !timedOut {
+			return
+		}
+		rate, _ := r.rateOver(now, measureFor)
+		n := t.workers
+		paid := n > r.nBefore && (rate-r.before)/float64(n-r.nBefore) >= 0.5*r.before/float64(r.nBefore)
+		switch {
+		case paid && t.target < t.maxConns && rem >= rate*0.25:
+			r.grow(now, rate, n, min(2*t.target, t.maxConns))
+		case paid:
+			r.settle(rate, n)
+		case !timedOut && now.Sub(ready) < 2*measureFor:
+			// Not a clear gain: measure longer before undoing it (a
+			// burst or a late sender weighs less over a longer time).
+		default:
+			rate, _ = r.rateOver(now, 2*measureFor)
+			if n > r.nBefore && rate > 1.3*r.before {
+				r.settle(rate, n) // some gain: keep it, grow no more
+				return
+			}
+			t.a.q.log.Debug("jobs: more connections did not pay", "job", t.a.job.ID,
+				"rate", int64(rate), "connections", n, "back_to", r.nBefore)
+			t.target, r.phase = r.nBefore, 2
+		}
+	}
+}
+
+func (r *ramp) settle(rate float64, n int) {
+	r.phase = 2
+	r.t.a.q.log.Debug("jobs: connections settled", "job", r.t.a.job.ID, "rate", int64(rate), "connections", n)
+}
+
+func (r *ramp) grow(now time.Time, rate float64, n, target int) {
+	r.phase, r.changedAt, r.before, r.nBefore = 1, now, rate, n
+	r.t.target = target
+	r.t.a.q.log.Debug("jobs: adding connections", "job", r.t.a.job.ID, "rate", int64(rate), "target", target)
+}
+
+// shedLocked cuts connections beyond the target, the ones farthest from
+// the hash frontier first; their segments' rest goes back to the free
+// ranges for the others.
+func (t *transfer) shedLocked() {
+	over := t.workers - t.shedCount() - max(1, t.target)
+	for over > 0 {
+		var far *segment
+		for _, s := range t.segs {
+			if !s.shed && s.cancel != nil && (far == nil || s.wrote > far.wrote) {
+				far = s
+			}
+		}
+		if far == nil || len(t.segs)-t.shedCount() <= 1 {
+			return
+		}
+		far.shed = true
+		far.cancel(errShed)
+		over--
+	}
+}
+
+func (t *transfer) shedCount() int {
+	n := 0
+	for _, s := range t.segs {
+		if s.shed {
+			n++
+		}
+	}
+	return n
 }
 
 // remainingLocked is the bytes not yet read.
