@@ -46,6 +46,7 @@ type state interface{ isState() }
 type fetching struct {
 	staging  ferry.Staging // nil until a response said where the bytes start
 	consumed string        // the area's ID when a failed commit consumed the handle
+	durable  int64         // Hashed of the newest checkpoint known to be written: the most Release may give up
 
 	Source  sourceInfo   `json:"source"`
 	Written []blob.Range `json:"written,omitempty"` // ranges the staging area holds durably
@@ -366,6 +367,7 @@ func (a *attempt) load(ctx context.Context) error {
 			if size, err := st.Size(); err != nil || (len(s.Written) > 0 && size < s.Written[len(s.Written)-1].End) {
 				s.Written, s.Hashed, s.Hash = nil, 0, nil
 			}
+			s.durable = s.Hashed
 		}
 		a.bytes.Store(s.written())
 		a.total.Store(s.Source.Total)

@@ -448,10 +448,13 @@ func (t *transfer) save(ctx context.Context) {
 		return
 	}
 	snap := t.asm.Snapshot()
-	// Every byte below snap.Hashed is hashed and never read again (a
-	// restart from zero moves to a fresh area): a store such as S3 may
-	// turn it into parts at this Sync and drop its local copy.
-	if err := t.f.staging.Release(snap.Hashed); err != nil {
+	// Every byte below the hash state of a durable checkpoint is never
+	// read again (a resume starts hashing there; a restart from zero
+	// moves to a fresh area): a store such as S3 may turn it into parts
+	// at this Sync, which it cannot read back. Not snap.Hashed: should
+	// the process die before the checkpoint below is written, the
+	// resume starts from the previous one and reads back from there.
+	if err := t.f.staging.Release(t.f.durable); err != nil {
 		t.a.q.log.Debug("jobs: release staged bytes", "job", t.a.job.ID, "err", err)
 		return
 	}
@@ -462,7 +465,9 @@ func (t *transfer) save(ctx context.Context) {
 	t.f.Written, t.f.Hashed, t.f.Hash = snap.Written, snap.Hashed, snap.Hash
 	if err := t.a.save(ctx); err != nil {
 		t.a.q.log.Debug("jobs: checkpoint", "job", t.a.job.ID, "err", err)
+		return
 	}
+	t.f.durable = snap.Hashed
 }
 
 // abortLocked ends the transfer with err (the first one wins).

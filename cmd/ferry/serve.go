@@ -143,11 +143,12 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 	})
 	defer fetcher.Close()
 	// On S3 a part is what a takeover resumes from: an import checkpoints
-	// at least once per part's worth of bytes, so that a node that dies
-	// loses about a part at most, however fast the origin.
+	// at least twice per part's worth of bytes, so that a node that dies
+	// loses less than a part, however fast the origin (a checkpoint's
+	// Sync uploads what arrived since the last one).
 	var checkpointBytes int64
 	if p, ok := blobs.(interface{ PartSize() int64 }); ok {
-		checkpointBytes = p.PartSize()
+		checkpointBytes = p.PartSize() / 2
 	}
 	queue, err := jobs.New(ctx, jobs.Config{
 		Workers:         cfg.Workers,
