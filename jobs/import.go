@@ -469,6 +469,10 @@ func (a *attempt) adopt(ctx context.Context, f *fetching, stagingID string) erro
 	if err := a.hold(ctx, p); err != nil {
 		return err
 	}
+	// What a Publish cut short left of the area (S3 pieces) goes now.
+	if err := q.blobs.RemoveStaging(ctx, stagingID); err != nil {
+		q.log.Warn("jobs: remove what is left of a published staging area", "job", j.ID, "err", err)
+	}
 	q.log.Info("jobs: adopted the blob an earlier attempt published", "job", j.ID, "key", p.Key)
 	a.cur = p
 	a.bytes.Store(p.Size)
