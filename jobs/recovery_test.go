@@ -96,8 +96,8 @@ func (b *undeletable) Delete(ctx context.Context, key string) error {
 // TestPublishedBlobAdopted: a runner publishes the staged file and then
 // fails to record the blob, and to delete it (as a node that dies between
 // the two would): the next attempt finds the blob under the staging
-// area's ID, rehashes it from the store and commits it. The origin is
-// asked once, and only the item's blob is left.
+// area's ID, rehashes it from the store and commits it. The origin sends
+// the file once, and only the item's blob is left.
 func TestPublishedBlobAdopted(t *testing.T) {
 	data := randomBytes(3<<20+77, 9)
 	eachDB(t, func(t *testing.T, dsn string) {
@@ -114,8 +114,11 @@ func TestPublishedBlobAdopted(t *testing.T) {
 		h.run()
 		j := h.waitFinal(h.enqueue(o.url("/x.bin"), "x.bin").ID)
 		h.wantCompleted(j, data, "x.bin")
-		if got := o.requests.Load(); got != 1 {
-			t.Errorf("origin got %d requests, want 1 (the published blob is adopted, not fetched again)", got)
+		// A connection that idles under load is retried from where it
+		// stopped; fetching the file again would serve it twice.
+		t.Logf("origin: %d requests, %d bytes", o.requests.Load(), o.served.Load())
+		if got := o.served.Load(); got >= 2*int64(len(data)) {
+			t.Errorf("origin served %d bytes for a file of %d: the published blob was not adopted", got, len(data))
 		}
 		if fs.holdFaults.Load() > 0 || blobs.deleteFaults.Load() > 0 {
 			t.Fatal("the faults were not hit: the test tested nothing")
