@@ -64,7 +64,13 @@ const readBackBuffers = 2
 //     hashing, whatever the file size; out-of-order
 //     bytes wait in the staging area, not in memory. Only bytes a writer
 //     has written (WriteAt returned) are read back: the staging area holds
-//     them.
+//     them;
+//   - the bytes waiting to be hashed are bounded too: a writer more than
+//     aheadWindow beyond what the hashers were handed waits, so when the
+//     hashing is the bottleneck the connections slow down (which is what
+//     the import sees when it decides how many to open) and the file is
+//     hashed soon after its last byte arrives. HashBusy tells how busy
+//     the hashing is.
 //
 // The hashers are the two goroutines of blob.Copy (quickXorHash with SHA-1
 // on one, SHA-256 on the other), fed by a sequencer goroutine that keeps
@@ -88,6 +94,12 @@ type Assembly struct {
 
 	freeMu sync.Mutex
 	free   []*[]byte // buffers of this assembly not in use
+
+	busy [3]atomic.Int64 // ns spent hashing (the two stages) and reading back
+
+	sentMu   sync.Mutex
+	sent     int64         // bytes handed to the hashing stages, from 0
+	advanced chan struct{} // closed (and replaced) when sent grows
 
 	mu      sync.Mutex
 	front   int64   // bytes queued for hashing, contiguous from 0
@@ -148,6 +160,9 @@ func NewAssembly(st ferry.Staging, h *Hasher, hashed int64, written []Range) (*A
 		pending: map[*[]byte]int{},
 		front:   hashed,
 		marked:  hashed,
+
+		sent:     hashed,
+		advanced: make(chan struct{}),
 	}
 	first := &mark{off: hashed, qx: qx, s1: s1, s256: s256, done: make(chan struct{})}
 	close(first.done)
@@ -393,6 +408,8 @@ func (a *Assembly) sequence() {
 			}
 		case !a.send(piece{p: w.p, buf: w.buf, mark: w.mark}):
 			return
+		default:
+			a.hand(int64(len(w.p)))
 		}
 	}
 }
@@ -419,7 +436,9 @@ func (a *Assembly) readBack(r Range) error {
 		}
 		buf := a.getBuf()
 		p := (*buf)[:min(int64(bufSize), r.End-off)]
+		began := time.Now()
 		n, err := a.st.ReadAt(p, off)
+		a.busy[2].Add(int64(time.Since(began)))
 		if n < len(p) {
 			a.putBuf(buf)
 			<-a.backTok
@@ -431,6 +450,7 @@ func (a *Assembly) readBack(r Range) error {
 		if !a.send(piece{p: p, buf: buf, back: true}) {
 			return nil
 		}
+		a.hand(int64(n))
 		off += int64(n)
 	}
 	return nil
@@ -441,7 +461,9 @@ func (a *Assembly) readBack(r Range) error {
 func (a *Assembly) stage(i int, hash func([]byte)) {
 	for p := range a.stages[i] {
 		if len(p.p) > 0 {
+			began := time.Now()
 			hash(p.p)
+			a.busy[i].Add(int64(time.Since(began)))
 		}
 		if p.mark != nil {
 			a.record(i, p.mark)
@@ -559,6 +581,9 @@ func (a *Assembly) Fill(ctx context.Context, off int64, src io.Reader, end func(
 		if want <= 0 {
 			break
 		}
+		if err = a.waitWindow(ctx, pos); err != nil {
+			break
+		}
 		n, rerr := src.Read((*buf)[fill : fill+int(want)])
 		fill += n
 		if n > 0 && progress != nil {
@@ -596,6 +621,59 @@ func (a *Assembly) Fill(ctx context.Context, off int64, src io.Reader, end func(
 }
 
 var errClosed = errors.New("blob: assembly closed")
+
+// aheadWindow bounds how far beyond the bytes handed to the hashers a
+// writer may write: when the hashing is the bottleneck (a fast origin over
+// several connections, a busy CPU), writers far ahead wait, so that the
+// backlog left to hash when the last byte arrives stays small, and the
+// time the connections spend waiting shows as a lower rate to whoever
+// decides how many connections to open.
+const aheadWindow = 64 << 20
+
+// hand records n more bytes handed to the hashers and wakes writers
+// waiting for the window.
+func (a *Assembly) hand(n int64) {
+	if n == 0 {
+		return
+	}
+	a.sentMu.Lock()
+	a.sent += n
+	close(a.advanced)
+	a.advanced = make(chan struct{})
+	a.sentMu.Unlock()
+}
+
+// waitWindow waits until pos is within aheadWindow of the bytes handed to
+// the hashers.
+func (a *Assembly) waitWindow(ctx context.Context, pos int64) error {
+	for {
+		a.sentMu.Lock()
+		sent, ch := a.sent, a.advanced
+		a.sentMu.Unlock()
+		if pos < sent+aheadWindow {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-a.quit:
+			return errClosed
+		}
+	}
+}
+
+// HashBusy reports how long the busiest part of the hashing pipeline (one
+// of the two hashing goroutines, or the reading back of staged bytes) has
+// worked so far. Its growth over a span of time, divided by that span,
+// tells how close the hashing is to being what limits the import.
+func (a *Assembly) HashBusy() time.Duration {
+	var most int64
+	for i := range a.busy {
+		most = max(most, a.busy[i].Load())
+	}
+	return time.Duration(most)
+}
 
 // getBuf takes a buffer from the assembly's own free list, or a new one.
 // The assembly keeps the buffers it made for its whole life rather than

@@ -3,6 +3,8 @@ package blob_test
 import (
 	"bytes"
 	"context"
+	"errors"
+	"io"
 	"math/rand/v2"
 	"runtime"
 	"sync"
@@ -202,4 +204,87 @@ func TestAssemblyReadBackAheadOfFastWriter(t *testing.T) {
 		}
 	}
 	checkNoLeak(t, before)
+}
+
+// gateReader is a source whose first Read reports itself on started.
+type gateReader struct {
+	r       io.Reader
+	started chan struct{}
+	once    sync.Once
+}
+
+func (g *gateReader) Read(p []byte) (int, error) {
+	g.once.Do(func() { close(g.started) })
+	return g.r.Read(p)
+}
+
+// A writer far beyond the bytes handed to the hashers waits until the
+// hashing comes within the window: the backlog left to hash stays bounded.
+func TestAssemblyWriterAheadWaits(t *testing.T) {
+	before := runtime.NumGoroutine()
+	const mib = 1 << 20
+	data := randomBytes(9, 80*mib)
+	st := newStaging(t, newStore(t))
+	a, err := blob.NewAssembly(st, blob.NewHasher(), 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	far := int64(72 * mib) // beyond the 64 MiB window from 0
+	g := &gateReader{r: bytes.NewReader(data[far:]), started: make(chan struct{})}
+	done := make(chan error, 1)
+	go func() {
+		_, err := a.Fill(t.Context(), far, g, func() int64 { return int64(len(data)) }, nil)
+		done <- err
+	}()
+	// Nothing is hashed yet: the far writer must not read.
+	select {
+	case <-g.started:
+		t.Fatalf("the writer at %d MiB read before anything was hashed", far/mib)
+	case <-time.After(300 * time.Millisecond):
+	}
+	var frontier atomic.Int64
+	go func() {
+		<-g.started
+		if got := frontier.Load(); got < far-64*mib {
+			t.Errorf("the writer at %d MiB started reading with the frontier writer at %d MiB", far/mib, got/mib)
+		}
+	}()
+	_, err = a.Fill(t.Context(), 0, bytes.NewReader(data[:far]), func() int64 { return far }, func(pos int64) { frontier.Store(pos) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	h, n, err := a.Finish(t.Context())
+	if err != nil || n != int64(len(data)) || h.Sum() != wantHashes(data) {
+		t.Fatalf("Finish = %d, %v; want all %d bytes with their hashes", n, err, len(data))
+	}
+	checkNoLeak(t, before)
+}
+
+// A writer waiting for the window ends when its context does.
+func TestAssemblyWaitingWriterCancelled(t *testing.T) {
+	data := randomBytes(10, 1<<20)
+	st := newStaging(t, newStore(t))
+	a, err := blob.NewAssembly(st, blob.NewHasher(), 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() {
+		_, err := a.Fill(ctx, 100<<20, bytes.NewReader(data), func() int64 { return 101 << 20 }, nil)
+		done <- err
+	}()
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("Fill = %v, want context.Canceled", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a writer waiting for the window did not end with its context")
+	}
 }

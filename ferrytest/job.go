@@ -37,6 +37,9 @@ type JobStore interface {
 	// StartJob moves a notStarted or waiting job to inProgress if its user
 	// has fewer than limit jobs in progress (limit <= 0: no limit).
 	StartJob(ctx context.Context, id string, limit int) (bool, error)
+	// StartClaimJob is StartJob that also makes runner the started job's
+	// runner (ClaimJob), atomically.
+	StartClaimJob(ctx context.Context, id string, limit int, runner string) (bool, error)
 	// UpdateJobProgress records progress of a job that has not ended.
 	UpdateJobProgress(ctx context.Context, id string, bytes, total int64, bytesPerSecond float64) error
 	// FinishJob ends a job and forgets its checkpoint.
@@ -114,6 +117,7 @@ func TestJobStore(t *testing.T, newStore func(t *testing.T) JobStore) {
 		{"StartJobCountsDownloads", testStartJobCountsDownloads},
 		{"FinishOnce", testFinishOnce},
 		{"Claim", testClaimJob},
+		{"StartClaim", testStartClaimJob},
 		{"StaleJobs", testStaleJobs},
 		{"HeldBlobs", testHeldBlobs},
 		{"CommitJobItem", testCommitJobItem},
@@ -582,6 +586,42 @@ func testClaimJob(t *testing.T, s JobStore) {
 	if ok, err := s.Heartbeat(ctx, "mon_NOSUCHJOB", "r"); ok || err != nil {
 		t.Errorf("Heartbeat(missing) = %v, %v; want false", ok, err)
 	}
+}
+
+func testStartClaimJob(t *testing.T, s JobStore) {
+	ctx := t.Context()
+	past := time.Now().Add(-time.Hour)
+	a, b := insertJob(t, s, newJob("u1")), insertJob(t, s, newJob("u1"))
+	if ok, err := s.StartClaimJob(ctx, a.ID, 1, "r1"); !ok || err != nil {
+		t.Fatalf("StartClaimJob(a) = %v, %v; want true", ok, err)
+	}
+	if got := readJob(t, s, a.ID).Status; got != ferry.StatusInProgress {
+		t.Errorf("a is %s, want inProgress", got)
+	}
+	if ok, err := s.Heartbeat(ctx, a.ID, "r1"); !ok || err != nil {
+		t.Errorf("Heartbeat(a, r1) = %v, %v; want true: r1 holds the claim", ok, err)
+	}
+	if ok, err := s.ClaimJob(ctx, a.ID, "r2", past); ok || err != nil {
+		t.Errorf("ClaimJob(a, r2) = %v, %v; want false: r1's heartbeat is fresh", ok, err)
+	}
+	// The user is at the limit: b neither starts nor is claimed.
+	if ok, err := s.StartClaimJob(ctx, b.ID, 1, "r3"); ok || err != nil {
+		t.Errorf("StartClaimJob(b) = %v, %v; want false", ok, err)
+	}
+	if ok, err := s.Heartbeat(ctx, b.ID, "r3"); ok || err != nil {
+		t.Errorf("Heartbeat(b, r3) = %v, %v; want false", ok, err)
+	}
+	// A started job is not started, nor claimed, again.
+	if ok, err := s.StartClaimJob(ctx, a.ID, 0, "r4"); ok || err != nil {
+		t.Errorf("StartClaimJob(a again) = %v, %v; want false", ok, err)
+	}
+	if ok, err := s.Heartbeat(ctx, a.ID, "r1"); !ok || err != nil {
+		t.Errorf("Heartbeat(a, r1) = %v, %v; want true: r1 still holds the claim", ok, err)
+	}
+	_, err := s.StartClaimJob(ctx, a.ID, 0, "")
+	wantKind(t, "StartClaimJob(no runner)", err, ferry.Invalid)
+	_, err = s.StartClaimJob(ctx, "mon_NOSUCHJOB", 0, "r")
+	wantKind(t, "StartClaimJob(missing)", err, ferry.NotFound)
 }
 
 func testStaleJobs(t *testing.T, s JobStore) {

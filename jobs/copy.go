@@ -87,7 +87,7 @@ func (w *copyWorker) Work(ctx context.Context, rj *river.Job[copyArgs]) (err err
 	if j.Status == ferry.StatusNotStarted || j.Status == ferry.StatusWaiting {
 		return fmt.Errorf("jobs: copy %s did not start (%s)", id, j.Status)
 	}
-	_, c, j, err := q.claimLive(ctx, id)
+	_, c, j, err := q.claimLive(ctx, id, "")
 	if j == nil || err != nil {
 		return err
 	}

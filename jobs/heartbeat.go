@@ -35,19 +35,31 @@ var errClaimLost = errors.New("jobs: another attempt took over the job")
 // heartbeat and releases the claim.
 type claim struct {
 	runner string
-	stop   func()
+	end    func(release bool)
 }
+
+// stop ends the heartbeat and releases the claim.
+func (c *claim) stop() { c.end(true) }
+
+// ended ends the heartbeat of a job that has ended: no later attempt will
+// claim it, so the claim is not released (a write saved per job).
+func (c *claim) ended() { c.end(false) }
 
 // claim makes this attempt the job's runner and keeps its heartbeat until
 // the claim's stop is called, which releases it; rctx ends with cause
 // errClaimLost if the claim is lost.
 // When another attempt holds the job with a fresh heartbeat, it returns a
 // snooze for River.
-func (q *Queue) claim(ctx context.Context, id string) (rctx context.Context, c *claim, err error) {
-	runner := q.cfg.NodeID + "/" + ferry.NewID("", 16)
-	ok, err := q.store.ClaimJob(ctx, id, runner, time.Now().Add(-q.cfg.StaleAfter))
-	if err != nil {
-		return nil, nil, fmt.Errorf("jobs: claim %s: %w", id, err)
+//
+// A held runner is a claim made already (StartClaimJob) and is kept.
+func (q *Queue) claim(ctx context.Context, id, held string) (rctx context.Context, c *claim, err error) {
+	runner, ok := held, true
+	if runner == "" {
+		runner = q.newRunner()
+		ok, err = q.store.ClaimJob(ctx, id, runner, time.Now().Add(-q.cfg.StaleAfter))
+		if err != nil {
+			return nil, nil, fmt.Errorf("jobs: claim %s: %w", id, err)
+		}
 	}
 	if !ok {
 		// Running elsewhere: look again once its heartbeat could have
@@ -57,9 +69,13 @@ func (q *Queue) claim(ctx context.Context, id string) (rctx context.Context, c *
 	rctx, cancel := context.WithCancelCause(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() { q.keepAlive(rctx, id, runner, cancel) })
-	stop := func() {
+	end := func(release bool) {
 		cancel(nil)
 		wg.Wait()
+		if !release {
+			q.obs.inactive(id)
+			return
+		}
 		// A job that stays inProgress (River retries it after an error)
 		// must not wait for this claim to go stale.
 		bg, done := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
@@ -68,8 +84,11 @@ func (q *Queue) claim(ctx context.Context, id string) (rctx context.Context, c *
 			q.log.Warn("jobs: release claim", "job", id, "err", err)
 		}
 	}
-	return rctx, &claim{runner: runner, stop: stop}, nil
+	return rctx, &claim{runner: runner, end: end}, nil
 }
+
+// newRunner returns a new runner token of this node.
+func (q *Queue) newRunner() string { return q.cfg.NodeID + "/" + ferry.NewID("", 16) }
 
 // keepAlive writes the job's heartbeat every StaleAfter/10 until ctx ends.
 // When the claim is lost, or no heartbeat could be written for half of
@@ -192,12 +211,13 @@ func (q *Queue) lastResort(ctx context.Context, id string, row *rivertype.JobRow
 	*errp = nil
 }
 
-// claimLive claims the job (see claim) and reads it again, since a cancel
-// may have won the race with StartJob. It returns a nil job, and releases
-// the claim, when there is nothing left to run: the job ended (err nil),
-// or a cancel was pending and is now finished (finishCancelled's error).
-func (q *Queue) claimLive(ctx context.Context, id string) (context.Context, *claim, *ferry.Job, error) {
-	rctx, c, err := q.claim(ctx, id)
+// claimLive claims the job (see claim; held as there) and reads it again,
+// since a cancel may have won the race with StartJob. It returns a nil
+// job, and releases the claim, when there is nothing left to run: the job
+// ended (err nil), or a cancel was pending and is now finished
+// (finishCancelled's error).
+func (q *Queue) claimLive(ctx context.Context, id, held string) (context.Context, *claim, *ferry.Job, error) {
+	rctx, c, err := q.claim(ctx, id, held)
 	if err != nil {
 		return nil, nil, nil, err
 	}

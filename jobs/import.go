@@ -139,11 +139,14 @@ func (w *downloadWorker) Work(ctx context.Context, rj *river.Job[downloadArgs]) 
 	case j.Status.Final():
 		return nil // e.g. cancelled while queued
 	}
-	started, err := q.store.StartJob(ctx, id, q.cfg.PerUserRunning)
+	// Started, the job is claimed by runner as well: one write.
+	runner := q.newRunner()
+	started, err := q.store.StartClaimJob(ctx, id, q.cfg.PerUserRunning, runner)
 	if err != nil {
 		return fmt.Errorf("jobs: start %s: %w", id, err)
 	}
 	if !started {
+		runner = "" // claimed below, unless another attempt runs it
 		if j, err = q.store.Job(ctx, id); err != nil {
 			return fmt.Errorf("jobs: load %s: %w", id, err)
 		}
@@ -159,11 +162,17 @@ func (w *downloadWorker) Work(ctx context.Context, rj *river.Job[downloadArgs]) 
 			return river.JobSnooze(q.cfg.Snooze + rand.N(q.cfg.Snooze/2+1))
 		}
 	}
-	rctx, c, j, err := q.claimLive(ctx, id)
+	rctx, c, j, err := q.claimLive(ctx, id, runner)
 	if j == nil || err != nil {
 		return err
 	}
-	defer c.stop()
+	defer func() {
+		if err == nil { // the attempt ended the job (see attempt)
+			c.ended()
+		} else {
+			c.stop()
+		}
+	}()
 	return w.attempt(rctx, rj, j, c.runner)
 }
 
@@ -183,6 +192,9 @@ type attempt struct {
 	runner string // this attempt's claim, which fences its writes
 	hist   history
 	cur    state
+	// unrecorded: the store does not know the current state's staging
+	// area or blob yet (a small import, see smallImport); save records it.
+	unrecorded bool
 
 	bytes atomic.Int64 // bytes staged (and in flight) so far
 	total atomic.Int64 // -1 unknown
@@ -191,7 +203,8 @@ type attempt struct {
 }
 
 // attempt loads the job's state, runs it forward as far as it can, and
-// settles the outcome (decide).
+// settles the outcome (decide). It returns nil only when the job has ended
+// (completed, failed or cancelled).
 func (w *downloadWorker) attempt(ctx context.Context, rj *river.Job[downloadArgs], j *ferry.Job, runner string) error {
 	q := w.q
 	a := &attempt{q: q, job: j, runner: runner}
@@ -233,7 +246,11 @@ func (w *downloadWorker) attempt(ctx context.Context, rj *river.Job[downloadArgs
 		// the staging area.
 		return q.lostClaim(j.ID)
 	case verdictCancel:
-		a.release()
+		if a.unrecorded { // finishCancelled frees only what the store knows
+			a.discard(bg)
+		} else {
+			a.release()
+		}
 		return q.finishCancelled(bg, j.ID)
 	case verdictFail:
 		return a.fail(bg, v.failure)
@@ -395,12 +412,25 @@ func (a *attempt) save(ctx context.Context) error {
 	} else if ok {
 		stagingID = f.consumed
 	}
-	if err := a.q.store.SaveJobCheckpoint(ctx, a.job.ID, a.runner, stagingID, data); err != nil {
+	if p, ok := a.cur.(*published); ok {
+		err = a.q.store.HoldJobBlob(ctx, a.job.ID, a.runner, p.Key, data)
+	} else {
+		err = a.q.store.SaveJobCheckpoint(ctx, a.job.ID, a.runner, stagingID, data)
+	}
+	if err != nil {
 		return fmt.Errorf("jobs: save checkpoint: %w", err)
 	}
+	a.unrecorded = false
 	a.hist.Best = max(a.hist.Best, a.staged())
 	return nil
 }
+
+// smallImport is the largest import (its size announced by the origin) whose
+// new staging area and published blob are not recorded before its commit:
+// two writes saved per import. A crash meanwhile costs fetching at most this
+// much again (the orphan sweeps remove what it left); a cancel or failure
+// removes them at once (discard). Larger imports record both.
+const smallImport = 4 << 20
 
 // restage moves a fetching import that starts from byte 0 to a new, empty
 // staging area and records that durably before a byte is written, then
@@ -410,7 +440,8 @@ func (a *attempt) save(ctx context.Context) error {
 // next checkpoint, and a resume whose If-Range matches the old version,
 // would splice two versions under the old one's hashes. If the record
 // cannot be written the attempt ends, and the old checkpoint and its
-// bytes stay as they were.
+// bytes stay as they were. A small import with no staging area before is
+// not recorded here (see smallImport): no old bytes are at stake.
 func (a *attempt) restage(ctx context.Context, f *fetching, src sourceInfo) error {
 	q := a.q
 	st, err := q.blobs.Stage(ctx)
@@ -419,7 +450,10 @@ func (a *attempt) restage(ctx context.Context, f *fetching, src sourceInfo) erro
 	}
 	old := *f
 	*f = fetching{staging: st, Source: src}
-	if err := a.save(ctx); err != nil {
+	if old.staging == nil && src.Total >= 0 && src.Total <= smallImport {
+		// Nothing staged before whose record this would replace.
+		a.unrecorded = true
+	} else if err := a.save(ctx); err != nil {
 		*f = old
 		_ = st.Close()
 		if rerr := q.blobs.RemoveStaging(context.WithoutCancel(ctx), st.ID()); rerr != nil {
@@ -537,7 +571,11 @@ func (a *attempt) commit(ctx context.Context, f *fetching, h *blob.Hasher, size 
 	var held *published
 	hold := func(ctx context.Context, c ferry.Content) error {
 		p := &published{Key: c.BlobKey, Size: c.Size, Hashes: c.Hashes, Mime: c.MimeType, FileName: name}
-		if err := a.hold(ctx, p); err != nil {
+		if size <= smallImport {
+			// The commit follows at once; should it fail for a passing
+			// reason, save holds the blob for the next attempt.
+			a.unrecorded = true
+		} else if err := a.hold(ctx, p); err != nil {
 			return err
 		}
 		held = p
@@ -626,22 +664,7 @@ func (q *Queue) deleteBlob(ctx context.Context, id, key string) {
 // fail ends the job as failed and frees its staging area and held blob.
 func (a *attempt) fail(ctx context.Context, f *failure) error {
 	q, j := a.q, a.job
-	switch s := a.cur.(type) {
-	case *fetching:
-		if s.staging != nil {
-			id := s.staging.ID()
-			_ = s.staging.Close()
-			s.staging = nil
-			if err := q.blobs.RemoveStaging(ctx, id); err != nil {
-				q.log.Error("jobs: remove staging of failed job", "job", j.ID, "err", err)
-			}
-		}
-		if s.consumed != "" { // perhaps published, never held
-			q.deleteBlob(ctx, j.ID, s.consumed)
-		}
-	case *published:
-		q.deleteBlob(ctx, j.ID, s.Key)
-	}
+	a.discard(ctx)
 	if err := q.freeJob(ctx, j.ID); err != nil { // what the store records
 		q.log.Error("jobs: free failed job", "job", j.ID, "err", err)
 	}
@@ -650,6 +673,27 @@ func (a *attempt) fail(ctx context.Context, f *failure) error {
 		return fmt.Errorf("jobs: finish %s: %w", j.ID, err)
 	}
 	return nil
+}
+
+// discard removes the current state's staging area or published blob.
+func (a *attempt) discard(ctx context.Context) {
+	q, j := a.q, a.job
+	switch s := a.cur.(type) {
+	case *fetching:
+		if s.staging != nil {
+			id := s.staging.ID()
+			_ = s.staging.Close()
+			s.staging = nil
+			if err := q.blobs.RemoveStaging(ctx, id); err != nil {
+				q.log.Error("jobs: remove staging of ended job", "job", j.ID, "err", err)
+			}
+		}
+		if s.consumed != "" { // perhaps published, never held
+			q.deleteBlob(ctx, j.ID, s.consumed)
+		}
+	case *published:
+		q.deleteBlob(ctx, j.ID, s.Key)
+	}
 }
 
 // Progress is what an import reports to Config.Observe on every progress
@@ -670,16 +714,17 @@ func (a *attempt) report(ctx context.Context, cancel context.CancelCauseFunc) {
 	t := time.NewTicker(q.cfg.ProgressEvery)
 	defer t.Stop()
 	rate := newMeter(5 * time.Second)
-	lastBytes, lastTotal := int64(-1), int64(-2)
+	// What the job's row shows already needs no write.
+	lastBytes, lastTotal, lastBPS := j.Bytes, j.Total, j.BytesPerSecond
 	for {
 		now := time.Now()
 		b, total := a.bytes.Load(), a.total.Load()
 		bps := rate.add(now, b)
-		if b != lastBytes || total != lastTotal || bps != 0 {
+		if b != lastBytes || total != lastTotal || bps != 0 || lastBPS != 0 {
 			if err := q.store.UpdateJobProgress(ctx, j.ID, b, total, bps); err != nil && ctx.Err() == nil {
 				q.log.Warn("jobs: progress", "job", j.ID, "err", err)
 			}
-			lastBytes, lastTotal = b, total
+			lastBytes, lastTotal, lastBPS = b, total, bps
 		}
 		if q.cfg.Observe != nil {
 			q.cfg.Observe(Progress{JobID: j.ID, Bytes: b, Total: total, BytesPerSecond: bps,

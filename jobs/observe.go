@@ -84,9 +84,24 @@ func (o *observedStore) ClaimJob(ctx context.Context, id, runner string, staleBe
 	if !ok || err != nil {
 		return ok, err
 	}
+	o.claimed(ctx, id)
+	return ok, err
+}
+
+// StartClaimJob counts the import as ClaimJob does.
+func (o *observedStore) StartClaimJob(ctx context.Context, id string, limit int, runner string) (bool, error) {
+	ok, err := o.Store.StartClaimJob(ctx, id, limit, runner)
+	if !ok || err != nil {
+		return ok, err
+	}
+	o.claimed(ctx, id)
+	return ok, err
+}
+
+func (o *observedStore) claimed(ctx context.Context, id string) {
 	j, jerr := o.Job(ctx, id)
 	if jerr != nil || j.Operation != ferry.OpDownloadURL {
-		return ok, err
+		return
 	}
 	o.mu.Lock()
 	if !o.active[id] {
@@ -95,11 +110,17 @@ func (o *observedStore) ClaimJob(ctx context.Context, id, runner string, staleBe
 		o.m.ImportsActive(1)
 	}
 	o.mu.Unlock()
-	return ok, err
 }
 
 func (o *observedStore) ReleaseJob(ctx context.Context, id, runner string) error {
 	err := o.Store.ReleaseJob(ctx, id, runner)
+	o.inactive(id)
+	return err
+}
+
+// inactive stops counting an import as active on this node: its claim was
+// released, or its attempt ended it.
+func (o *observedStore) inactive(id string) {
 	o.mu.Lock()
 	if o.active[id] {
 		delete(o.active, id)
@@ -107,7 +128,6 @@ func (o *observedStore) ReleaseJob(ctx context.Context, id, runner string) error
 		o.m.ImportsActive(-1)
 	}
 	o.mu.Unlock()
-	return err
 }
 
 func (o *observedStore) UpdateJobProgress(ctx context.Context, id string, bytes, total int64, bps float64) error {

@@ -42,6 +42,11 @@ type Store interface {
 	// River brings River's tables up to date in the store's database
 	// and returns the River driver over the store's connection pool.
 	River(ctx context.Context) (riverdriver.Driver[*sql.Tx], error)
+	// RiverFetchPoll is how often River's producers must look for new
+	// jobs themselves: seldom where the store wakes the River client of
+	// its process when it makes jobs available (and River's listener
+	// hears those of other processes), often where nothing wakes them.
+	RiverFetchPoll() time.Duration
 	// RequeueInterruptedJobs makes the River jobs that River client node
 	// was running when it stopped available again and releases their
 	// runners; it reports how many.
@@ -63,6 +68,9 @@ type Store interface {
 	// StartJob moves a notStarted or waiting job to inProgress if its user
 	// has fewer than limit jobs inProgress.
 	StartJob(ctx context.Context, id string, limit int) (ok bool, err error)
+	// StartClaimJob is StartJob that also makes runner the started job's
+	// runner (ClaimJob) in the same transaction.
+	StartClaimJob(ctx context.Context, id string, limit int, runner string) (ok bool, err error)
 	// NoteJob records why a job that has not ended waits, for its
 	// monitor's statusDescription.
 	NoteJob(ctx context.Context, id, note string) error
@@ -253,6 +261,7 @@ type Queue struct {
 	log    *slog.Logger
 	client *river.Client[*sql.Tx]
 	worker *downloadWorker
+	obs    *observedStore // store, which it wraps
 }
 
 var _ ferry.JobQueue = (*Queue)(nil)
@@ -267,9 +276,11 @@ func New(ctx context.Context, cfg Config, store Store, blobs ferry.BlobStore, cl
 	// Every log line of a job carries its request id (jobLog), and the
 	// metrics are taken where the store changes a job (observedStore).
 	ids := &requestIDs{}
+	obs := observe(store, cfg.Metrics, ids)
 	q := &Queue{
 		cfg:   cfg,
-		store: observe(store, cfg.Metrics, ids),
+		store: obs,
+		obs:   obs,
 		blobs: blobs,
 		fetch: client,
 		log:   slog.New(&jobLog{h: cfg.Log.Handler(), ids: ids}),
@@ -301,11 +312,12 @@ func New(ctx context.Context, cfg Config, store Store, blobs ferry.BlobStore, cl
 		// Attempts are bounded by MaxStalls, not by River; this is only a
 		// backstop against a pathological origin.
 		MaxAttempts: 1000,
-		// Neither driver here listens for notifications (SQLite cannot;
-		// riverdatabasesql without a pgx listener polls), so poll often
-		// enough that a new job starts within a fraction of a second.
+		// The least time between two fetches of a queue, and how often a
+		// queue looks for jobs with nothing to wake it: the store says
+		// (on SQLite it wakes River in process when it queues a job, so
+		// an idle server does not poll every 100 ms forever).
 		FetchCooldown:     50 * time.Millisecond,
-		FetchPollInterval: 100 * time.Millisecond,
+		FetchPollInterval: store.RiverFetchPoll(),
 		// Has no effect with JobTimeout -1 (see above); the heartbeat
 		// rescue and reclaim take back interrupted jobs.
 		RescueStuckJobsAfter: 2 * time.Hour,
@@ -417,7 +429,10 @@ func (q *Queue) Enqueue(ctx context.Context, j *ferry.Job) error {
 		args = copyArgs{JobID: j.ID}
 	}
 	err := q.store.InsertJob(ctx, j, float64(q.cfg.Rate), q.cfg.Burst, func(tx *sql.Tx) error {
-		_, err := q.client.InsertTx(ctx, tx, args, nil)
+		// Without the request's cancel: the store may run this in one
+		// transaction with others' (group commit on SQLite), which an
+		// interrupted statement would roll back.
+		_, err := q.client.InsertTx(context.WithoutCancel(ctx), tx, args, nil)
 		return err
 	})
 	if err != nil {

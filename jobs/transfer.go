@@ -729,10 +729,21 @@ func (t *transfer) dropLocked(seg *segment) {
 // noWait asks fetch not to wait for a host slot.
 func (t *transfer) open(seg *segment, noWait bool) (*fetch.Response, error) {
 	src := seg.src
-	req := fetch.Request{URL: src.url, Offset: seg.wrote, End: seg.end.Load() - 1, NoWait: noWait}
 	t.mu.Lock()
+	end := seg.end.Load()
+	if t.target <= 1 {
+		// One connection wanted: ask for the free bytes after the
+		// segment too, so that it grows into them (extend) on this
+		// response rather than with a request per piece.
+		for _, r := range t.free {
+			if r.Start == end {
+				end = r.End
+			}
+		}
+	}
 	t.requests++
 	t.mu.Unlock()
+	req := fetch.Request{URL: src.url, Offset: seg.wrote, End: end - 1, NoWait: noWait}
 	if src.seen {
 		req.IfRange = validator(sourceInfo{ETag: src.etag, LastModified: src.lm})
 	}
@@ -998,44 +1009,64 @@ func (t *transfer) control(stop <-chan struct{}) {
 // ramp decides how many connections a segmented transfer wants. One
 // connection is measured after its first byte (the best of three
 // measureFor windows); if it is
-// slower than FastStream (a fast origin fills the disk and the hashers
-// with one stream, where more would only compete), the transfer opens
+// slower than FastStream and keeps the hashing busy less than hashBound of
+// the time (a fast origin, or a busy CPU, makes the hashing the limit with
+// one stream, where more would only compete), the transfer opens
 // more (4, then doubling up to the cap). Each step is measured for
 // measureFor once every new connection has sent its first byte; the
 // transfer goes on growing while each added connection brought at least
 // half of what one brought before (an origin that throttles per
-// connection). A step that did less is measured for twice as long: it is
+// connection) and the hashing is not the limit. A step that did less is measured for twice as long: it is
 // kept if the total rose by more than 30 %, and undone otherwise (an
 // origin, a disk or a CPU that is already the limit); either way the
 // transfer stays where it is.
 type ramp struct {
 	t         *transfer
-	samples   []sample // total bytes read, per tick
-	phase     int      // 0 measuring one connection, 1 measuring a step, 2 steady
+	samples   []rampSample // per tick
+	phase     int          // 0 measuring one connection, 1 measuring a step, 2 steady
 	firstByte time.Time
 	changedAt time.Time
 	before    float64 // the rate before the step
+	busy      float64 // the share of time the hashing was busy with one connection
 	nBefore   int     // the connections before the step
 }
 
 const measureFor = 3 * tick
 
+// hashBound is the share of its time the hashing may be busy for more
+// connections to be worth trying: beyond it, the hashers (and the CPU)
+// are what limits the import, and more connections would only pile up
+// bytes to hash.
+const hashBound = 0.5
+
 func (r *ramp) sample(now time.Time, b int64) {
-	r.samples = append(r.samples, sample{now, b})
+	var busy time.Duration
+	if r.t.asm != nil {
+		busy = r.t.asm.HashBusy()
+	}
+	r.samples = append(r.samples, rampSample{now, b, busy})
 	if len(r.samples) > 64 {
 		r.samples = r.samples[1:]
 	}
 }
 
-// rateOver is the total rate over the last d (false: not that much history).
-func (r *ramp) rateOver(now time.Time, d time.Duration) (float64, bool) {
+type rampSample struct {
+	at    time.Time
+	bytes int64
+	busy  time.Duration // the assembly's HashBusy
+}
+
+// rateOver is the total rate over the last d and the share of that time
+// the hashing was busy (false: not that much history).
+func (r *ramp) rateOver(now time.Time, d time.Duration) (rate, busy float64, ok bool) {
 	for i := len(r.samples) - 1; i >= 0; i-- {
 		if now.Sub(r.samples[i].at) >= d {
-			last := r.samples[len(r.samples)-1]
-			return float64(last.bytes-r.samples[i].bytes) / last.at.Sub(r.samples[i].at).Seconds(), true
+			first, last := r.samples[i], r.samples[len(r.samples)-1]
+			span := last.at.Sub(first.at).Seconds()
+			return float64(last.bytes-first.bytes) / span, (last.busy - first.busy).Seconds() / span, true
 		}
 	}
-	return 0, false
+	return 0, 0, false
 }
 
 // stepLocked moves the ramp on and sets t.target.
@@ -1064,11 +1095,18 @@ func (r *ramp) stepLocked(now time.Time) {
 		if since < measureFor+tick {
 			return
 		}
-		if rate, ok := r.rateOver(now, measureFor); ok {
+		if rate, busy, ok := r.rateOver(now, measureFor); ok {
 			r.before = max(r.before, rate)
+			r.busy = max(r.busy, busy)
 		}
 		rate := r.before
-		if since < measureFor+3*tick && rate < t.cfg.FastStream {
+		if since < measureFor+3*tick && rate < t.cfg.FastStream && r.busy < hashBound {
+			return
+		}
+		if r.busy >= hashBound {
+			t.a.q.log.Debug("jobs: the hashing is the limit; one connection", "job", t.a.job.ID,
+				"rate", int64(rate), "hash_busy", r.busy)
+			r.phase = 2
 			return
 		}
 		if rate >= t.cfg.FastStream || rem < rate*0.25 || t.maxConns <= 1 || t.workers > 1 {
@@ -1094,11 +1132,11 @@ func (r *ramp) stepLocked(now time.Time) {
 		if (ready.IsZero() || now.Sub(ready) < measureFor) && !timedOut {
 			return
 		}
-		rate, _ := r.rateOver(now, measureFor)
+		rate, busy, _ := r.rateOver(now, measureFor)
 		n := t.workers
 		paid := n > r.nBefore && (rate-r.before)/float64(n-r.nBefore) >= 0.5*r.before/float64(r.nBefore)
 		switch {
-		case paid && t.target < t.maxConns && rem >= rate*0.25:
+		case paid && t.target < t.maxConns && rem >= rate*0.25 && busy < hashBound:
 			r.grow(now, rate, n, min(2*t.target, t.maxConns))
 		case paid:
 			r.settle(rate, n)
@@ -1106,7 +1144,7 @@ func (r *ramp) stepLocked(now time.Time) {
 			// Not a clear gain: measure longer before undoing it (a
 			// burst or a late sender weighs less over a longer time).
 		default:
-			rate, _ = r.rateOver(now, 2*measureFor)
+			rate, _, _ = r.rateOver(now, 2*measureFor)
 			if n > r.nBefore && rate > 1.3*r.before {
 				r.settle(rate, n) // some gain: keep it, grow no more
 				return

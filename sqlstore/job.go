@@ -86,7 +86,7 @@ func (s *Store) InsertJob(ctx context.Context, j *ferry.Job, rate float64, burst
 	if !j.Finished.IsZero() {
 		j.Finished = fromMillis(millis(j.Finished))
 	}
-	return s.tx(ctx, func(tx *sql.Tx, t conn) error {
+	err := s.tx(ctx, func(tx *sql.Tx, t conn) error {
 		if rate > 0 {
 			if err := s.takeJobToken(ctx, t, string(j.UserID), rate, burst); err != nil {
 				return err
@@ -111,6 +111,10 @@ func (s *Store) InsertJob(ctx context.Context, j *ferry.Job, rate float64, burst
 		}
 		return nil
 	})
+	if err == nil && enqueue != nil {
+		s.wakeRiver()
+	}
+	return err
 }
 
 // takeJobToken takes one token from user's job bucket (see InsertJob), in
@@ -232,6 +236,20 @@ func (s *Store) endRun(ctx context.Context, c conn, id string) error {
 // or a per-user advisory lock (PostgreSQL). A started job has a fresh
 // heartbeat and no runner yet (see ClaimJob).
 func (s *Store) StartJob(ctx context.Context, id string, limit int) (bool, error) {
+	return s.startJob(ctx, id, limit, "")
+}
+
+// StartClaimJob is StartJob that also makes runner the started job's
+// runner (see ClaimJob), in the same transaction: a write saved per job.
+// A job it does not start is not claimed either.
+func (s *Store) StartClaimJob(ctx context.Context, id string, limit int, runner string) (bool, error) {
+	if runner == "" {
+		return false, ferry.Errorf(ferry.Invalid, "a claim needs a runner")
+	}
+	return s.startJob(ctx, id, limit, runner)
+}
+
+func (s *Store) startJob(ctx context.Context, id string, limit int, runner string) (bool, error) {
 	var started bool
 	err := s.tx(ctx, func(_ *sql.Tx, t conn) error {
 		started = false
@@ -269,7 +287,7 @@ func (s *Store) StartJob(ctx context.Context, id string, limit int) (bool, error
 		if started = n == 1; !started {
 			return nil
 		}
-		return s.beat(ctx, t, id, "", ts)
+		return s.beat(ctx, t, id, runner, ts)
 	})
 	return started, err
 }
@@ -288,7 +306,7 @@ func (s *Store) beat(ctx context.Context, c conn, id, runner string, ts int64) e
 // UpdateJobProgress records how far a job has got. A job that has already
 // ended keeps its last figures; NotFound if the job does not exist.
 func (s *Store) UpdateJobProgress(ctx context.Context, id string, bytes, total int64, bytesPerSecond float64) error {
-	res, err := s.c.exec(ctx, `UPDATE ferry_jobs SET bytes = ?, total = ?, bytes_per_second = ?, updated = ?
+	res, err := s.write(ctx, `UPDATE ferry_jobs SET bytes = ?, total = ?, bytes_per_second = ?, updated = ?
 		WHERE id = ? AND status NOT IN `+finalStatuses, bytes, total, bytesPerSecond, millis(now()), id)
 	if err != nil {
 		return fmt.Errorf("sqlstore: job progress: %w", err)
@@ -473,7 +491,7 @@ func (s *Store) ClaimJob(ctx context.Context, id, runner string, staleBefore tim
 // still holds it: false once another attempt has claimed the job or the
 // job has left inProgress and cancelPending. It never fails with NotFound.
 func (s *Store) Heartbeat(ctx context.Context, id, runner string) (bool, error) {
-	res, err := s.c.exec(ctx, `UPDATE ferry_job_runs SET heartbeat = ? WHERE job_id = ? AND runner = ?
+	res, err := s.write(ctx, `UPDATE ferry_job_runs SET heartbeat = ? WHERE job_id = ? AND runner = ?
 		AND EXISTS (SELECT 1 FROM ferry_jobs j WHERE j.id = ? AND j.status IN `+runningStatuses+`)`,
 		millis(now()), id, runner, id)
 	if err != nil {
@@ -496,7 +514,7 @@ func (s *Store) ReleaseJob(ctx context.Context, id, runner string) error {
 		q += ` AND runner = ?`
 		args = append(args, runner)
 	}
-	if _, err := s.c.exec(ctx, q, args...); err != nil {
+	if _, err := s.write(ctx, q, args...); err != nil {
 		return fmt.Errorf("sqlstore: release job: %w", err)
 	}
 	return nil

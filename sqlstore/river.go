@@ -27,11 +27,14 @@ import (
 // on database/sql, so River's transactions are the store's *sql.Tx, which
 // is what lets InsertJob hand one to River.
 func (s *Store) River(ctx context.Context) (riverdriver.Driver[*sql.Tx], error) {
-	var d riverdriver.Driver[*sql.Tx]
+	var d, client riverdriver.Driver[*sql.Tx]
 	if s.d.postgres {
 		d = riverdatabasesql.New(s.db)
+		client = d
 	} else {
-		d = riversqlite.New(s.db)
+		sd := riversqlite.New(s.db)
+		// The store wakes River's listener itself (riverwake.go).
+		d, client = sd, &sqliteRiver{Driver: sd, s: s}
 	}
 	m, err := rivermigrate.New(d, &rivermigrate.Config{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
@@ -40,7 +43,7 @@ func (s *Store) River(ctx context.Context) (riverdriver.Driver[*sql.Tx], error) 
 	if _, err := m.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
 		return nil, fmt.Errorf("sqlstore: river migrations: %w", err)
 	}
-	return d, nil
+	return client, nil
 }
 
 // riverJobOf is a condition on river_job matching the River job of the
@@ -96,6 +99,9 @@ func (s *Store) RequeueInterruptedJobs(ctx context.Context, node string) (int, e
 		n, err = rowsAffected(res)
 		return err
 	})
+	if n > 0 && err == nil {
+		s.wakeRiver()
+	}
 	return int(n), err
 }
 
@@ -145,6 +151,9 @@ func (s *Store) RescueStaleJobs(ctx context.Context, before time.Time, limit int
 		case live == 0:
 			orphaned = append(orphaned, id)
 		}
+	}
+	if len(resumed) > 0 {
+		s.wakeRiver()
 	}
 	return resumed, orphaned, nil
 }

@@ -32,6 +32,9 @@ type Store struct {
 	c  conn // runs statements outside a transaction
 
 	retries RetryCounter // nil until CountRetries
+	group   grouper      // SQLite's queue of transactions (group.go)
+	wakers  wakers       // River listeners to wake (riverwake.go)
+	stmts   *stmtCache   // SQLite's prepared statements (nil on PostgreSQL)
 }
 
 var (
@@ -55,7 +58,11 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{db: db, d: d, c: conn{q: db, d: d}}
+	s := &Store{db: db, d: d}
+	if !d.postgres {
+		s.stmts = &stmtCache{db: db}
+	}
+	s.c = conn{q: db, d: d, stmts: s.stmts}
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("sqlstore: connect: %w", err)
@@ -97,7 +104,10 @@ func (s *Store) migrate(ctx context.Context) error {
 }
 
 // Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error {
+	s.stmts.close()
+	return s.db.Close()
+}
 
 // DB returns the store's database handle, for tests that look at rows
 // directly.
@@ -119,6 +129,22 @@ type conn struct {
 	q  querier
 	d  dialect
 	tx *txState // nil outside a transaction
+	// detach runs the statements without the cancel of their context:
+	// set in a group of transactions (group.go), where an interrupted
+	// statement would roll back the other members' work too.
+	detach bool
+	// stmts, if not nil, prepares the statements, on sqlTx when in a
+	// transaction (q is then sqlTx).
+	stmts *stmtCache
+	sqlTx *sql.Tx
+}
+
+// stmtCtx is the context a statement runs on.
+func (c conn) stmtCtx(ctx context.Context) context.Context {
+	if c.detach {
+		return context.WithoutCancel(ctx)
+	}
+	return ctx
 }
 
 // txState is what one attempt of a transaction remembers across its
@@ -134,19 +160,33 @@ type txState struct {
 // as an internal error.
 
 func (c conn) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	res, err := c.q.ExecContext(ctx, c.d.rebind(query), args...)
+	ctx, query = c.stmtCtx(ctx), c.d.rebind(query)
+	if st := c.stmts.stmt(ctx, c.sqlTx, query); st != nil {
+		res, err := st.ExecContext(ctx, args...)
+		return res, c.d.textError(err)
+	}
+	res, err := c.q.ExecContext(ctx, query, args...)
 	return res, c.d.textError(err)
 }
 
 // query runs a query. A refused argument shows in its error: both drivers
 // bind the arguments, and pgx reads the first row, before it returns.
 func (c conn) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	rows, err := c.q.QueryContext(ctx, c.d.rebind(query), args...)
+	ctx, query = c.stmtCtx(ctx), c.d.rebind(query)
+	if st := c.stmts.stmt(ctx, c.sqlTx, query); st != nil {
+		rows, err := st.QueryContext(ctx, args...)
+		return rows, c.d.textError(err)
+	}
+	rows, err := c.q.QueryContext(ctx, query, args...)
 	return rows, c.d.textError(err)
 }
 
 func (c conn) row(ctx context.Context, query string, args ...any) row {
-	return row{r: c.q.QueryRowContext(ctx, c.d.rebind(query), args...), d: c.d}
+	ctx, query = c.stmtCtx(ctx), c.d.rebind(query)
+	if st := c.stmts.stmt(ctx, c.sqlTx, query); st != nil {
+		return row{r: st.QueryRowContext(ctx, args...), d: c.d}
+	}
+	return row{r: c.q.QueryRowContext(ctx, query, args...), d: c.d}
 }
 
 // row is a *sql.Row whose Scan error has passed the error edge.
@@ -204,6 +244,9 @@ func (s *Store) txOpts(ctx context.Context, opts *sql.TxOptions, fn func(tx *sql
 }
 
 func (s *Store) tryTx(ctx context.Context, opts *sql.TxOptions, fn func(tx *sql.Tx, c conn) error) error {
+	if !s.d.postgres {
+		return s.groupTx(ctx, fn)
+	}
 	tx, err := s.db.BeginTx(ctx, opts)
 	if err != nil {
 		return fmt.Errorf("sqlstore: begin: %w", err)

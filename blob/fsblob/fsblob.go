@@ -402,12 +402,12 @@ func (st *staging) Publish(ctx context.Context, size int64) (string, error) {
 		return "", fmt.Errorf("fsblob: publish %s: %w", st.id, err)
 	}
 	st.s.release(st.id)
-	// The new name must survive a crash before anyone records the key;
-	// losing the old name in staging/ is harmless either way.
+	// The new name must survive a crash before anyone records the key.
+	// The old name in staging/ is not synced (a flush saved per blob):
+	// should a crash bring it back beside the new one, it names no
+	// staging area any job or session refers to, and the orphan sweep
+	// removes that link; the blob keeps its bytes.
 	if err := syncDir(shard); err != nil {
-		return "", fmt.Errorf("fsblob: publish %s: %w", st.id, err)
-	}
-	if err := syncDir(st.s.staging); err != nil {
 		return "", fmt.Errorf("fsblob: publish %s: %w", st.id, err)
 	}
 	return key, nil

@@ -127,22 +127,31 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fmt.Fprintf(out, "file %s over loopback (%s), %d rounds, alternating %s\n", formatSize(size), how, *rounds, tools)
 	var vsCurl, vsAria []float64
 	for i := 1; i <= *rounds; i++ {
-		curlTime, err := timeCommand(ctx, filepath.Join(data, "curl-copy.bin"), "curl", "-sS", "-o", filepath.Join(data, "curl-copy.bin"), url)
+		curlTime, curlCPU, err := timeCommand(ctx, filepath.Join(data, "curl-copy.bin"), "curl", "-sS", "-o", filepath.Join(data, "curl-copy.bin"), url)
 		if err != nil {
 			return err
 		}
-		var ariaTime time.Duration
+		var ariaTime, ariaCPU time.Duration
 		if aria2 != "" {
-			ariaTime, err = timeCommand(ctx, filepath.Join(data, "aria2-copy.bin"), aria2, "-x8", "-s8", "-k1M", "-q",
+			ariaTime, ariaCPU, err = timeCommand(ctx, filepath.Join(data, "aria2-copy.bin"), aria2, "-x8", "-s8", "-k1M", "-q",
 				"--allow-overwrite=true", "--auto-file-renaming=false", "-d", data, "-o", "aria2-copy.bin", url)
 			if err != nil {
 				return err
 			}
 		}
+		ticks0, err := cpuTicks(f.cmd.Process.Pid)
+		if err != nil {
+			return err
+		}
 		ferryTime, err := f.timeImport(ctx, url, fmt.Sprintf("round-%d.bin", i))
 		if err != nil {
 			return err
 		}
+		ticks1, err := cpuTicks(f.cmd.Process.Pid)
+		if err != nil {
+			return err
+		}
+		ferryCPU := time.Duration(ticks1-ticks0) * time.Second / clockTicks
 		speed := func(d time.Duration) string { return formatSize(int64(float64(size)/d.Seconds())) + "/s" }
 		line := fmt.Sprintf("round %d: curl %6.2fs (%s)", i, curlTime.Seconds(), speed(curlTime))
 		if aria2 != "" {
@@ -154,6 +163,11 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			vsAria = append(vsAria, ferryTime.Seconds()/ariaTime.Seconds())
 			line += fmt.Sprintf("  ferry/aria2 %.3f", ferryTime.Seconds()/ariaTime.Seconds())
 		}
+		line += fmt.Sprintf("  cpu curl %.2fs", curlCPU.Seconds())
+		if aria2 != "" {
+			line += fmt.Sprintf(" aria2 %.2fs", ariaCPU.Seconds())
+		}
+		line += fmt.Sprintf(" ferry %.2fs", ferryCPU.Seconds())
 		fmt.Fprintln(out, line)
 	}
 	hwm, err := peakRSS(f.cmd.Process.Pid)
@@ -257,14 +271,15 @@ func (t *throttled) Write(p []byte) (int, error) {
 }
 
 // timeCommand runs a downloader and times it; dst is removed afterwards.
-func timeCommand(ctx context.Context, dst, name string, args ...string) (time.Duration, error) {
+// It also reports the CPU time the downloader used.
+func timeCommand(ctx context.Context, dst, name string, args ...string) (wall, cpu time.Duration, err error) {
 	defer os.Remove(dst)
 	start := time.Now()
 	cmd := exec.CommandContext(ctx, name, args...)
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return 0, fmt.Errorf("%s: %v: %s", name, err, out)
+		return 0, 0, fmt.Errorf("%s: %v: %s", name, err, out)
 	}
-	return time.Since(start), nil
+	return time.Since(start), cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime(), nil
 }
 
 type ferryProc struct {
@@ -403,3 +418,6 @@ func formatSize(n int64) string {
 	}
 	return fmt.Sprintf("%d KiB", n>>10)
 }
+
+// clockTicks is USER_HZ: /proc/PID/stat counts CPU time in 1/100 s.
+const clockTicks = 100

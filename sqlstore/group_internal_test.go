@@ -1,0 +1,241 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// groupStore opens a SQLite store with a scratch table.
+func groupStore(t *testing.T) *Store {
+	t.Helper()
+	s, err := Open(t.Context(), filepath.Join(t.TempDir(), "ferry.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	if _, err := s.db.Exec(`CREATE TABLE scratch (n INTEGER NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// inGroup runs fns as transactions that all wait behind one that is
+// running, so that they form the next group together, and returns their
+// errors.
+func inGroup(t *testing.T, s *Store, fns []func(tx *sql.Tx, c conn) error) []error {
+	t.Helper()
+	release, running := make(chan struct{}), make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		err := s.tx(t.Context(), func(_ *sql.Tx, c conn) error {
+			close(running)
+			<-release
+			_, err := c.exec(t.Context(), `INSERT INTO scratch (n) VALUES (-1)`)
+			return err
+		})
+		if err != nil {
+			t.Errorf("first transaction: %v", err)
+		}
+	})
+	<-running
+	errs := make([]error, len(fns))
+	for i, fn := range fns {
+		wg.Go(func() { errs[i] = s.tx(t.Context(), fn) })
+	}
+	for { // until all of them wait in the queue
+		s.group.mu.Lock()
+		n := len(s.group.queue)
+		s.group.mu.Unlock()
+		if n == len(fns) {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(release)
+	wg.Wait()
+	return errs
+}
+
+func scratch(t *testing.T, s *Store) []int {
+	t.Helper()
+	rows, err := s.db.Query(`SELECT n FROM scratch ORDER BY n`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var ns []int
+	for rows.Next() {
+		var n int
+		if err := rows.Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		ns = append(ns, n)
+	}
+	return ns
+}
+
+func insert(n int) func(tx *sql.Tx, c conn) error {
+	return func(_ *sql.Tx, c conn) error {
+		_, err := c.exec(context.Background(), `INSERT INTO scratch (n) VALUES (?)`, n)
+		return err
+	}
+}
+
+// Transactions that wait together commit together, and one that fails is
+// undone alone.
+func TestGroupCommit(t *testing.T) {
+	s := groupStore(t)
+	boom := errors.New("boom")
+	var fns []func(tx *sql.Tx, c conn) error
+	for i := range 20 {
+		fn := insert(i)
+		if i == 7 {
+			fn = func(tx *sql.Tx, c conn) error {
+				if err := insert(7)(tx, c); err != nil {
+					return err
+				}
+				return boom
+			}
+		}
+		fns = append(fns, fn)
+	}
+	errs := inGroup(t, s, fns)
+	for i, err := range errs {
+		if want := error(nil); i == 7 {
+			if !errors.Is(err, boom) {
+				t.Errorf("transaction 7: %v, want boom", err)
+			}
+		} else if err != want {
+			t.Errorf("transaction %d: %v", i, err)
+		}
+	}
+	want := []int{-1}
+	for i := range 20 {
+		if i != 7 {
+			want = append(want, i)
+		}
+	}
+	if got := scratch(t, s); !slices.Equal(got, want) {
+		t.Errorf("rows %v, want %v", got, want)
+	}
+	if n := s.group.commits.Load(); n != 2 {
+		t.Errorf("%d commits for 21 transactions, want 2 (the first, then the 20 that waited)", n)
+	}
+}
+
+// When the database drops the whole transaction under one member, the
+// others are run again, once each, and only that member fails.
+func TestGroupLostTransaction(t *testing.T) {
+	s := groupStore(t)
+	errs := inGroup(t, s, []func(tx *sql.Tx, c conn) error{
+		insert(1),
+		func(tx *sql.Tx, c conn) error {
+			if _, err := tx.Exec(`ROLLBACK`); err != nil {
+				return err
+			}
+			return errors.New("rolled back")
+		},
+		insert(3),
+	})
+	if errs[0] != nil || errs[1] == nil || errs[2] != nil {
+		t.Errorf("errors %v, want only the second", errs)
+	}
+	if got, want := scratch(t, s), []int{-1, 1, 3}; !slices.Equal(got, want) {
+		t.Errorf("rows %v, want %v", got, want)
+	}
+}
+
+// A transaction whose context ends while it waits is not run.
+func TestGroupCancelledMember(t *testing.T) {
+	s := groupStore(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	ran := false
+	release, running := make(chan struct{}), make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		s.tx(t.Context(), func(*sql.Tx, conn) error {
+			close(running)
+			<-release
+			return nil
+		})
+	})
+	<-running
+	var err error
+	wg.Go(func() {
+		err = s.tx(ctx, func(*sql.Tx, conn) error {
+			ran = true
+			return nil
+		})
+	})
+	for {
+		s.group.mu.Lock()
+		n := len(s.group.queue)
+		s.group.mu.Unlock()
+		if n == 1 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	close(release)
+	wg.Wait()
+	if ran || !errors.Is(err, context.Canceled) {
+		t.Errorf("ran %v, err %v; want not run, context.Canceled", ran, err)
+	}
+}
+
+// A transaction that panics is undone, and the panic is raised in its own
+// goroutine; the others of its group commit.
+func TestGroupPanic(t *testing.T) {
+	s := groupStore(t)
+	var recovered any
+	var wg sync.WaitGroup
+	release, running := make(chan struct{}), make(chan struct{})
+	wg.Go(func() {
+		s.tx(t.Context(), func(*sql.Tx, conn) error {
+			close(running)
+			<-release
+			return nil
+		})
+	})
+	<-running
+	var err1, err3 error
+	wg.Go(func() { err1 = s.tx(t.Context(), insert(1)) })
+	wg.Go(func() {
+		defer func() { recovered = recover() }()
+		s.tx(t.Context(), func(tx *sql.Tx, c conn) error {
+			if err := insert(2)(tx, c); err != nil {
+				return err
+			}
+			panic("oops")
+		})
+	})
+	wg.Go(func() { err3 = s.tx(t.Context(), insert(3)) })
+	for {
+		s.group.mu.Lock()
+		n := len(s.group.queue)
+		s.group.mu.Unlock()
+		if n == 3 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(release)
+	wg.Wait()
+	if msg, ok := recovered.(string); !ok || !strings.Contains(msg, "oops") {
+		t.Errorf("recovered %v, want the panic", recovered)
+	}
+	if err1 != nil || err3 != nil {
+		t.Errorf("errors %v, %v; want none", err1, err3)
+	}
+	if got, want := scratch(t, s), []int{1, 3}; !slices.Equal(got, want) {
+		t.Errorf("rows %v, want %v", got, want)
+	}
+}
