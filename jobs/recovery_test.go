@@ -99,7 +99,7 @@ func (b *undeletable) Delete(ctx context.Context, key string) error {
 // area's ID, rehashes it from the store and commits it. The origin sends
 // the file once, and only the item's blob is left.
 func TestPublishedBlobAdopted(t *testing.T) {
-	data := randomBytes(3<<20+77, 9)
+	data := randomBytes(5<<20+77, 9) // above smallImport, whose blob is held before its commit
 	eachDB(t, func(t *testing.T, dsn string) {
 		h := newHarness(t, dsn, testQuota, testConfig(t))
 		fs := &faultyStore{Store: h.store}
