@@ -742,10 +742,12 @@ func (t *transfer) open(seg *segment, noWait bool) (*fetch.Response, error) {
 		}
 	}
 	t.requests++
+	// Another connection to src may learn its validator meanwhile.
+	seen, known := src.seen, sourceInfo{ETag: src.etag, LastModified: src.lm}
 	t.mu.Unlock()
 	req := fetch.Request{URL: src.url, Offset: seg.wrote, End: end - 1, NoWait: noWait}
-	if src.seen {
-		req.IfRange = validator(sourceInfo{ETag: src.etag, LastModified: src.lm})
+	if seen {
+		req.IfRange = validator(known)
 	}
 	sctx, scancel := context.WithCancelCause(t.ctx)
 	resp, err := t.a.q.fetch.Open(sctx, req)
@@ -764,16 +766,22 @@ func (t *transfer) open(seg *segment, noWait bool) (*fetch.Response, error) {
 		if resp.Total != total {
 			return bad(t.disagree(src))
 		}
-		if src.seen && changed(sourceInfo{ETag: src.etag, LastModified: src.lm}, resp.ETag, resp.LastModified) {
+		if seen && changed(known, resp.ETag, resp.LastModified) {
 			return bad(t.disagree(src))
 		}
-		if !src.seen {
+		if !seen {
 			if disagrees(t.f.Source, resp.ETag, resp.LastModified) {
 				return bad(t.disagree(src))
 			}
 			t.mu.Lock()
-			src.etag, src.lm, src.seen = resp.ETag, resp.LastModified, true
+			differs := src.seen && changed(sourceInfo{ETag: src.etag, LastModified: src.lm}, resp.ETag, resp.LastModified)
+			if !src.seen {
+				src.etag, src.lm, src.seen = resp.ETag, resp.LastModified, true
+			}
 			t.mu.Unlock()
+			if differs {
+				return bad(t.disagree(src))
+			}
 		}
 	case resp.Status == 200 && resp.Total == total && !changed(t.f.Source, resp.ETag, resp.LastModified) && src == t.srcs[0]:
 		// The origin ignored the range this time. Once it is the last
