@@ -84,8 +84,10 @@ type Staging interface {
 	// bytes ignore it. Release never lowers an earlier n.
 	Release(n int64) error
 	// Publish truncates the area to size bytes, makes them durable and
-	// publishes them atomically as a new blob, returning its key. The
-	// staging area no longer exists afterwards.
+	// publishes them atomically as a new blob, returning its key, which
+	// is the area's ID: a caller that recorded the ID and crashed before
+	// it could record the key (or lost Publish's answer) finds the blob
+	// under the ID. The staging area no longer exists afterwards.
 	Publish(ctx context.Context, size int64) (key string, err error)
 	// Close releases the handle; the staged bytes stay until Publish or
 	// RemoveStaging.

@@ -367,6 +367,8 @@ func (a *Assembly) token() bool {
 		return true
 	case <-a.quit:
 		return false
+	case <-a.seqDone: // stopped on a read-back error: nothing frees a slot
+		return false
 	}
 }
 

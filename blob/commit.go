@@ -149,7 +149,7 @@ func (cm *Committer) HashFrom(ctx context.Context, stagingID string, state []byt
 		if err != nil {
 			return nil, ferry.Hashes{}, err
 		}
-		err = hashRange(ctx, st, h, from, to)
+		err = hashRange(ctx, st, stagingID, h, from, to)
 		st.Close()
 		if err != nil {
 			return nil, ferry.Hashes{}, err
@@ -157,6 +157,38 @@ func (cm *Committer) HashFrom(ctx context.Context, stagingID string, state []byt
 	}
 	out, err := h.MarshalBinary()
 	return out, h.Sum(), err
+}
+
+// Recover finds the blob that a commit published from the staging area
+// stagingID when the record of it was lost (a crash, or a failure, between
+// Publish and hold: Publish keeps the area's ID as the blob's key), so
+// that the caller commits it instead of staging the bytes again and
+// leaving the blob behind. It rehashes the bytes after hashed from the
+// saved hash state (nil: from the start), reading them from the blob, and
+// returns the content (MimeType empty) and the blob's first bytes for the
+// caller to pick a MIME type. found is false when no such blob exists.
+func (cm *Committer) Recover(ctx context.Context, stagingID string, state []byte, hashed int64) (c ferry.Content, head []byte, found bool, err error) {
+	b, err := cm.Blobs.Open(ctx, stagingID)
+	if ferry.KindOf(err) == ferry.NotFound {
+		return c, nil, false, nil
+	}
+	if err != nil {
+		return c, nil, false, err
+	}
+	defer b.Close()
+	size := b.Size()
+	h := NewHasher()
+	if state == nil || hashed > size || h.UnmarshalBinary(state) != nil {
+		h, hashed = NewHasher(), 0
+	}
+	if err := hashRange(ctx, b, stagingID, h, hashed, size); err != nil {
+		return c, nil, false, err
+	}
+	head = make([]byte, min(size, sniffLen))
+	if _, err := b.ReadAt(head, 0); err != nil && !errors.Is(err, io.EOF) {
+		return c, nil, false, fmt.Errorf("blob: read head of %s: %w", stagingID, err)
+	}
+	return ferry.Content{Size: size, Hashes: h.Sum(), BlobKey: stagingID}, head, true, nil
 }
 
 // Commit publishes the staged bytes, calls hold (if not nil) to record the

@@ -12,14 +12,15 @@ import (
 // absorbed them, for resuming a transfer whose hash state was not saved.
 func Rehash(ctx context.Context, s ferry.Staging, n int64) (*Hasher, error) {
 	h := NewHasher()
-	if err := hashRange(ctx, s, h, 0, n); err != nil {
+	if err := hashRange(ctx, s, s.ID(), h, 0, n); err != nil {
 		return nil, err
 	}
 	return h, nil
 }
 
-// hashRange feeds the staged bytes [from, to) of s to h.
-func hashRange(ctx context.Context, s ferry.Staging, h *Hasher, from, to int64) error {
+// hashRange feeds the bytes [from, to) of s (a staging area or a blob,
+// named id in errors) to h.
+func hashRange(ctx context.Context, s io.ReaderAt, id string, h *Hasher, from, to int64) error {
 	sh := newSplitHasher(h)
 	defer sh.Close()
 	bp := bufPool.Get().(*[]byte)
@@ -34,10 +35,10 @@ func hashRange(ctx context.Context, s ferry.Staging, h *Hasher, from, to int64) 
 		sh.Write(p[:k])
 		off += int64(k)
 		if err == io.EOF && off < to {
-			return fmt.Errorf("blob: rehash %s: %d bytes staged, want %d", s.ID(), off, to)
+			return fmt.Errorf("blob: rehash %s: %d bytes staged, want %d", id, off, to)
 		}
 		if err != nil && err != io.EOF {
-			return fmt.Errorf("blob: rehash %s: %w", s.ID(), err)
+			return fmt.Errorf("blob: rehash %s: %w", id, err)
 		}
 	}
 	return nil

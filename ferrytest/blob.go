@@ -274,6 +274,9 @@ func testPublishAtomic(t *testing.T, s ferry.BlobStore) {
 	}
 
 	key := publish(t, st, int64(len(data)))
+	if key != id {
+		t.Errorf("Publish gave key %s, want the staging area's ID %s", key, id)
+	}
 	got := list(t, s)
 	if len(got) != 1 || got[0].ID != key || got[0].Size != int64(len(data)) {
 		t.Errorf("List after Publish = %+v, want one blob %s of %d bytes", got, key, len(data))

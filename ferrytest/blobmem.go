@@ -206,7 +206,7 @@ func (st *memStaging) Publish(ctx context.Context, size int64) (string, error) {
 		return "", ferry.Errorf(ferry.NotFound, "staging area %s was removed", st.id)
 	}
 	delete(st.s.staging, st.id)
-	key := ferry.NewID("", 16)
+	key := st.id // the contract: a blob keeps its staging area's ID
 	st.s.blobs[key] = memBlob{data: data, modified: time.Now()}
 	return key, nil
 }

@@ -83,7 +83,15 @@ type faultySessions struct {
 	deleteErr  atomic.Value                // error
 	commitErr  atomic.Pointer[ferry.Error] // CommitSession fails with it, changing nothing
 	lostCommit atomic.Bool                 // CommitSession commits, then reports errLost
+	holdErr    atomic.Pointer[ferry.Error] // HoldSessionBlob fails with it once, changing nothing
 	gate       gate
+}
+
+func (f *faultySessions) HoldSessionBlob(ctx context.Context, id string, c ferry.Content) error {
+	if err := f.holdErr.Swap(nil); err != nil {
+		return err
+	}
+	return f.SessionStore.HoldSessionBlob(ctx, id, c)
 }
 
 func (f *faultySessions) CommitSession(ctx context.Context, id string, c ferry.Content) (*ferry.Item, bool, error) {
@@ -118,6 +126,14 @@ type gatedBlobs struct {
 	gate      gate
 	published atomic.Int32
 	read      atomic.Int64
+	noDelete  atomic.Bool // the next Delete fails, as if the node died first
+}
+
+func (g *gatedBlobs) Delete(ctx context.Context, key string) error {
+	if g.noDelete.Swap(false) {
+		return errors.New("simulated: the node died")
+	}
+	return g.BlobStore.Delete(ctx, key)
 }
 
 func (g *gatedBlobs) OpenStaging(ctx context.Context, id string) (ferry.Staging, error) {

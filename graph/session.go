@@ -314,19 +314,25 @@ func (u *uploads) commit(ctx context.Context, id string) (*committed, error) {
 		if err == nil {
 			st, err = u.blobs.OpenStaging(ctx, s.StagingID)
 		}
-		if ferry.KindOf(err) == ferry.NotFound {
-			u.forget(ctx, s.ID) // its bytes are gone
-			return nil, errSessionGone()
-		}
-		if err != nil {
+		switch {
+		case ferry.KindOf(err) == ferry.NotFound:
+			// Published by an earlier commit that died, or failed, before
+			// it held the blob? Then commit that blob.
+			var found bool
+			if out.item, found, err = u.commitRecovered(ctx, s, create); !found && err == nil {
+				u.forget(ctx, s.ID) // its bytes are gone
+				return nil, errSessionGone()
+			}
+		case err != nil:
 			return nil, err
-		}
-		hold := func(ctx context.Context, c ferry.Content) error { return u.sessions.HoldSessionBlob(ctx, id, c) }
-		var c ferry.Content
-		out.item, c, err = u.files.Commit(ctx, blob.Staged{Staging: st, Size: s.Size, Hashes: hashes, Name: s.Name}, hold, create)
-		if err != nil && c.BlobKey == "" && ferry.KindOf(err) == ferry.NotFound {
-			u.forget(ctx, s.ID) // its bytes vanished before they were published
-			return nil, errSessionGone()
+		default:
+			hold := func(ctx context.Context, c ferry.Content) error { return u.sessions.HoldSessionBlob(ctx, id, c) }
+			var c ferry.Content
+			out.item, c, err = u.files.Commit(ctx, blob.Staged{Staging: st, Size: s.Size, Hashes: hashes, Name: s.Name}, hold, create)
+			if err != nil && c.BlobKey == "" && ferry.KindOf(err) == ferry.NotFound {
+				u.forget(ctx, s.ID) // its bytes vanished before they were published
+				return nil, errSessionGone()
+			}
 		}
 	}
 	if err != nil {
@@ -337,6 +343,19 @@ func (u *uploads) commit(ctx context.Context, id string) (*committed, error) {
 		return nil, err
 	}
 	return out, nil
+}
+
+// commitRecovered commits the blob that an earlier commit of session s
+// published from its staging area without recording it (blob.Committer.
+// Recover); found is false when there is none.
+func (u *uploads) commitRecovered(ctx context.Context, s *ferry.UploadSession, create blob.CreateFunc) (it *ferry.Item, found bool, err error) {
+	c, head, found, err := u.files.Recover(ctx, s.StagingID, s.HashState, s.Hashed)
+	if err != nil || !found || c.Size != s.Size {
+		return nil, false, err
+	}
+	c.MimeType = blob.DetectMIME(s.Name, head)
+	it, err = u.files.CommitPublished(ctx, c, create)
+	return it, true, err
 }
 
 // precheck finds, before publishing, the failures the store would report

@@ -92,6 +92,36 @@ func TestUploadSessionCommitBehindCommit(t *testing.T) {
 	wantGone(t, e.do("POST", up, nil, noAuth())) // and again, later
 }
 
+// TestUploadSessionPublishedNotHeld: a commit publishes the session's
+// bytes and then can record neither the blob nor delete it (as a node
+// that dies between the two): the client's retry finds the blob under the
+// staging area's ID and commits it; the session is not lost, and no other
+// blob is left.
+func TestUploadSessionPublishedNotHeld(t *testing.T) {
+	e := newEnv(t)
+	sessions := &faultySessions{SessionStore: e.store}
+	blobs := &gatedBlobs{BlobStore: e.blobs}
+	e.serve(func(d *graph.Deps) { d.Sessions = sessions; d.Blobs = blobs })
+	data := randomBytes(70000, 23)
+	up := e.deferred("/held.bin", data, nil)
+
+	sessions.holdErr.Store(&ferry.Error{Kind: ferry.Unavailable, Message: "simulated: the database is busy"})
+	blobs.noDelete.Store(true)
+	if r := e.do("POST", up, nil, noAuth()); r.StatusCode < 500 {
+		t.Fatalf("commit whose hold failed: %d %s, want a 5xx", r.StatusCode, r.body)
+	}
+	if sessions.holdErr.Load() != nil || blobs.noDelete.Load() {
+		t.Fatal("the faults were not hit: the test tested nothing")
+	}
+	e.checkFile(e.do("POST", up, nil, noAuth()).must(t, http.StatusCreated).json(t), data)
+	if bl, err := e.blobs.List(t.Context()); err != nil || len(bl) != 1 {
+		t.Errorf("blobs after the retried commit = %v, %v; want the file's one", bl, err)
+	}
+	if n := e.stagingCount(); n != 0 {
+		t.Errorf("%d staging areas left", n)
+	}
+}
+
 // TestUploadSessionStagingVanishes removes a session's staged bytes behind
 // its back while it commits: 404 uploadSessionNotFound, without naming the
 // staging area.

@@ -21,22 +21,32 @@ import (
 // type; each arrow is one method of attempt; decide is the one place that
 // chooses between retrying and failing.
 //
-//	             fetch (segments over one or more connections,
-//	             restarting in a fresh staging area when the source changed)
-//	 ┌──────────┐            ┌───────────┐  commit   ┌───────────┐
-//	 │ fetching │ ─────────► │ published │ ────────► │ committed │ (job completed)
-//	 └──────────┘  publish   └───────────┘           └───────────┘
-//	      │ every error: decide → retry (checkpoint, waiting) | fail | cancel | stop
+//	 fetch: segments over one or more connections, restarting in a
+//	 fresh staging area when the source changed
+//	 ┌──────────┐ ◄┐                                        ┌───────────┐
+//	 │ fetching │ ─┘ ─────────────── commit ───────────────► │ committed │ (job completed)
+//	 └──────────┘    publish → hold (published) → create     └───────────┘
+//	      │ adopt (load: the area was                              ▲
+//	      ▼  published, its hold lost)                             │
+//	 ┌───────────┐ ─────────────── commitHeld ─────────────────────┘
+//	 │ published │   (a commit that failed for a passing reason)
+//	 └───────────┘
+//	      every error: decide → retry (checkpoint, waiting) | fail | cancel | stop
 //
-// fetching and published are what the checkpoint records (checkpoint.go);
-// committed is the job's own completed status.
+// commit and commitHeld are the one commit path of simple uploads and
+// upload sessions too (blob.Committer: Commit and CommitPublished), with
+// the job's fenced writes as its hold (Store.HoldJobBlob) and create
+// (Store.CommitJobItem). fetching and published are what the checkpoint
+// records (checkpoint.go); committed is the job's own completed status.
 
 // state is *fetching or *published.
 type state interface{ isState() }
 
 // fetching is an import whose bytes are being staged.
 type fetching struct {
-	staging ferry.Staging // nil until a response said where the bytes start
+	staging  ferry.Staging // nil until a response said where the bytes start
+	consumed string        // the area's ID when a failed commit consumed the handle
+	durable  int64         // Hashed of the newest checkpoint known to be written: the most Release may give up
 
 	Source  sourceInfo   `json:"source"`
 	Written []blob.Range `json:"written,omitempty"` // ranges the staging area holds durably
@@ -66,8 +76,7 @@ func (f *fetching) written() int64 {
 }
 
 // published is an import whose bytes are a published blob, held by the
-// store (Store.HoldJobBlob) until the commit; a small one's only if its
-// commit does not follow at once (see smallImport).
+// store (Store.HoldJobBlob), whose commit failed for a passing reason.
 type published struct {
 	Key      string       `json:"key"`
 	Size     int64        `json:"size"`
@@ -306,36 +315,31 @@ func (a *attempt) staged() int64 {
 // run moves the import forward from its current state until it is
 // committed or an error stops it.
 func (a *attempt) run(ctx context.Context) error {
-	for {
-		switch s := a.cur.(type) {
-		case *fetching:
-			began := time.Now()
-			h, size, err := a.fetch(ctx, s)
-			if err != nil {
-				return err
-			}
-			fetched := time.Now()
-			p, err := a.publish(ctx, s, h, size)
-			if err != nil {
-				return err
-			}
-			a.q.log.Debug("jobs: fetched and published", "job", a.job.ID, "size", size,
-				"fetch", fetched.Sub(began), "publish", time.Since(fetched))
-			a.cur = p
-		case *published:
-			began := time.Now()
-			err := a.commit(ctx, s)
-			a.q.log.Debug("jobs: committed", "job", a.job.ID, "took", time.Since(began), "err", err)
+	switch s := a.cur.(type) {
+	case *fetching:
+		began := time.Now()
+		h, size, err := a.fetch(ctx, s)
+		if err != nil {
 			return err
-		default:
-			return fmt.Errorf("jobs: import in unknown state %T", s)
 		}
+		fetched := time.Now()
+		err = a.commit(ctx, s, h, size)
+		a.q.log.Debug("jobs: fetched and committed", "job", a.job.ID, "size", size,
+			"fetch", fetched.Sub(began), "commit", time.Since(fetched), "err", err)
+		return err
+	case *published:
+		began := time.Now()
+		err := a.commitHeld(ctx, s)
+		a.q.log.Debug("jobs: committed", "job", a.job.ID, "took", time.Since(began), "err", err)
+		return err
+	default:
+		return fmt.Errorf("jobs: import in unknown state %T", s)
 	}
 }
 
 // load reads the checkpoint and reopens what it names: the staging area
-// of a fetching import (bytes it lost start it over), the blob of a
-// published one (gone: start over).
+// of a fetching import (bytes it lost start it over; published already,
+// it is adopted), the blob of a published one (gone: start over).
 func (a *attempt) load(ctx context.Context) error {
 	q, j := a.q, a.job
 	stagingID, data, err := q.store.JobCheckpoint(ctx, j.ID)
@@ -373,7 +377,7 @@ func (a *attempt) load(ctx context.Context) error {
 		st, err := q.blobs.OpenStaging(ctx, stagingID)
 		switch {
 		case ferry.KindOf(err) == ferry.NotFound:
-			*s = *newFetching()
+			return a.adopt(ctx, s, stagingID)
 		case err != nil:
 			return fmt.Errorf("jobs: reopen staging of %s: %w", j.ID, err)
 		default:
@@ -383,6 +387,7 @@ func (a *attempt) load(ctx context.Context) error {
 			if size, err := st.Size(); err != nil || (len(s.Written) > 0 && size < s.Written[len(s.Written)-1].End) {
 				s.Written, s.Hashed, s.Hash = nil, 0, nil
 			}
+			s.durable = s.Hashed
 		}
 		a.bytes.Store(s.written())
 		a.total.Store(s.Source.Total)
@@ -407,6 +412,8 @@ func (a *attempt) save(ctx context.Context) error {
 	stagingID := ""
 	if f, ok := a.cur.(*fetching); ok && f.staging != nil {
 		stagingID = f.staging.ID()
+	} else if ok {
+		stagingID = f.consumed
 	}
 	if p, ok := a.cur.(*published); ok {
 		err = a.q.store.HoldJobBlob(ctx, a.job.ID, a.runner, p.Key, data)
@@ -469,92 +476,185 @@ func (a *attempt) restage(ctx context.Context, f *fetching, src sourceInfo) erro
 	return nil
 }
 
-// publish checks the staged bytes (all of them, hashed: h over size
-// bytes) and publishes them as a blob, recorded in the checkpoint and held
-// by the store until the commit (unless the import is small).
-func (a *attempt) publish(ctx context.Context, f *fetching, h *blob.Hasher, size int64) (*published, error) {
+// adopt moves a fetching import whose staging area is gone to the
+// published state when the area was published (a runner died, or failed,
+// between Publish and recording the blob: the blob has the area's ID as
+// its key), rehashing it from the bucket rather than fetching the file
+// again and leaving the blob behind; else the import starts over.
+func (a *attempt) adopt(ctx context.Context, f *fetching, stagingID string) error {
 	q, j := a.q, a.job
-	ctx = context.WithoutCancel(ctx) // short, and undoing it is worse than finishing it
+	c, head, found, err := q.files().Recover(ctx, stagingID, f.Hash, f.Hashed)
+	switch {
+	case err != nil:
+		return fmt.Errorf("jobs: recover published blob of %s: %w", j.ID, err)
+	case !found:
+		*f = *newFetching()
+		a.bytes.Store(0)
+		return nil
+	}
+	if (f.Source.Total >= 0 && c.Size != f.Source.Total) ||
+		(j.ExpectSHA256 != "" && !strings.EqualFold(c.Hashes.SHA256, j.ExpectSHA256)) {
+		// Never published by a commit of this job (Publish comes after
+		// both checks): not its to use.
+		q.log.Warn("jobs: a blob under the staging ID is not the file; starting over", "job", j.ID, "key", c.BlobKey)
+		*f = *newFetching()
+		a.bytes.Store(0)
+		return nil
+	}
+	name := a.fileName(f)
+	p := &published{Key: c.BlobKey, Size: c.Size, Hashes: c.Hashes, Mime: mimeType(f.Source.ContentType, name, head), FileName: name}
+	if err := a.hold(ctx, p); err != nil {
+		return err
+	}
+	// What a Publish cut short left of the area (S3 pieces) goes now.
+	if err := q.blobs.RemoveStaging(ctx, stagingID); err != nil {
+		q.log.Warn("jobs: remove what is left of a published staging area", "job", j.ID, "err", err)
+	}
+	q.log.Info("jobs: adopted the blob an earlier attempt published", "job", j.ID, "key", p.Key)
+	a.cur = p
+	a.bytes.Store(p.Size)
+	a.total.Store(p.Size)
+	return nil
+}
+
+// fileName is the name the file gets: the job's, else the origin's, else
+// one made up.
+func (a *attempt) fileName(f *fetching) string {
+	switch {
+	case a.job.Name != "":
+		return a.job.Name
+	case f.Source.Name != "":
+		return f.Source.Name
+	}
+	return generatedName(time.Now())
+}
+
+// hold records the published state p in the checkpoint and the blob as
+// the job's (fenced by the runner's claim), so that a retried commit, on
+// any node, finds it and the sweep spares it.
+func (a *attempt) hold(ctx context.Context, p *published) error {
+	data, err := encodeCheckpoint(a.hist, p)
+	if err != nil {
+		return err
+	}
+	if err := a.q.store.HoldJobBlob(ctx, a.job.ID, a.runner, p.Key, data); err != nil {
+		return fmt.Errorf("jobs: hold blob: %w", err)
+	}
+	return nil
+}
+
+// commit turns the staged file (all of it, hashed: h over size bytes)
+// into the item through the one commit path (blob.Committer.Commit):
+// publish, hold the blob (the published state), and create the item,
+// applying the job's conflict behaviour again (the name may have been
+// taken meanwhile), in the transaction that completes the job
+// (Store.CommitJobItem): a crash leaves both or neither, and a commit run
+// again finds the job completed. A hash that is not the expected one
+// fails the job before anything is published.
+func (a *attempt) commit(ctx context.Context, f *fetching, h *blob.Hasher, size int64) error {
+	q, j := a.q, a.job
+	ctx = context.WithoutCancel(ctx) // short, and a cancel or stop must not cut it in half
 	if f.staging == nil {            // an empty body still needs a staging area to publish
 		st, err := q.blobs.Stage(ctx)
 		if err != nil {
-			return nil, fmt.Errorf("jobs: stage: %w", err)
+			return fmt.Errorf("jobs: stage: %w", err)
 		}
 		f.staging = st
 	}
 	sum := h.Sum()
 	if j.ExpectSHA256 != "" && !strings.EqualFold(sum.SHA256, j.ExpectSHA256) {
-		return nil, &failure{code: ferry.JobHashMismatch,
+		return &failure{code: ferry.JobHashMismatch,
 			msg: "The downloaded file's SHA-256 (" + sum.SHA256 + ") differs from the expected one."}
 	}
-	name := j.Name
-	if name == "" {
-		name = f.Source.Name
-	}
-	if name == "" {
-		name = generatedName(time.Now())
-	}
+	name := a.fileName(f)
 	head := make([]byte, min(size, 512))
 	if _, err := f.staging.ReadAt(head, 0); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("jobs: read staged head: %w", err)
+		return fmt.Errorf("jobs: read staged head: %w", err)
 	}
-	key, err := f.staging.Publish(ctx, size)
-	if err != nil {
-		return nil, fmt.Errorf("jobs: publish: %w", err)
+	var held *published
+	hold := func(ctx context.Context, c ferry.Content) error {
+		p := &published{Key: c.BlobKey, Size: c.Size, Hashes: c.Hashes, Mime: c.MimeType, FileName: name}
+		if size <= smallImport {
+			// The commit follows at once; should it fail for a passing
+			// reason, save holds the blob for the next attempt.
+			a.unrecorded = true
+		} else if err := a.hold(ctx, p); err != nil {
+			return err
+		}
+		held = p
+		return nil
 	}
-	f.staging = nil // Publish consumed it
-	p := &published{Key: key, Size: size, Hashes: sum, Mime: mimeType(f.Source.ContentType, name, head), FileName: name}
-	if size <= smallImport {
-		// The commit follows at once; should it fail, save holds the
-		// blob for the next attempt.
-		a.unrecorded = true
-		return p, nil
+	st := f.staging
+	f.staging = nil // the commit consumes it
+	_, _, err := q.files().Commit(ctx, blob.Staged{Staging: st, Size: size, Hashes: sum, Name: name,
+		MimeType: mimeType(f.Source.ContentType, name, head)}, hold, a.create(name))
+	if err != nil && held == nil {
+		// Not published: the staging area is where the next attempt
+		// resumes. Gone: published after all (Publish's answer was lost,
+		// or the hold failed and so did deleting the blob: the next
+		// attempt adopts it), or the blob is gone again (it starts over).
+		// The checkpoint keeps naming the area either way, and the
+		// next attempt's load finds out.
+		if reopened, oerr := q.blobs.OpenStaging(ctx, st.ID()); oerr == nil {
+			f.staging = reopened
+		} else {
+			f.consumed = st.ID()
+		}
+		return fmt.Errorf("jobs: commit %s: %w", j.ID, err)
 	}
-	data, err := encodeCheckpoint(a.hist, p)
-	if err == nil {
-		err = q.store.HoldJobBlob(ctx, j.ID, a.runner, key, data)
+	if err != nil && !blob.Refused(err) {
+		a.cur = held // the next attempt commits it
 	}
-	if err != nil {
-		// The commit is likely to fail as well; if it does, the next
-		// attempt starts over, and the unknown-blob sweep removes key.
-		q.log.Warn("jobs: record published blob", "job", j.ID, "err", err)
-	}
-	return p, nil
+	return a.committed(err)
 }
 
-// commit creates the item from the published blob, applying the job's
-// conflict behaviour again (the name may have been taken meanwhile), in
-// the same transaction that completes the job (Store.CommitJobItem): a
-// crash leaves both or neither, and a commit run again after a crash
-// finds the job completed. A commit that failed for a passing reason
-// keeps the blob for the next attempt.
-func (a *attempt) commit(ctx context.Context, p *published) error {
-	q, j := a.q, a.job
-	ctx = context.WithoutCancel(ctx) // a cancel or stop must not cut it in half
-	it, already, err := q.store.CommitJobItem(ctx, j.ID, a.runner, ferry.NewItem{
-		DriveID:  j.DriveID,
-		ParentID: j.ParentID,
-		Name:     p.FileName,
-		Content:  ferry.Content{Size: p.Size, MimeType: p.Mime, Hashes: p.Hashes, BlobKey: p.Key},
-		By:       j.UserName,
-	}, j.Conflict, "URL was successfully downloaded to target")
-	switch ferry.KindOf(err) {
-	case ferry.Internal, ferry.Unavailable:
-		if err != nil {
-			return fmt.Errorf("jobs: commit %s: %w", j.ID, err)
-		}
-	case ferry.Conflict: // the job ended meanwhile, or another attempt took it over
-		q.deleteBlob(ctx, j.ID, p.Key)
-		return fmt.Errorf("jobs: commit %s: %w", j.ID, err)
-	default:
-		q.deleteBlob(ctx, j.ID, p.Key)
+// commitHeld creates the item from the blob an earlier attempt published
+// and held (blob.Committer.CommitPublished), as commit does.
+func (a *attempt) commitHeld(ctx context.Context, p *published) error {
+	_, err := a.q.files().CommitPublished(ctx, ferry.Content{Size: p.Size, MimeType: p.Mime, Hashes: p.Hashes, BlobKey: p.Key}, a.create(p.FileName))
+	return a.committed(err)
+}
+
+// committed settles a commit's outcome: a refusal deleted the blob and
+// fails the job (Conflict: the job ended meanwhile, or another attempt
+// took it over, which decide sorts out); any other error keeps the held
+// blob for the next attempt.
+func (a *attempt) committed(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case ferry.KindOf(err) == ferry.Conflict:
+		a.cur = newFetching()
+		return fmt.Errorf("jobs: commit %s: %w", a.job.ID, err)
+	case blob.Refused(err):
 		a.cur = newFetching()
 		return commitFailure(err)
 	}
-	if already {
-		q.log.Info("jobs: import had been committed already", "job", j.ID, "item", it.ID)
+	return fmt.Errorf("jobs: commit %s: %w", a.job.ID, err)
+}
+
+// create is the commit's CreateFunc: the item and the job's completion in
+// one transaction, for this attempt's runner only.
+func (a *attempt) create(name string) blob.CreateFunc {
+	q, j := a.q, a.job
+	return func(ctx context.Context, c ferry.Content) (*ferry.Item, error) {
+		it, already, err := q.store.CommitJobItem(ctx, j.ID, a.runner, ferry.NewItem{
+			DriveID:  j.DriveID,
+			ParentID: j.ParentID,
+			Name:     name,
+			Content:  c,
+			By:       j.UserName,
+		}, j.Conflict, "URL was successfully downloaded to target")
+		if already {
+			q.log.Info("jobs: import had been committed already", "job", j.ID, "item", it.ID)
+		}
+		return it, err
 	}
-	return nil
+}
+
+// files is the one commit path, on the queue's blob store and disk.
+func (q *Queue) files() *blob.Committer {
+	return &blob.Committer{Blobs: q.blobs, Space: q.cfg.Space, Log: q.log}
 }
 
 // deleteBlob removes a published blob that will not be committed.
@@ -590,6 +690,9 @@ func (a *attempt) discard(ctx context.Context) {
 			if err := q.blobs.RemoveStaging(ctx, id); err != nil {
 				q.log.Error("jobs: remove staging of ended job", "job", j.ID, "err", err)
 			}
+		}
+		if s.consumed != "" { // perhaps published, never held
+			q.deleteBlob(ctx, j.ID, s.consumed)
 		}
 	case *published:
 		q.deleteBlob(ctx, j.ID, s.Key)

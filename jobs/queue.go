@@ -549,6 +549,12 @@ func (q *Queue) freeJob(ctx context.Context, id string) error {
 		if err := q.blobs.RemoveStaging(ctx, stagingID); err != nil {
 			return err
 		}
+		// A commit that published the area and died (or failed) before
+		// it held the blob left it under the area's ID; no item has it,
+		// or the job would have completed.
+		if err := q.blobs.Delete(ctx, stagingID); err != nil {
+			return err
+		}
 	}
 	if key := heldBlob(data); key != "" {
 		if err := q.blobs.Delete(ctx, key); err != nil {

@@ -25,6 +25,7 @@ type faultyStore struct {
 	driveFault     func()                 // runs in Drive (may panic)
 	commitFaults   atomic.Int32           // CommitJobItem/CommitJobCopy calls left to fail with Unavailable
 	commitFirst    bool                   // whether the failing calls commit before failing
+	holdFaults     atomic.Int32           // HoldJobBlob calls left to fail with Unavailable
 }
 
 func (s *faultyStore) SaveJobCheckpoint(ctx context.Context, id, runner, staging string, data []byte) error {
@@ -68,6 +69,64 @@ func (s *faultyStore) CommitJobCopy(ctx context.Context, id, runner, msg string)
 		}
 	}
 	return nil, false, errUnavailable
+}
+
+// HoldJobBlob fails, without writing, while holdFaults lasts.
+func (s *faultyStore) HoldJobBlob(ctx context.Context, id, runner, key string, data []byte) error {
+	if s.holdFaults.Add(-1) >= 0 {
+		return errUnavailable
+	}
+	return s.Store.HoldJobBlob(ctx, id, runner, key, data)
+}
+
+// undeletable is a blob store whose Delete fails while deleteFaults lasts,
+// as if the node died before it could tidy up.
+type undeletable struct {
+	ferry.BlobStore
+	deleteFaults atomic.Int32
+}
+
+func (b *undeletable) Delete(ctx context.Context, key string) error {
+	if b.deleteFaults.Add(-1) >= 0 {
+		return errors.New("simulated: the node died")
+	}
+	return b.BlobStore.Delete(ctx, key)
+}
+
+// TestPublishedBlobAdopted: a runner publishes the staged file and then
+// fails to record the blob, and to delete it (as a node that dies between
+// the two would): the next attempt finds the blob under the staging
+// area's ID, rehashes it from the store and commits it. The origin sends
+// the file once, and only the item's blob is left.
+func TestPublishedBlobAdopted(t *testing.T) {
+	data := randomBytes(5<<20+77, 9) // above smallImport, whose blob is held before its commit
+	eachDB(t, func(t *testing.T, dsn string) {
+		h := newHarness(t, dsn, testQuota, testConfig(t))
+		fs := &faultyStore{Store: h.store}
+		fs.holdFaults.Store(1)
+		blobs := &undeletable{BlobStore: h.blobs}
+		blobs.deleteFaults.Store(1)
+		var err error
+		if h.q, err = jobs.New(t.Context(), h.cfg, fs, blobs, h.fetch); err != nil {
+			t.Fatal(err)
+		}
+		o := newOrigin(t, func(w http.ResponseWriter, r *http.Request, n int64) { serveFile(w, r, data) })
+		h.run()
+		j := h.waitFinal(h.enqueue(o.url("/x.bin"), "x.bin").ID)
+		h.wantCompleted(j, data, "x.bin")
+		// A connection that idles under load is retried from where it
+		// stopped; fetching the file again would serve it twice.
+		t.Logf("origin: %d requests, %d bytes", o.requests.Load(), o.served.Load())
+		if got := o.served.Load(); got >= 2*int64(len(data)) {
+			t.Errorf("origin served %d bytes for a file of %d: the published blob was not adopted", got, len(data))
+		}
+		if fs.holdFaults.Load() > 0 || blobs.deleteFaults.Load() > 0 {
+			t.Fatal("the faults were not hit: the test tested nothing")
+		}
+		if n := h.blobCount(); n != 1 {
+			t.Errorf("%d blobs, want 1", n)
+		}
+	})
 }
 
 // useStore rebuilds the harness's queue on s, before Run.

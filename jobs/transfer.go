@@ -448,10 +448,13 @@ func (t *transfer) save(ctx context.Context) {
 		return
 	}
 	snap := t.asm.Snapshot()
-	// Every byte below snap.Hashed is hashed and never read again (a
-	// restart from zero moves to a fresh area): a store such as S3 may
-	// turn it into parts at this Sync and drop its local copy.
-	if err := t.f.staging.Release(snap.Hashed); err != nil {
+	// Every byte below the hash state of a durable checkpoint is never
+	// read again (a resume starts hashing there; a restart from zero
+	// moves to a fresh area): a store such as S3 may turn it into parts
+	// at this Sync, which it cannot read back. Not snap.Hashed: should
+	// the process die before the checkpoint below is written, the
+	// resume starts from the previous one and reads back from there.
+	if err := t.f.staging.Release(t.f.durable); err != nil {
 		t.a.q.log.Debug("jobs: release staged bytes", "job", t.a.job.ID, "err", err)
 		return
 	}
@@ -462,7 +465,9 @@ func (t *transfer) save(ctx context.Context) {
 	t.f.Written, t.f.Hashed, t.f.Hash = snap.Written, snap.Hashed, snap.Hash
 	if err := t.a.save(ctx); err != nil {
 		t.a.q.log.Debug("jobs: checkpoint", "job", t.a.job.ID, "err", err)
+		return
 	}
+	t.f.durable = snap.Hashed
 }
 
 // abortLocked ends the transfer with err (the first one wins).
@@ -737,10 +742,12 @@ func (t *transfer) open(seg *segment, noWait bool) (*fetch.Response, error) {
 		}
 	}
 	t.requests++
+	// Another connection to src may learn its validator meanwhile.
+	seen, known := src.seen, sourceInfo{ETag: src.etag, LastModified: src.lm}
 	t.mu.Unlock()
 	req := fetch.Request{URL: src.url, Offset: seg.wrote, End: end - 1, NoWait: noWait}
-	if src.seen {
-		req.IfRange = validator(sourceInfo{ETag: src.etag, LastModified: src.lm})
+	if seen {
+		req.IfRange = validator(known)
 	}
 	sctx, scancel := context.WithCancelCause(t.ctx)
 	resp, err := t.a.q.fetch.Open(sctx, req)
@@ -759,16 +766,22 @@ func (t *transfer) open(seg *segment, noWait bool) (*fetch.Response, error) {
 		if resp.Total != total {
 			return bad(t.disagree(src))
 		}
-		if src.seen && changed(sourceInfo{ETag: src.etag, LastModified: src.lm}, resp.ETag, resp.LastModified) {
+		if seen && changed(known, resp.ETag, resp.LastModified) {
 			return bad(t.disagree(src))
 		}
-		if !src.seen {
+		if !seen {
 			if disagrees(t.f.Source, resp.ETag, resp.LastModified) {
 				return bad(t.disagree(src))
 			}
 			t.mu.Lock()
-			src.etag, src.lm, src.seen = resp.ETag, resp.LastModified, true
+			differs := src.seen && changed(sourceInfo{ETag: src.etag, LastModified: src.lm}, resp.ETag, resp.LastModified)
+			if !src.seen {
+				src.etag, src.lm, src.seen = resp.ETag, resp.LastModified, true
+			}
 			t.mu.Unlock()
+			if differs {
+				return bad(t.disagree(src))
+			}
 		}
 	case resp.Status == 200 && resp.Total == total && !changed(t.f.Source, resp.ETag, resp.LastModified) && src == t.srcs[0]:
 		// The origin ignored the range this time. Once it is the last

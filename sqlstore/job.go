@@ -762,9 +762,11 @@ func (s *Store) CommitJobCopy(ctx context.Context, jobID, runner, msg string) (i
 	return it, already, nil
 }
 
-// copyTree is CopyItem's transaction body, on the caller's transaction,
-// which holds the locks of both drives. It follows CopyItem step for step;
-// a change to one belongs in the other.
+// copyTree copies item id and its subtree into parent, on the caller's
+// transaction, which holds the locks of both drives: the one copy of
+// CopyItem and of copy jobs (CommitJobCopy). The copies get new IDs,
+// versions 1 and by as creator; they keep the source's fileSystemInfo
+// times, description and blobs (reference-counted: no byte is copied).
 func (s *Store) copyTree(ctx context.Context, t conn, dstDrive ferry.DriveID, id, parent ferry.ItemID, name string, c ferry.ConflictBehavior, by string) (*ferry.Item, error) {
 	src, err := s.item(ctx, t, id)
 	if err != nil {
@@ -828,10 +830,12 @@ func (s *Store) copyTree(ctx context.Context, t conn, dstDrive ferry.DriveID, id
 	}
 	var total int64
 	for _, it := range tree {
-		if !it.Folder {
+		if !it.Folder { // a folder's size counts its files again
 			total += it.Size
 		}
 	}
+	// The copies keep the source folders' sizes, which count the same
+	// files; only the destination's ancestors change.
 	if err := s.charge(ctx, t, dstDrive, p.ID, total); err != nil {
 		return nil, err
 	}

@@ -356,7 +356,7 @@ func (st *staging) Sync() error {
 func (st *staging) Release(n int64) error { return nil }
 
 // Publish truncates (or extends with zeros) the file to size bytes, makes
-// it durable and renames it into blobs/ under a new key, then makes the
+// it durable and renames it into blobs/ under the area's ID, then makes the
 // rename durable. The handle is closed whatever the outcome; on failure
 // the staging file stays for the caller to retry or remove.
 func (st *staging) Publish(ctx context.Context, size int64) (string, error) {
@@ -385,7 +385,7 @@ func (st *staging) Publish(ctx context.Context, size int64) (string, error) {
 		return "", noSpace(fmt.Errorf("fsblob: publish %s: %w", st.id, err))
 	}
 
-	key := ferry.NewID("", idBytes)
+	key := st.id // the contract: a blob keeps its staging area's ID
 	dst := st.s.blobPath(key)
 	shard := filepath.Dir(dst)
 	if _, err := os.Stat(shard); errors.Is(err, fs.ErrNotExist) {

@@ -148,6 +148,10 @@ type Store struct {
 
 var _ ferry.BlobStore = (*Store)(nil)
 
+// PartSize reports the part size of new staging areas: the unit a
+// takeover resumes from, so an import checkpoints at least once per part.
+func (s *Store) PartSize() int64 { return s.partSize }
+
 // ParseLocation splits a --blobs value s3://BUCKET[/PREFIX].
 func ParseLocation(s string) (bucket, prefix string, err error) {
 	rest, ok := strings.CutPrefix(s, "s3://")

@@ -234,33 +234,87 @@ func TestTokenCreateWhileServing(t *testing.T) {
 }
 
 // slowOrigin serves content at a bounded rate per connection (64 KiB every
-// pause), honouring Range and If-Range, and records what each request asked
-// for and how many bytes it sent.
+// pause), and, with rate set, at most rate bytes per second over all its
+// connections together, however many a segmented download opens. With
+// hold set, it sends nothing more once holdAfter bytes went out in all,
+// until hold is closed or the request ends. It honours Range and If-Range,
+// and records what each request asked for, how many bytes it sent, and
+// the most connections it served at once.
 type slowOrigin struct {
-	content []byte
-	pause   time.Duration
-	served  atomic.Int64
-	mu      sync.Mutex
-	ranges  []string
+	content   []byte
+	pause     time.Duration
+	rate      float64 // bytes per second over all connections; 0: no cap
+	hold      chan struct{}
+	holdAfter int64
+
+	served   atomic.Int64
+	active   atomic.Int32
+	mu       sync.Mutex
+	ranges   []string
+	next     time.Time // when the rate cap lets the next chunk go
+	maxConns int
 }
 
 func (o *slowOrigin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	o.mu.Lock()
 	o.ranges = append(o.ranges, r.Header.Get("Range"))
+	o.maxConns = max(o.maxConns, int(o.active.Add(1)))
 	o.mu.Unlock()
+	defer o.active.Add(-1)
 	w.Header().Set("ETag", `"fixed"`)
-	http.ServeContent(&countingWriter{ResponseWriter: w, o: o}, r, "big.bin", time.Unix(1700000000, 0), bytes.NewReader(o.content))
+	http.ServeContent(&countingWriter{ResponseWriter: w, o: o, ctx: r.Context()}, r, "big.bin", time.Unix(1700000000, 0), bytes.NewReader(o.content))
+}
+
+// peakConns reports the most connections served at once so far, and
+// starts counting afresh.
+func (o *slowOrigin) peakConns() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	n := o.maxConns
+	o.maxConns = int(o.active.Load())
+	return n
+}
+
+// wait blocks until the origin may send n more bytes.
+func (o *slowOrigin) wait(ctx context.Context, n int) error {
+	if o.hold != nil && o.served.Load() >= o.holdAfter {
+		select {
+		case <-o.hold:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if o.rate > 0 {
+		o.mu.Lock()
+		now := time.Now()
+		at := o.next
+		if at.Before(now) {
+			at = now
+		}
+		o.next = at.Add(time.Duration(float64(n) / o.rate * float64(time.Second)))
+		o.mu.Unlock()
+		select {
+		case <-time.After(time.Until(at)):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
 }
 
 type countingWriter struct {
 	http.ResponseWriter
-	o *slowOrigin
+	o   *slowOrigin
+	ctx context.Context
 }
 
 func (c *countingWriter) Write(p []byte) (int, error) {
 	written := 0
 	for len(p) > 0 {
 		n := min(len(p), 64<<10)
+		if err := c.o.wait(c.ctx, n); err != nil {
+			return written, err
+		}
 		m, err := c.ResponseWriter.Write(p[:n])
 		written += m
 		c.o.served.Add(int64(m))

@@ -178,15 +178,19 @@ func TestServeOnS3(t *testing.T) {
 	}
 }
 
-// TestCancelOnS3Aborts cancels an import that has staged bytes on S3 and
-// checks that its multipart upload and pieces are gone.
+// TestCancelOnS3Aborts cancels an import that has staged bytes on S3 (a
+// multipart upload and synced pieces) and checks that its multipart
+// upload and pieces are gone once the monitor says cancelled. The origin
+// sends a third of the file over however many connections the import
+// opens and then holds the rest back until the test ends, so the import
+// cannot finish before the cancel arrives.
 func TestCancelOnS3Aborts(t *testing.T) {
-	t.Skip("known regression since segmented downloads landed (issue 7 x issue 8): the import ends before the cancel arrives; the test needs an origin that stays slow under several connections")
 	e := newS3Env(t, "")
 	content := make([]byte, 24<<20)
-	o := &slowOrigin{content: content}
+	o := &slowOrigin{content: content, hold: make(chan struct{}), holdAfter: 8 << 20}
 	srv := httptest.NewServer(o)
 	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(o.hold) }) // runs before srv.Close
 	src := srv.URL
 	s, _ := startStoppable(t, e.env, append([]string{"--data", t.TempDir()}, e.args...)...)
 	monitor := s.importURL(t, src+"/slow.bin", "slow.bin").Header.Get("Location")
@@ -196,6 +200,14 @@ func TestCancelOnS3Aborts(t *testing.T) {
 			t.Fatal("no staged bytes in the bucket within 60s")
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+	if ups := e.uploads(t); ups != 1 {
+		t.Fatalf("%d multipart uploads while the import stages, want 1", ups)
+	}
+	if r, err := http.Get(monitor); err != nil {
+		t.Fatal(err)
+	} else if st := decodeJSON(t, r.Body); st["status"] != "inProgress" {
+		t.Fatalf("import before the cancel: %v, want inProgress", st)
 	}
 	req, _ := http.NewRequest(http.MethodDelete, monitor, nil)
 	resp, err := http.DefaultClient.Do(req)

@@ -142,19 +142,28 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		Refusals:       m,
 	})
 	defer fetcher.Close()
+	// On S3 a part is what a takeover resumes from: an import checkpoints
+	// at least twice per part's worth of bytes, so that a node that dies
+	// loses less than a part, however fast the origin (a checkpoint's
+	// Sync uploads what arrived since the last one).
+	var checkpointBytes int64
+	if p, ok := blobs.(interface{ PartSize() int64 }); ok {
+		checkpointBytes = p.PartSize() / 2
+	}
 	queue, err := jobs.New(ctx, jobs.Config{
-		Workers:        cfg.Workers,
-		PerUserRunning: cfg.PerUserImports,
-		Rate:           rate.Limit(cfg.ImportRate),
-		Burst:          cfg.ImportBurst,
-		MaxFileSize:    cfg.MaxImportSize,
-		Retention:      cfg.MonitorRetention,
-		MaxDuration:    cfg.MaxDuration,
-		Connections:    cfg.FetchConns,
-		NodeID:         nodeID(cfg),
-		Space:          space,
-		Log:            log,
-		Metrics:        m,
+		Workers:         cfg.Workers,
+		PerUserRunning:  cfg.PerUserImports,
+		Rate:            rate.Limit(cfg.ImportRate),
+		Burst:           cfg.ImportBurst,
+		MaxFileSize:     cfg.MaxImportSize,
+		Retention:       cfg.MonitorRetention,
+		MaxDuration:     cfg.MaxDuration,
+		Connections:     cfg.FetchConns,
+		CheckpointBytes: checkpointBytes,
+		NodeID:          nodeID(cfg),
+		Space:           space,
+		Log:             log,
+		Metrics:         m,
 	}, store, blobs, fetcher)
 	if err != nil {
 		return err
