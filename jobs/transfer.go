@@ -1183,7 +1183,7 @@ func (t *transfer) shedLocked() {
 	for over > 0 {
 		var far *segment
 		for _, s := range t.segs {
-			if !s.shed && s.cancel != nil && (far == nil || s.wrote > far.wrote) {
+			if !s.shed && s.cancel != nil && (far == nil || s.pos > far.pos) {
 				far = s
 			}
 		}
