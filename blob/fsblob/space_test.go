@@ -147,12 +147,14 @@ func TestSpacePublishReleases(t *testing.T) {
 	if _, err := a.Publish(context.Background(), 10*mib); err != nil {
 		t.Fatal(err)
 	}
-	// 64 - 8 - 10 published = 46 MiB; a's unwritten 30 MiB are free again.
-	if err := sp.Reserve(b.ID(), 46*mib); err != nil {
-		t.Errorf("Reserve(b, 46 MiB) after a published 10 MiB = %v", err)
+	// 64 - 8 - 10 published = 46 MiB; a's unwritten 30 MiB are free again
+	// (had they stayed reserved, 16 MiB would be left). 45 MiB: the file
+	// system may give the published file a block or two more than its size.
+	if err := sp.Reserve(b.ID(), 45*mib); err != nil {
+		t.Errorf("Reserve(b, 45 MiB) after a published 10 MiB = %v", err)
 	}
-	if u, _ := sp.Usage(); u.Reserved != 46*mib {
-		t.Errorf("Usage().Reserved = %d, want %d", u.Reserved, 46*mib)
+	if u, _ := sp.Usage(); u.Reserved != 45*mib {
+		t.Errorf("Usage().Reserved = %d, want %d", u.Reserved, 45*mib)
 	}
 	sp.Release(b.ID())
 	if u, _ := sp.Usage(); u.Reserved != 0 {
