@@ -63,14 +63,9 @@ func (w *copyWorker) Work(ctx context.Context, rj *river.Job[copyArgs]) (err err
 	q := w.q
 	id := rj.Args.JobID
 	defer q.lastResort(ctx, id, rj.JobRow, &err)
-	j, err := q.store.Job(ctx, id)
-	switch {
-	case ferry.KindOf(err) == ferry.NotFound:
-		return nil // expired and deleted
-	case err != nil:
-		return fmt.Errorf("jobs: load %s: %w", id, err)
-	case j.Status.Final():
-		return nil // e.g. cancelled while queued
+	j, err := q.loadJob(ctx, id)
+	if j == nil || err != nil {
+		return err
 	}
 	// Limit 0: no per-user limit (StartJob counts uploads from URL only).
 	// An inProgress row left by a crash is not started again; the claim

@@ -241,3 +241,19 @@ func (q *Queue) claimLive(ctx context.Context, id, held string) (context.Context
 // attempt because the attempt does not own the job any more: another
 // attempt claimed it, or it has ended (Conflict, see Store).
 func ownerLost(err error) bool { return ferry.KindOf(err) == ferry.Conflict }
+
+// loadJob reads the job an attempt is for. A nil job with a nil error means
+// there is nothing to run: the job expired and was deleted, or it ended
+// (e.g. cancelled while queued).
+func (q *Queue) loadJob(ctx context.Context, id string) (*ferry.Job, error) {
+	j, err := q.store.Job(ctx, id)
+	switch {
+	case ferry.KindOf(err) == ferry.NotFound:
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("jobs: load %s: %w", id, err)
+	case j.Status.Final():
+		return nil, nil
+	}
+	return j, nil
+}

@@ -130,14 +130,9 @@ func (w *downloadWorker) Work(ctx context.Context, rj *river.Job[downloadArgs]) 
 	q := w.q
 	id := rj.Args.JobID
 	defer q.lastResort(ctx, id, rj.JobRow, &err)
-	j, err := q.store.Job(ctx, id)
-	switch {
-	case ferry.KindOf(err) == ferry.NotFound:
-		return nil // expired and deleted
-	case err != nil:
-		return fmt.Errorf("jobs: load %s: %w", id, err)
-	case j.Status.Final():
-		return nil // e.g. cancelled while queued
+	j, err := q.loadJob(ctx, id)
+	if j == nil || err != nil {
+		return err
 	}
 	// Started, the job is claimed by runner as well: one write.
 	runner := q.newRunner()
