@@ -130,7 +130,7 @@ func (s *Store) tryGroup(batch []*member) (again []*member) {
 			m.done <- fmt.Errorf("sqlstore: savepoint: %w", err)
 			return append(ok, batch[i+1:]...)
 		}
-		err := m.run(tx, conn{q: tx, d: s.d, tx: &txState{}, detach: true, stmts: s.stmts, sqlTx: tx})
+		err := m.run(tx, conn{q: tx, d: s.d, tx: &txState{}, detach: true})
 		if err == nil {
 			if _, err := tx.ExecContext(bg, `RELEASE member`); err != nil {
 				tx.Rollback()

@@ -34,7 +34,6 @@ type Store struct {
 	retries RetryCounter // nil until CountRetries
 	group   grouper      // SQLite's queue of transactions (group.go)
 	wakers  wakers       // River listeners to wake (riverwake.go)
-	stmts   *stmtCache   // SQLite's prepared statements (nil on PostgreSQL)
 }
 
 var (
@@ -59,10 +58,7 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{db: db, d: d}
-	if !d.postgres {
-		s.stmts = &stmtCache{db: db}
-	}
-	s.c = conn{q: db, d: d, stmts: s.stmts}
+	s.c = conn{q: db, d: d}
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("sqlstore: connect: %w", err)
@@ -105,7 +101,6 @@ func (s *Store) migrate(ctx context.Context) error {
 
 // Close closes the database.
 func (s *Store) Close() error {
-	s.stmts.close()
 	return s.db.Close()
 }
 
@@ -133,10 +128,6 @@ type conn struct {
 	// set in a group of transactions (group.go), where an interrupted
 	// statement would roll back the other members' work too.
 	detach bool
-	// stmts, if not nil, prepares the statements, on sqlTx when in a
-	// transaction (q is then sqlTx).
-	stmts *stmtCache
-	sqlTx *sql.Tx
 }
 
 // stmtCtx is the context a statement runs on.
@@ -161,10 +152,6 @@ type txState struct {
 
 func (c conn) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
 	ctx, query = c.stmtCtx(ctx), c.d.rebind(query)
-	if st := c.stmts.stmt(ctx, c.sqlTx, query); st != nil {
-		res, err := st.ExecContext(ctx, args...)
-		return res, c.d.textError(err)
-	}
 	res, err := c.q.ExecContext(ctx, query, args...)
 	return res, c.d.textError(err)
 }
@@ -173,19 +160,12 @@ func (c conn) exec(ctx context.Context, query string, args ...any) (sql.Result, 
 // bind the arguments, and pgx reads the first row, before it returns.
 func (c conn) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
 	ctx, query = c.stmtCtx(ctx), c.d.rebind(query)
-	if st := c.stmts.stmt(ctx, c.sqlTx, query); st != nil {
-		rows, err := st.QueryContext(ctx, args...)
-		return rows, c.d.textError(err)
-	}
 	rows, err := c.q.QueryContext(ctx, query, args...)
 	return rows, c.d.textError(err)
 }
 
 func (c conn) row(ctx context.Context, query string, args ...any) row {
 	ctx, query = c.stmtCtx(ctx), c.d.rebind(query)
-	if st := c.stmts.stmt(ctx, c.sqlTx, query); st != nil {
-		return row{r: st.QueryRowContext(ctx, args...), d: c.d}
-	}
 	return row{r: c.q.QueryRowContext(ctx, query, args...), d: c.d}
 }
 
