@@ -35,6 +35,8 @@ type Store struct {
 	group   grouper      // SQLite's queue of transactions (group.go)
 	wakers  wakers       // River listeners to wake (riverwake.go)
 	stmts   *stmtCache   // SQLite's prepared statements (nil on PostgreSQL)
+
+	copyBatchSize int // items per transaction of a copy; 0: defaultCopyBatch (copy.go)
 }
 
 var (
