@@ -195,6 +195,8 @@ type SessionStore interface {
 	// will add to it: bytes is the sum over them of the declared Size
 	// when it is known, else of the bytes received, and count is how many
 	// there are. The API counts bytes against the drive's quota before
-	// they are committed.
+	// they are committed. bytes also counts the room that copies under
+	// way hold in the drive (ItemStore.CopyItem), which the store counts
+	// against the quota the same way.
 	SessionUsage(ctx context.Context, drive DriveID) (bytes int64, count int, err error)
 }

@@ -91,6 +91,9 @@ type ItemStore interface {
 	// nothing, when the existing item is of the other kind, and Invalid
 	// when it holds the source. Copied files share the source's blobs. The
 	// copy counts against the destination drive's quota (QuotaExceeded).
+	// However large, the copy appears at once, complete: until then no
+	// listing, path, search or delta shows any of it, and the conflict
+	// behaviour applies to the name as it is then.
 	CopyItem(ctx context.Context, id, parent ItemID, name string, c ConflictBehavior, by string) (*Item, error)
 
 	// Delta returns one page of what changed in the subtree of the folder

@@ -74,9 +74,17 @@ type JobStore interface {
 	// CommitJobItem creates a file and completes its job atomically;
 	// idempotent by job; for the runner holding the claim only.
 	CommitJobItem(ctx context.Context, jobID, runner string, n ferry.NewItem, c ferry.ConflictBehavior, msg string) (*ferry.Item, bool, error)
-	// CommitJobCopy runs a copy job and completes it atomically;
-	// idempotent by job; for the runner holding the claim only.
-	CommitJobCopy(ctx context.Context, jobID, runner, msg string) (*ferry.Item, bool, error)
+	// AdvanceJobCopy runs one bounded step of a copy job, out of sight,
+	// and returns the copy once the step that makes it appear, all at
+	// once, has completed the job (nil before); idempotent by job; for
+	// the runner holding the claim only.
+	AdvanceJobCopy(ctx context.Context, jobID, runner, msg string) (*ferry.Item, bool, error)
+	// DropJobCopy removes what the copy job, which has ended otherwise,
+	// built out of sight (Conflict while the job has not ended).
+	DropJobCopy(ctx context.Context, jobID string) error
+	// DropAbandonedCopies removes what copies that will never appear
+	// built: those of ended jobs, and of CopyItem calls idle since before.
+	DropAbandonedCopies(ctx context.Context, before time.Time) (int, error)
 
 	// River brings River's tables up to date and returns River's driver
 	// over the store's database.
@@ -774,6 +782,19 @@ func testCommitJobItem(t *testing.T, s JobStore) {
 	wantKind(t, "CommitJobItem(missing)", err, ferry.NotFound)
 }
 
+// commitCopy advances the copy job id until it completes or fails, as the
+// copy worker does, and reports the copy, whether an earlier call had
+// completed the job, and the steps it took.
+func commitCopy(ctx context.Context, s JobStore, id, runner, msg string) (it *ferry.Item, already bool, steps int, err error) {
+	for steps = 1; steps <= 10000; steps++ {
+		it, already, err = s.AdvanceJobCopy(ctx, id, runner, msg)
+		if err != nil || it != nil {
+			return it, already, steps, err
+		}
+	}
+	return nil, false, steps, errors.New("the copy never completed")
+}
+
 func testCommitJobCopy(t *testing.T, s JobStore) {
 	ctx := t.Context()
 	is, d, j := itemJob(t, s, ferry.OpCopy)
@@ -789,17 +810,17 @@ func testCommitJobCopy(t *testing.T, s JobStore) {
 	j.DriveID, j.ParentID, j.Name, j.Conflict, j.UserName = d.ID, d.RootID, "", ferry.ConflictRename, "alice"
 	insertJob(t, is, j)
 	running(t, is, j, "rc")
-	it, already, err := is.CommitJobCopy(ctx, j.ID, "rc", "copied")
-	if err != nil || already || it.Name != "a 1.bin" || it.BlobKey != "KA" || it.CreatedBy != "alice" {
-		t.Fatalf("CommitJobCopy = %+v, %v, %v; want a new a 1.bin by alice", it, already, err)
+	it, already, steps, err := commitCopy(ctx, is, j.ID, "rc", "copied")
+	if err != nil || already || steps != 1 || it.Name != "a 1.bin" || it.BlobKey != "KA" || it.CreatedBy != "alice" {
+		t.Fatalf("copy = %+v, %v, %d steps, %v; want a new a 1.bin by alice in one step", it, already, steps, err)
 	}
 	got := readJob(t, is, j.ID)
 	if got.Status != ferry.StatusCompleted || got.ResourceID != it.ID || got.Bytes != 7 || got.ErrorMessage != "copied" {
 		t.Errorf("job after its copy = %+v", got)
 	}
-	again, already, err := is.CommitJobCopy(ctx, j.ID, "rc", "copied")
+	again, already, err := is.AdvanceJobCopy(ctx, j.ID, "rc", "copied")
 	if err != nil || !already || again.ID != it.ID {
-		t.Errorf("CommitJobCopy again = %+v, %v, %v; want the first copy, already", again, already, err)
+		t.Errorf("AdvanceJobCopy again = %+v, %v, %v; want the first copy, already", again, already, err)
 	}
 	if kids, _, err := is.Children(ctx, d.RootID, ferry.ListQuery{}); err != nil || len(kids) != 2 {
 		t.Errorf("root has %d children (%v), want 2", len(kids), err)
@@ -813,11 +834,11 @@ func testCommitJobCopy(t *testing.T, s JobStore) {
 	k.DriveID, k.ParentID, k.Name, k.Conflict = d.ID, d.RootID, "a.bin", ferry.ConflictFail
 	insertJob(t, is, k)
 	running(t, is, k, "rk")
-	_, _, err = is.CommitJobCopy(ctx, k.ID, "rk", "copied")
-	wantKind(t, "CommitJobCopy(name taken)", err, ferry.NameConflict)
+	_, _, err = is.AdvanceJobCopy(ctx, k.ID, "rk", "copied")
+	wantKind(t, "AdvanceJobCopy(name taken)", err, ferry.NameConflict)
 	if got := readJob(t, is, k.ID); got.Status.Final() {
 		t.Errorf("after a failed copy the job is %s", got.Status)
 	}
-	_, _, err = is.CommitJobCopy(ctx, "mon_NOSUCHJOB", "r", "copied")
-	wantKind(t, "CommitJobCopy(missing)", err, ferry.NotFound)
+	_, _, err = is.AdvanceJobCopy(ctx, "mon_NOSUCHJOB", "r", "copied")
+	wantKind(t, "AdvanceJobCopy(missing)", err, ferry.NotFound)
 }

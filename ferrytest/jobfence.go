@@ -98,13 +98,13 @@ func testFencedCopy(t *testing.T, s JobStore) {
 	insertJob(t, is, j)
 	running(t, is, j, "old")
 	takeOver(t, is, j.ID, "live")
-	_, _, err = is.CommitJobCopy(ctx, j.ID, "old", "copied")
-	wantKind(t, "CommitJobCopy(lost claim)", err, ferry.Conflict)
+	_, _, err = is.AdvanceJobCopy(ctx, j.ID, "old", "copied")
+	wantKind(t, "AdvanceJobCopy(lost claim)", err, ferry.Conflict)
 	if _, err := is.ItemByPath(ctx, d.RootID, []string{"b.bin"}); ferry.KindOf(err) != ferry.NotFound {
 		t.Errorf("a refused copy created b.bin (%v)", err)
 	}
-	if it, _, err := is.CommitJobCopy(ctx, j.ID, "live", "copied"); err != nil || it.Name != "b.bin" {
-		t.Errorf("CommitJobCopy(holder) = %+v, %v; want b.bin", it, err)
+	if it, _, _, err := commitCopy(ctx, is, j.ID, "live", "copied"); err != nil || it.Name != "b.bin" {
+		t.Errorf("copy by the holder = %+v, %v; want b.bin", it, err)
 	}
 }
 

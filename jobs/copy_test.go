@@ -2,10 +2,13 @@ package jobs_test
 
 import (
 	"bytes"
+	"context"
+	"fmt"
 	"net/http"
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -455,4 +458,134 @@ func TestEnqueueCopyInvalid(t *testing.T) {
 			}
 		})
 	}
+}
+
+// stepTree makes below parent a folder of 9 items over three levels, for
+// copies in steps of two items.
+func (h *harness) stepTree(parent ferry.ItemID) *ferry.Item {
+	h.t.Helper()
+	dir := h.mkdir(parent, "tree")
+	h.putFile(dir.ID, "a.bin", randomBytes(3000, 31))
+	sub := h.mkdir(dir.ID, "sub")
+	h.putFile(sub.ID, "b.bin", randomBytes(2000, 32))
+	h.putFile(sub.ID, "c.bin", randomBytes(1000, 33))
+	deep := h.mkdir(sub.ID, "deep")
+	h.putFile(deep.ID, "d.bin", randomBytes(500, 34))
+	h.mkdir(dir.ID, "empty")
+	h.putFile(dir.ID, "e.bin", randomBytes(100, 35))
+	return dir
+}
+
+// leftovers counts what a copy that never appeared may leave: items out
+// of reach of their drive's root, copies under way, and the blob
+// references in all.
+func (h *harness) leftovers() (hidden, pending, refs int) {
+	h.t.Helper()
+	ctx := h.t.Context()
+	db := h.store.DB()
+	for _, c := range []struct {
+		n *int
+		q string
+	}{
+		{&hidden, `WITH RECURSIVE r(id) AS (
+				SELECT i.id FROM items i JOIN drives d ON d.root_id = i.id
+				UNION ALL
+				SELECT i.id FROM items i JOIN r ON i.parent_id = r.id
+			)
+			SELECT count(*) FROM items WHERE id NOT IN (SELECT id FROM r)`},
+		{&pending, `SELECT count(*) FROM pending_copies`},
+		{&refs, `SELECT COALESCE(SUM(refs), 0) FROM blobs`},
+	} {
+		if err := db.QueryRowContext(ctx, c.q).Scan(c.n); err != nil {
+			h.t.Fatal(err)
+		}
+	}
+	return hidden, pending, refs
+}
+
+// TestCopyInSteps copies a folder two items per step: the copy appears
+// whole, equal to its source, and a copy whose attempt dies between two
+// steps is continued by the next attempt.
+func TestCopyInSteps(t *testing.T) {
+	for _, crash := range []bool{false, true} {
+		t.Run(fmt.Sprint("crash=", crash), func(t *testing.T) {
+			eachDB(t, func(t *testing.T, dsn string) {
+				h := newHarness(t, dsn, testQuota, testConfig(t))
+				h.store.SetCopyBatch(2)
+				dir := h.stepTree(h.drive.RootID)
+				var steps atomic.Int32
+				h.useStore(&faultyStore{Store: h.store, advanceHook: func(string) {
+					if steps.Add(1) == 3 && crash {
+						panic("simulated: the attempt dies between two steps")
+					}
+				}})
+				_, _, refs := h.leftovers()
+				h.run()
+				j := h.waitFinal(h.enqueueCopy(dir.ID, h.drive.RootID, "tree copy", ferry.ConflictFail).ID)
+				if j.Status != ferry.StatusCompleted || j.Percentage() != 100 {
+					t.Fatalf("copy = %s (%s: %s), %v%%; want completed", j.Status, j.ErrorCode, j.ErrorMessage, j.Percentage())
+				}
+				if n := steps.Load(); n < 5 {
+					t.Errorf("the copy of 9 items took %d steps; want at least 5 of 2 items", n)
+				}
+				if got, want := treeOf(t, h, j.ResourceID), treeOf(t, h, dir.ID); got != want {
+					t.Errorf("copied tree:\n%s\nwant:\n%s", got, want)
+				}
+				if got, want := h.used(), 2*int64(3000+2000+1000+500+100); got != want {
+					t.Errorf("used = %d, want %d", got, want)
+				}
+				if hidden, pending, after := h.leftovers(); hidden != 0 || pending != 0 || after != refs+5 {
+					t.Errorf("after the copy: %d hidden items, %d copies under way, %d blob references; want 0, 0, %d", hidden, pending, after, refs+5)
+				}
+			})
+		})
+	}
+}
+
+// TestCopyCancelledBetweenSteps cancels a copy after some of its steps:
+// it ends cancelled, and nothing of it stays: no item, no blob
+// reference, no quota.
+func TestCopyCancelledBetweenSteps(t *testing.T) {
+	eachDB(t, func(t *testing.T, dsn string) {
+		h := newHarness(t, dsn, testQuota, testConfig(t))
+		h.store.SetCopyBatch(2)
+		dir := h.stepTree(h.drive.RootID)
+		var steps atomic.Int32
+		h.useStore(&faultyStore{Store: h.store, advanceHook: func(id string) {
+			if steps.Add(1) == 2 {
+				if _, err := h.q.Cancel(context.Background(), id); err != nil {
+					t.Errorf("Cancel: %v", err)
+				}
+			}
+		}})
+		used := h.used()
+		hidden, pending, refs := h.leftovers()
+		h.run()
+		j := h.waitFinal(h.enqueueCopy(dir.ID, h.drive.RootID, "tree copy", ferry.ConflictFail).ID)
+		if j.Status != ferry.StatusCancelled || j.ResourceID != "" {
+			t.Fatalf("copy = %s, resource %q; want cancelled, none", j.Status, j.ResourceID)
+		}
+		if n := steps.Load(); n != 2 {
+			t.Errorf("the cancelled copy ran %d steps, want 2", n)
+		}
+		if got := h.names(h.drive.RootID); !slices.Equal(got, []string{"tree"}) {
+			t.Errorf("root = %q, want only the source", got)
+		}
+		if got := h.used(); got != used {
+			t.Errorf("used = %d, want %d", got, used)
+		}
+		// The job ends first, then what it built goes; its row goes last.
+		for i := 0; ; i++ {
+			if _, p, _ := h.leftovers(); p == pending {
+				break
+			}
+			if i == 1000 {
+				t.Fatal("the cancelled copy's hidden tree was never removed")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if h2, p2, r2 := h.leftovers(); h2 != hidden || p2 != pending || r2 != refs {
+			t.Errorf("after the cancel: %d hidden items, %d copies under way, %d blob references; want %d, %d, %d", h2, p2, r2, hidden, pending, refs)
+		}
+	})
 }

@@ -107,9 +107,18 @@ type Store interface {
 	// one transaction; idempotent by job; only for runner (else
 	// Conflict).
 	CommitJobItem(ctx context.Context, jobID, runner string, n ferry.NewItem, c ferry.ConflictBehavior, msg string) (it *ferry.Item, already bool, err error)
-	// CommitJobCopy runs a copy job and completes it in one
-	// transaction; idempotent by job; only for runner (else Conflict).
-	CommitJobCopy(ctx context.Context, jobID, runner, msg string) (it *ferry.Item, already bool, err error)
+	// AdvanceJobCopy runs one bounded step of a copy job, out of sight;
+	// the last step makes the copy appear, all at once, completes the
+	// job and returns the copy (nil before); idempotent by job; only for
+	// runner (else Conflict).
+	AdvanceJobCopy(ctx context.Context, jobID, runner, msg string) (it *ferry.Item, already bool, err error)
+	// DropJobCopy removes what a copy job that ended otherwise built out
+	// of sight; Conflict while the job has not ended.
+	DropJobCopy(ctx context.Context, jobID string) error
+	// DropAbandonedCopies removes what copies that will never appear
+	// built: those of ended jobs, and of synchronous copies idle since
+	// before.
+	DropAbandonedCopies(ctx context.Context, before time.Time) (int, error)
 
 	// Drive reports a drive's quota and use.
 	Drive(ctx context.Context, id ferry.DriveID) (*ferry.Drive, error)
@@ -488,8 +497,8 @@ func (q *Queue) Job(ctx context.Context, id string) (*ferry.Job, error) {
 // waiting) is cancelled at once and its staged bytes freed; a running job
 // moves to cancelPending, and its worker, which reads the status with every
 // progress write, stops, frees its staging and finishes it as cancelled.
-// A running copy is one short transaction and ends with its own outcome
-// instead (see copyWorker.Work).
+// A running copy stops between two of its steps (see copyWorker.Work); one
+// whose last step has begun ends with its own outcome.
 func (q *Queue) Cancel(ctx context.Context, id string) (*ferry.Job, error) {
 	for range 5 {
 		j, err := q.Job(ctx, id)
@@ -529,7 +538,8 @@ func (q *Queue) Cancel(ctx context.Context, id string) (*ferry.Job, error) {
 }
 
 // finishCancelled frees a job's staging and held blob and records it as
-// cancelled.
+// cancelled. What a copy built out of sight is left to dropCopy (the
+// copy worker calls it) or the sweep: Cancel runs in a client's request.
 func (q *Queue) finishCancelled(ctx context.Context, id string) error {
 	if err := q.freeJob(ctx, id); err != nil {
 		return fmt.Errorf("jobs: cancel %s: %w", id, err)
@@ -570,7 +580,7 @@ func (q *Queue) freeJob(ctx context.Context, id string) error {
 }
 
 // finish ends a job with a final status other than completed (completion
-// is the commit's, CommitJobItem or CommitJobCopy). A database error is
+// is the commit's, CommitJobItem or AdvanceJobCopy). A database error is
 // retried a few times, on a context of its own: a job whose end could not
 // be written stays non-final, and a retry of its attempt or the stale-job
 // rescue ends it later.

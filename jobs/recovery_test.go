@@ -23,7 +23,8 @@ type faultyStore struct {
 	*sqlstore.Store
 	failCheckpoint func(data []byte) bool // SaveJobCheckpoint fails when it reports true
 	driveFault     func()                 // runs in Drive (may panic)
-	commitFaults   atomic.Int32           // CommitJobItem/CommitJobCopy calls left to fail with Unavailable
+	commitFaults   atomic.Int32           // CommitJobItem/AdvanceJobCopy calls left to fail with Unavailable
+	advanceHook    func(job string)       // runs before every AdvanceJobCopy
 	commitFirst    bool                   // whether the failing calls commit before failing
 	holdFaults     atomic.Int32           // HoldJobBlob calls left to fail with Unavailable
 }
@@ -59,14 +60,23 @@ func (s *faultyStore) CommitJobItem(ctx context.Context, id, runner string, n fe
 	return nil, false, errUnavailable
 }
 
-func (s *faultyStore) CommitJobCopy(ctx context.Context, id, runner, msg string) (*ferry.Item, bool, error) {
-	if !s.commitFault() {
-		return s.Store.CommitJobCopy(ctx, id, runner, msg)
+// AdvanceJobCopy fails the step that would complete the copy while
+// commitFaults lasts (after running it, with commitFirst); advanceHook, if
+// set, runs before every step.
+func (s *faultyStore) AdvanceJobCopy(ctx context.Context, id, runner, msg string) (*ferry.Item, bool, error) {
+	if s.advanceHook != nil {
+		s.advanceHook(id)
 	}
-	if s.commitFirst {
-		if _, _, err := s.Store.CommitJobCopy(ctx, id, runner, msg); err != nil {
-			return nil, false, err
+	if s.commitFirst && s.commitFaults.Load() > 0 {
+		it, already, err := s.Store.AdvanceJobCopy(ctx, id, runner, msg)
+		if err != nil || it == nil {
+			return it, already, err
 		}
+		s.commitFaults.Add(-1)
+		return nil, false, errUnavailable
+	}
+	if !s.commitFault() {
+		return s.Store.AdvanceJobCopy(ctx, id, runner, msg)
 	}
 	return nil, false, errUnavailable
 }

@@ -7,8 +7,9 @@ import (
 )
 
 // sweepLoop deletes expired monitors, expired upload sessions with their
-// staged bytes, orphaned staging areas, blob files no item knows, and
-// blobs no item uses any more: once at start, then every
+// staged bytes, orphaned staging areas, the hidden trees of copies that
+// will never appear, blob files no item knows, and blobs no item uses any
+// more: once at start, then every
 // SweepEvery until ctx is done; the scan for unknown blob files, which
 // lists every blob, only at start and then every BlobScanEvery. Errors
 // are logged; the next round retries.
@@ -42,6 +43,7 @@ func (q *Queue) sweep(ctx context.Context, scanBlobs bool) {
 		{"expired monitors", q.sweepJobs},
 		{"expired upload sessions", q.sweepSessions},
 		{"orphaned staging", q.sweepStaging},
+		{"abandoned copies", q.sweepCopies},
 		{"unknown blobs", unknown},
 		{"unreferenced blobs", q.sweepUnreferencedBlobs},
 	} {
@@ -126,6 +128,20 @@ func (q *Queue) sweepStaging(ctx context.Context) error {
 		q.log.Info("jobs: removed orphaned staging area", "id", a.ID, "size", a.Size)
 	}
 	return nil
+}
+
+// sweepCopies removes what copies that will never appear built out of
+// sight: those of jobs that ended otherwise (the copy worker removes them
+// at once, unless it died first, or the job was cancelled while it
+// waited) and those of synchronous copies whose process died, judged by
+// StagingGrace without a step. Their blobs go with the next sweep of
+// unreferenced blobs.
+func (q *Queue) sweepCopies(ctx context.Context) error {
+	n, err := q.store.DropAbandonedCopies(ctx, time.Now().Add(-q.cfg.StagingGrace))
+	if n > 0 {
+		q.log.Info("jobs: removed abandoned copies", "count", n)
+	}
+	return err
 }
 
 // sweepUnknownBlobs deletes published blob files that the store has no

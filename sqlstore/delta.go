@@ -372,7 +372,8 @@ func (s *Store) collectAll(ctx context.Context, t conn, session string, top *fer
 //   - every changed item now in the subtree, as it is now (phase 1, parents
 //     before children);
 //   - for a folder that came into the subtree by a move (it was elsewhere
-//     at from), its whole subtree, which the client has never seen;
+//     at from, or nowhere: a copy that appeared, see publishCopy), its
+//     whole subtree, which the client has never seen;
 //   - every changed item that was in the subtree at from and no longer is
 //     (deleted, or moved out), once, as deleted, where the client last
 //     knew it (phase 0).
@@ -403,30 +404,31 @@ func (s *Store) collectChanges(ctx context.Context, t conn, session string, top 
 	if err != nil {
 		return fmt.Errorf("sqlstore: delta of %s: %w", top.ID, err)
 	}
-	if !top.IsRoot() {
-		// Folders that moved in bring their subtrees; rows already there
-		// (the folder itself, changed items below it) stay as they are.
-		_, err = t.exec(ctx, `WITH RECURSIVE mv(id, name, depth, ppath) AS (
-				SELECT dp.item_id, dp.name, dp.depth, dp.parent_path FROM delta_pages dp
-				WHERE dp.session = ? AND dp.folder AND dp.item_id <> ?
-				AND NOT EXISTS (SELECT 1 FROM item_changes c WHERE c.drive_id = ? AND c.item_id = dp.item_id
-					AND c.seq > ? AND c.seq <= ? AND c.kind = 1)
-				AND (SELECT c.chain FROM item_changes c WHERE c.drive_id = ? AND c.item_id = dp.item_id
-					AND c.seq > ? AND c.seq <= ? AND c.kind >= 3 ORDER BY c.seq LIMIT 1) NOT LIKE ?
-			), sub(id, name, depth, ppath) AS (
-				SELECT id, name, depth, ppath FROM mv
-				UNION ALL
-				SELECT i.id, i.name, sub.depth + 1, CASE WHEN sub.ppath = '' THEN sub.name ELSE sub.ppath || '/' || sub.name END
-				FROM items i JOIN sub ON i.parent_id = sub.id
-			)
-			INSERT INTO delta_pages (`+pageCols+`)
-			SELECT CAST(? AS TEXT), i.id, 1, sub.depth, false, sub.ppath, `+pageItemCols+`
-			FROM sub JOIN items i ON i.id = sub.id WHERE true
-			ON CONFLICT (session, item_id) DO NOTHING`,
-			session, string(top.ID), drive, from, horizon, drive, from, horizon, inside, session)
-		if err != nil {
-			return fmt.Errorf("sqlstore: delta of %s: %w", top.ID, err)
-		}
+	// Folders that moved in bring their subtrees; rows already there
+	// (the folder itself, changed items below it) stay as they are.
+	// Into the root, only a copy that appeared moves in (from nowhere:
+	// its chain is "/", see publishCopy); its items were never
+	// recorded one by one.
+	_, err = t.exec(ctx, `WITH RECURSIVE mv(id, name, depth, ppath) AS (
+			SELECT dp.item_id, dp.name, dp.depth, dp.parent_path FROM delta_pages dp
+			WHERE dp.session = ? AND dp.folder AND dp.item_id <> ?
+			AND NOT EXISTS (SELECT 1 FROM item_changes c WHERE c.drive_id = ? AND c.item_id = dp.item_id
+				AND c.seq > ? AND c.seq <= ? AND c.kind = 1)
+			AND (SELECT c.chain FROM item_changes c WHERE c.drive_id = ? AND c.item_id = dp.item_id
+				AND c.seq > ? AND c.seq <= ? AND c.kind >= 3 ORDER BY c.seq LIMIT 1) NOT LIKE ?
+		), sub(id, name, depth, ppath) AS (
+			SELECT id, name, depth, ppath FROM mv
+			UNION ALL
+			SELECT i.id, i.name, sub.depth + 1, CASE WHEN sub.ppath = '' THEN sub.name ELSE sub.ppath || '/' || sub.name END
+			FROM items i JOIN sub ON i.parent_id = sub.id
+		)
+		INSERT INTO delta_pages (`+pageCols+`)
+		SELECT CAST(? AS TEXT), i.id, 1, sub.depth, false, sub.ppath, `+pageItemCols+`
+		FROM sub JOIN items i ON i.id = sub.id WHERE true
+		ON CONFLICT (session, item_id) DO NOTHING`,
+		session, string(top.ID), drive, from, horizon, drive, from, horizon, inside, session)
+	if err != nil {
+		return fmt.Errorf("sqlstore: delta of %s: %w", top.ID, err)
 	}
 	_, err = t.exec(ctx, `INSERT INTO delta_pages (session, item_id, phase, depth, deleted, parent_path, drive_id,
 			parent_id, name, folder)

@@ -326,9 +326,10 @@ func (s *Store) lockDrives(ctx context.Context, c conn, ids ...ferry.DriveID) er
 
 // addUsed changes a drive's used bytes by delta. Growth fails with
 // QuotaExceeded when it would take the drive past its quota, counting as
-// taken the sizes declared by the drive's live upload sessions: a session
-// that was told its file fits keeps its room. (A session's own commit
-// deletes its record first.) Shrinking always succeeds.
+// taken what heldSQL counts: a session that was told its file fits keeps
+// its room (a session's own commit deletes its record first), and so does
+// a copy under way (its last step deletes its record first). Shrinking
+// always succeeds.
 func (s *Store) addUsed(ctx context.Context, c conn, drive ferry.DriveID, delta int64) error {
 	if delta == 0 {
 		return nil
@@ -337,9 +338,8 @@ func (s *Store) addUsed(ctx context.Context, c conn, drive ferry.DriveID, delta 
 	q := `UPDATE drives SET used = used + ?, modified = ? WHERE id = ?`
 	args := []any{delta, ts, string(drive)}
 	if delta > 0 {
-		q += ` AND used + ? + (SELECT COALESCE(SUM(size), 0) FROM upload_sessions
-			WHERE drive_id = ? AND size > 0 AND expires >= ?) <= quota`
-		args = append(args, delta, string(drive), ts)
+		q += ` AND used + ? + ` + heldSQL + ` <= quota`
+		args = append(args, delta, string(drive), ts, string(drive))
 	}
 	res, err := c.exec(ctx, q, args...)
 	if err != nil {
@@ -354,6 +354,14 @@ func (s *Store) addUsed(ctx context.Context, c conn, drive ferry.DriveID, delta 
 	}
 	return nil
 }
+
+// heldSQL is the bytes of a drive that are taken although not used yet:
+// the sizes declared by its live upload sessions and the room held by its
+// copies under way (pending_copies). Its '?' are the drive ID, now (Unix
+// milliseconds) and the drive ID again.
+const heldSQL = `((SELECT COALESCE(SUM(size), 0) FROM upload_sessions
+		WHERE drive_id = ? AND size > 0 AND expires >= ?)
+	+ (SELECT COALESCE(SUM(reserved), 0) FROM pending_copies WHERE drive_id = ?))`
 
 // addSize changes the size of the folder id and of every folder above it
 // by delta. A folder's size is the total size of the files in its subtree,
@@ -405,11 +413,27 @@ func (s *Store) unrefBlob(ctx context.Context, c conn, key string, n int64) erro
 	return nil
 }
 
-// insertItem stores a new item and takes a reference to its blob; charge
-// says whether to charge its size to the drive and its ancestors here (see
-// Store.charge). A new folder's size must be that of the files below it
-// that are inserted later, as for a copied subtree.
+// insertItem stores a new item and takes a reference to its blob, and
+// records its creation for delta; charge says whether to charge its size
+// to the drive and its ancestors here (see Store.charge). A new folder's
+// size must be that of the files below it that are inserted later.
 func (s *Store) insertItem(ctx context.Context, c conn, it *ferry.Item, charge bool) error {
+	if err := s.insertRow(ctx, c, it); err != nil {
+		return err
+	}
+	if err := s.recordChange(ctx, c, it, changeCreated); err != nil {
+		return err
+	}
+	if !charge {
+		return nil
+	}
+	return s.charge(ctx, c, it.DriveID, it.ParentID, it.Size)
+}
+
+// insertRow stores a new item and takes a reference to its blob, and does
+// nothing else: no change is recorded and nothing is charged. A copy under
+// way builds its hidden tree with it (see copy.go).
+func (s *Store) insertRow(ctx context.Context, c conn, it *ferry.Item) error {
 	if it.BlobKey != "" {
 		if err := s.refBlob(ctx, c, it.BlobKey, it.Size); err != nil {
 			return err
@@ -430,13 +454,7 @@ func (s *Store) insertItem(ctx context.Context, c conn, it *ferry.Item, charge b
 	if err != nil {
 		return fmt.Errorf("sqlstore: insert item: %w", err)
 	}
-	if err := s.recordChange(ctx, c, it, changeCreated); err != nil {
-		return err
-	}
-	if !charge {
-		return nil
-	}
-	return s.charge(ctx, c, it.DriveID, it.ParentID, it.Size)
+	return nil
 }
 
 // subtreeCTE names the subtree rooted at the first '?' as sub(id, depth).
@@ -908,61 +926,6 @@ func (s *Store) DeleteItem(ctx context.Context, id ferry.ItemID, ifMatch string)
 	})
 }
 
-// CopyItem copies an item and its subtree; see ferry.ItemStore. The copies
-// get new IDs, versions 1 and the caller as creator; they keep the source's
-// fileSystemInfo times, description and blobs. An empty c means fail.
-func (s *Store) CopyItem(ctx context.Context, id, parent ferry.ItemID, name string, c ferry.ConflictBehavior, by string) (*ferry.Item, error) {
-	c, err := conflictOrFail(c)
-	if err != nil {
-		return nil, err
-	}
-	srcDrive, err := s.driveOf(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	dstDrive, err := s.driveOf(ctx, parent)
-	if err != nil {
-		return nil, err
-	}
-	var top *ferry.Item
-	err = s.tx(ctx, func(_ *sql.Tx, t conn) error {
-		if err := s.lockDrives(ctx, t, srcDrive, dstDrive); err != nil {
-			return err
-		}
-		top, err = s.copyTree(ctx, t, dstDrive, id, parent, name, c, by)
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	return top, nil
-}
-
-// subtree returns the item id and everything below it, parents before
-// children.
-func (s *Store) subtree(ctx context.Context, c conn, id ferry.ItemID) ([]*ferry.Item, error) {
-	rows, err := c.query(ctx, subtreeCTE+` SELECT `+itemCols+` FROM items i JOIN sub ON sub.id = i.id ORDER BY sub.depth, i.id`, string(id))
-	if err != nil {
-		return nil, fmt.Errorf("sqlstore: subtree of %s: %w", id, err)
-	}
-	defer rows.Close()
-	var tree []*ferry.Item
-	for rows.Next() {
-		it, err := scanItem(rows)
-		if err != nil {
-			return nil, fmt.Errorf("sqlstore: subtree of %s: %w", id, err)
-		}
-		tree = append(tree, it)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sqlstore: subtree of %s: %w", id, err)
-	}
-	if len(tree) == 0 {
-		return nil, errItemNotFound(id)
-	}
-	return tree, nil
-}
-
 // UnreferencedBlobs returns up to limit blob keys no item uses; limit <= 0
 // means 100.
 func (s *Store) UnreferencedBlobs(ctx context.Context, limit int) ([]string, error) {
@@ -996,29 +959,43 @@ func (s *Store) BlobKnown(ctx context.Context, key string) (bool, error) {
 
 // settleClash applies the conflict behaviour c when item (moved, renamed
 // or copied) is to take name in the folder parent, which other already
-// holds, and returns the name to use: fail is NameConflict, rename picks a
-// free name, replace deletes other — only an item of the same kind, and
-// never other when it is item itself or a folder holding item.
+// holds, and returns the name to use: what refuseClash refuses is refused;
+// rename picks a free name; replace deletes other.
 func (s *Store) settleClash(ctx context.Context, t conn, parent ferry.ItemID, name string, item, other *ferry.Item, c ferry.ConflictBehavior) (string, error) {
+	if err := s.refuseClash(ctx, t, item, other, c); err != nil {
+		return "", err
+	}
 	switch c {
-	case ferry.ConflictFail:
-		return "", errNameTaken(other.Name)
 	case ferry.ConflictRename:
 		return s.freeName(ctx, t, parent, name, item.Folder)
 	case ferry.ConflictReplace:
-		if other.Folder != item.Folder {
-			return "", errOtherKind(other)
-		}
-		inside, err := s.contains(ctx, t, other.ID, item.ID)
-		if err != nil {
-			return "", err
-		}
-		if inside {
-			return "", ferry.Errorf(ferry.Invalid, "an item cannot replace itself or a folder holding it")
-		}
 		if err := s.deleteTree(ctx, t, other); err != nil {
 			return "", err
 		}
 	}
 	return name, nil
+}
+
+// refuseClash returns the error, if any, with which the conflict behaviour
+// c refuses to let item take the name other holds: fail is NameConflict;
+// replace replaces only an item of the same kind (else NameConflict) and
+// never other when it is item itself or a folder holding it (Invalid).
+// Rename refuses nothing.
+func (s *Store) refuseClash(ctx context.Context, t conn, item, other *ferry.Item, c ferry.ConflictBehavior) error {
+	switch c {
+	case ferry.ConflictFail:
+		return errNameTaken(other.Name)
+	case ferry.ConflictReplace:
+		if other.Folder != item.Folder {
+			return errOtherKind(other)
+		}
+		inside, err := s.contains(ctx, t, other.ID, item.ID)
+		if err != nil {
+			return err
+		}
+		if inside {
+			return ferry.Errorf(ferry.Invalid, "an item cannot replace itself or a folder holding it")
+		}
+	}
+	return nil
 }

@@ -218,9 +218,14 @@ func (s *Store) SetJobStatus(ctx context.Context, id string, to ferry.JobStatus,
 	return done, err
 }
 
-// endRun forgets what the run of a job that has just ended held.
+// endRun forgets what the run of a job that has just ended held: its
+// runner and held blob, and the room a copy under way held in its drive.
+// (The hidden tree of such a copy is garbage from now on: DropJobCopy.)
 func (s *Store) endRun(ctx context.Context, c conn, id string) error {
 	if _, err := c.exec(ctx, `DELETE FROM ferry_job_runs WHERE job_id = ?`, id); err != nil {
+		return fmt.Errorf("sqlstore: end run of job %s: %w", id, err)
+	}
+	if _, err := c.exec(ctx, `UPDATE pending_copies SET reserved = 0 WHERE id = ? AND reserved <> 0`, id); err != nil {
 		return fmt.Errorf("sqlstore: end run of job %s: %w", id, err)
 	}
 	return nil
@@ -707,160 +712,6 @@ func (s *Store) CommitJobItem(ctx context.Context, jobID, runner string, n ferry
 		return nil, false, err
 	}
 	return it, already, nil
-}
-
-// CommitJobCopy runs the copy job jobID, whose row names the source, the
-// destination folder, the name and the conflict behaviour, as CopyItem
-// does, and completes the job with the copy in the same transaction, with
-// msg as its status description. Like CommitJobItem it is idempotent by
-// job: a job that an earlier call completed is returned with already set
-// and nothing is copied again. Only runner copies (see holdsClaim).
-// Conflict if the job ended otherwise or runner lost its claim, NotFound if
-// it does not exist; else CopyItem's errors, and then nothing changes.
-func (s *Store) CommitJobCopy(ctx context.Context, jobID, runner, msg string) (it *ferry.Item, already bool, err error) {
-	j, err := s.Job(ctx, jobID)
-	if err != nil {
-		return nil, false, err
-	}
-	if j.Status == ferry.StatusCompleted {
-		it, err := s.Item(ctx, j.ResourceID)
-		if ferry.KindOf(err) == ferry.NotFound {
-			return &ferry.Item{ID: j.ResourceID}, true, nil
-		}
-		return it, err == nil, err
-	}
-	c, err := conflictOrFail(j.Conflict)
-	if err != nil {
-		return nil, false, err
-	}
-	srcDrive, err := s.driveOf(ctx, j.SourceItem)
-	if err != nil {
-		return nil, false, err
-	}
-	dstDrive, err := s.driveOf(ctx, j.ParentID)
-	if err != nil {
-		return nil, false, err
-	}
-	err = s.tx(ctx, func(_ *sql.Tx, t conn) error {
-		it, already = nil, false
-		if err := s.lockDrives(ctx, t, srcDrive, dstDrive); err != nil {
-			return err
-		}
-		j, done, ok, err := s.jobForCommit(ctx, t, jobID, runner)
-		if err != nil || ok {
-			it, already = done, ok
-			return err
-		}
-		if it, err = s.copyTree(ctx, t, dstDrive, j.SourceItem, j.ParentID, j.Name, c, j.UserName); err != nil {
-			return err
-		}
-		return s.completeJob(ctx, t, jobID, it, it.Size, msg)
-	})
-	if err != nil {
-		return nil, false, err
-	}
-	return it, already, nil
-}
-
-// copyTree copies item id and its subtree into parent, on the caller's
-// transaction, which holds the locks of both drives: the one copy of
-// CopyItem and of copy jobs (CommitJobCopy). The copies get new IDs,
-// versions 1 and by as creator; they keep the source's fileSystemInfo
-// times, description and blobs (reference-counted: no byte is copied).
-func (s *Store) copyTree(ctx context.Context, t conn, dstDrive ferry.DriveID, id, parent ferry.ItemID, name string, c ferry.ConflictBehavior, by string) (*ferry.Item, error) {
-	src, err := s.item(ctx, t, id)
-	if err != nil {
-		return nil, err
-	}
-	if src.IsRoot() {
-		return nil, ferry.Errorf(ferry.Invalid, "the root folder cannot be copied")
-	}
-	p, err := s.item(ctx, t, parent)
-	if err != nil {
-		return nil, err
-	}
-	if !p.Folder {
-		return nil, ferry.Errorf(ferry.Invalid, "%q is a file, not a folder", p.Name)
-	}
-	if src.Folder {
-		inside, err := s.contains(ctx, t, src.ID, p.ID)
-		if err != nil {
-			return nil, err
-		}
-		if inside {
-			return nil, ferry.Errorf(ferry.Invalid, "a folder cannot be copied into itself or one of its subfolders")
-		}
-	}
-	topName := name
-	if topName == "" {
-		topName = src.Name
-	}
-	if err := ferry.ValidateName(topName, src.Folder); err != nil {
-		return nil, err
-	}
-	if other, err := s.child(ctx, t, p.ID, ferry.NameKey(topName)); err != nil {
-		return nil, err
-	} else if other != nil {
-		switch c {
-		case ferry.ConflictFail:
-			return nil, errNameTaken(other.Name)
-		case ferry.ConflictRename:
-			if topName, err = s.freeName(ctx, t, p.ID, topName, src.Folder); err != nil {
-				return nil, err
-			}
-		case ferry.ConflictReplace:
-			if other.Folder != src.Folder {
-				return nil, errOtherKind(other)
-			}
-			inside, err := s.contains(ctx, t, other.ID, src.ID)
-			if err != nil {
-				return nil, err
-			}
-			if inside {
-				return nil, ferry.Errorf(ferry.Invalid, "a copy cannot replace its own source or a folder holding it")
-			}
-			if err := s.deleteTree(ctx, t, other); err != nil {
-				return nil, err
-			}
-		}
-	}
-	tree, err := s.subtree(ctx, t, src.ID)
-	if err != nil {
-		return nil, err
-	}
-	var total int64
-	for _, it := range tree {
-		if !it.Folder { // a folder's size counts its files again
-			total += it.Size
-		}
-	}
-	// The copies keep the source folders' sizes, which count the same
-	// files; only the destination's ancestors change.
-	if err := s.charge(ctx, t, dstDrive, p.ID, total); err != nil {
-		return nil, err
-	}
-	ts := now()
-	newIDs := make(map[ferry.ItemID]ferry.ItemID, len(tree))
-	var top ferry.ItemID
-	for i, it := range tree { // parents come before their children
-		cp := *it
-		cp.ID = ferry.ItemID(ferry.NewID("", 16))
-		newIDs[it.ID] = cp.ID
-		cp.DriveID = dstDrive
-		if i == 0 {
-			cp.ParentID, cp.Name = p.ID, topName
-			top = cp.ID
-		} else {
-			cp.ParentID = newIDs[it.ParentID]
-		}
-		cp.Version, cp.ContentVersion = 1, 1
-		cp.Created, cp.Modified = ts, ts
-		cp.CreatedBy, cp.ModifiedBy = by, by
-		if err := s.insertItem(ctx, t, &cp, false); err != nil { // charged above, all at once
-			return nil, err
-		}
-	}
-	return s.item(ctx, t, top)
 }
 
 // updateLiveJob runs an UPDATE of the job id that must not touch an ended

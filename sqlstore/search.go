@@ -47,8 +47,17 @@ func (s *Store) Search(ctx context.Context, scope ferry.ItemID, text string, q f
 	var query string
 	if top.IsRoot() {
 		// The whole drive: the index on (drive_id, name_key, id) serves it.
-		query = `SELECT ` + itemCols + ` FROM items i WHERE i.drive_id = ? AND i.parent_id IS NOT NULL AND ` + where
-		args = append([]any{string(top.DriveID)}, args...)
+		// That reaches the hidden trees of copies under way too (see
+		// copy.go), which are left out: hidden holds their items, found
+		// from their tops, and is empty unless a large copy runs.
+		query = `WITH RECURSIVE hidden(id) AS (
+				SELECT top_id FROM pending_copies WHERE drive_id = ?
+				UNION ALL
+				SELECT h.id FROM items h JOIN hidden ON h.parent_id = hidden.id
+			)
+			SELECT ` + itemCols + ` FROM items i LEFT JOIN hidden ON hidden.id = i.id
+			WHERE i.drive_id = ? AND i.parent_id IS NOT NULL AND hidden.id IS NULL AND ` + where
+		args = append([]any{string(top.DriveID), string(top.DriveID)}, args...)
 	} else {
 		query = subtreeCTE + ` SELECT ` + itemCols + ` FROM items i JOIN sub ON sub.id = i.id WHERE sub.depth > 0 AND ` + where
 		args = append([]any{string(top.ID)}, args...)

@@ -190,17 +190,23 @@ func (s *Store) deleteSession(ctx context.Context, t conn, id string) error {
 }
 
 // SessionUsage reports the bytes the drive's live upload sessions hold or
-// have declared, and how many there are; see ferry.SessionStore. A
-// session's received ranges are text, so the bytes are totalled here
-// rather than in SQL; a drive has few live sessions (the API caps them).
+// have declared, and how many there are, with the room copies under way
+// hold in the drive (pending_copies) in the bytes; see
+// ferry.SessionStore. A session's received ranges are text, so the bytes
+// are totalled here rather than in SQL; a drive has few live sessions
+// (the API caps them).
 func (s *Store) SessionUsage(ctx context.Context, drive ferry.DriveID) (int64, int, error) {
+	var bytes int64
+	err := s.c.row(ctx, `SELECT COALESCE(SUM(reserved), 0) FROM pending_copies WHERE drive_id = ?`, string(drive)).Scan(&bytes)
+	if err != nil {
+		return 0, 0, fmt.Errorf("sqlstore: session usage: copies: %w", err)
+	}
 	rows, err := s.c.query(ctx, `SELECT id, size, received FROM upload_sessions WHERE drive_id = ? AND expires >= ?`,
 		string(drive), millis(now()))
 	if err != nil {
 		return 0, 0, fmt.Errorf("sqlstore: session usage: %w", err)
 	}
 	defer rows.Close()
-	var bytes int64
 	var count int
 	for rows.Next() {
 		var id, received string

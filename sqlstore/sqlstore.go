@@ -34,6 +34,8 @@ type Store struct {
 	retries RetryCounter // nil until CountRetries
 	group   grouper      // SQLite's queue of transactions (group.go)
 	wakers  wakers       // River listeners to wake (riverwake.go)
+
+	copyBatchSize int // items per transaction of a copy; 0: defaultCopyBatch (copy.go)
 }
 
 var (

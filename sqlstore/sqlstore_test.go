@@ -2,6 +2,7 @@ package sqlstore_test
 
 import (
 	"bytes"
+	"context"
 	"database/sql"
 	"fmt"
 	"os"
@@ -42,7 +43,40 @@ func open(t *testing.T, dsn string) *sqlstore.Store {
 func stores(e engine) func(t *testing.T) ferrytest.Stores {
 	return func(t *testing.T) ferrytest.Stores {
 		s := open(t, e.newDSN(t))
+		t.Cleanup(func() { wantConsistent(t, s) })
 		return ferrytest.Stores{Items: s, Accounts: s, Dump: func(t *testing.T) string { return dump(t, s) }}
+	}
+}
+
+// wantConsistent checks, at the end of a test, what the store keeps in
+// step across its tables: every item is reachable from its drive's root
+// (no copy under way, or abandoned, left a hidden tree), no copy is under
+// way, every blob's reference count is the number of items using it, and
+// every drive's used bytes are the sizes of its files.
+func wantConsistent(t *testing.T, s *sqlstore.Store) {
+	t.Helper()
+	ctx := context.Background() // t.Context() has ended by now
+	for _, c := range []struct{ what, query string }{
+		{"items out of reach of their drive's root", `WITH RECURSIVE r(id) AS (
+				SELECT i.id FROM items i JOIN drives d ON d.root_id = i.id
+				UNION ALL
+				SELECT i.id FROM items i JOIN r ON i.parent_id = r.id
+			)
+			SELECT count(*) FROM items WHERE id NOT IN (SELECT id FROM r)`},
+		{"copies under way", `SELECT count(*) FROM pending_copies`},
+		{"blobs whose reference count is not the items using them", `SELECT count(*) FROM blobs b
+			WHERE b.refs <> (SELECT count(*) FROM items i WHERE i.blob_key = b.key)`},
+		{"items using a blob the store has no record of", `SELECT count(*) FROM items i
+			WHERE i.blob_key IS NOT NULL AND NOT EXISTS (SELECT 1 FROM blobs b WHERE b.key = i.blob_key)`},
+		{"drives whose used bytes are not their files' sizes", `SELECT count(*) FROM drives d
+			WHERE d.used <> (SELECT COALESCE(SUM(i.size), 0) FROM items i WHERE i.drive_id = d.id AND NOT i.folder)`},
+	} {
+		var n int
+		if err := s.DB().QueryRowContext(ctx, c.query).Scan(&n); err != nil {
+			t.Errorf("%s: %v", c.what, err)
+		} else if n != 0 {
+			t.Errorf("at the end of the test: %d %s", n, c.what)
+		}
 	}
 }
 
@@ -61,7 +95,26 @@ func TestAccountStore(t *testing.T) {
 func TestJobStore(t *testing.T) {
 	for _, e := range engines() {
 		t.Run(e.name, func(t *testing.T) {
-			ferrytest.TestJobStore(t, func(t *testing.T) ferrytest.JobStore { return open(t, e.newDSN(t)) })
+			ferrytest.TestJobStore(t, func(t *testing.T) ferrytest.JobStore {
+				s := open(t, e.newDSN(t))
+				t.Cleanup(func() { wantConsistent(t, s) })
+				return s
+			})
+		})
+	}
+}
+
+// TestLargeCopies runs the copy suite on stores that copy a few items per
+// transaction, so that its small trees take several.
+func TestLargeCopies(t *testing.T) {
+	for _, e := range engines() {
+		t.Run(e.name, func(t *testing.T) {
+			ferrytest.TestLargeCopies(t, func(t *testing.T) ferrytest.JobStore {
+				s := open(t, e.newDSN(t))
+				s.SetCopyBatch(ferrytest.CopyBatch)
+				t.Cleanup(func() { wantConsistent(t, s) })
+				return s
+			})
 		})
 	}
 }
