@@ -65,7 +65,7 @@ func (s *Store) Authenticate(ctx context.Context, token string) (*ferry.Principa
 		// Bookkeeping only: a busy database must not fail the request,
 		// and the next request after lastUsedEvery tries again. The
 		// condition keeps concurrent requests from all writing.
-		s.c.exec(ctx, `UPDATE tokens SET last_used = ? WHERE id = ? AND (last_used IS NULL OR last_used < ?)`,
+		s.write(ctx, `UPDATE tokens SET last_used = ? WHERE id = ? AND (last_used IS NULL OR last_used < ?)`,
 			millis(ts), id, millis(ts.Add(-lastUsedEvery)))
 	}
 	return &p, nil
@@ -263,7 +263,7 @@ func (s *Store) SetQuota(ctx context.Context, user ferry.UserID, quota int64) er
 	if quota < 0 {
 		return ferry.Errorf(ferry.Invalid, "the quota must not be negative")
 	}
-	res, err := s.c.exec(ctx, `UPDATE drives SET quota = ?, modified = ? WHERE owner = ?`, quota, millis(now()), string(user))
+	res, err := s.write(ctx, `UPDATE drives SET quota = ?, modified = ? WHERE owner = ?`, quota, millis(now()), string(user))
 	if err != nil {
 		return fmt.Errorf("sqlstore: set quota: %w", err)
 	}
@@ -368,7 +368,7 @@ func (s *Store) Tokens(ctx context.Context, user ferry.UserID) ([]*ferry.Token, 
 // RevokeToken implements ferry.AccountStore: the row goes, so every
 // process's next Authenticate of the token fails.
 func (s *Store) RevokeToken(ctx context.Context, id string) error {
-	res, err := s.c.exec(ctx, `DELETE FROM tokens WHERE id = ?`, id)
+	res, err := s.write(ctx, `DELETE FROM tokens WHERE id = ?`, id)
 	if err != nil {
 		return fmt.Errorf("sqlstore: revoke token: %w", err)
 	}

@@ -942,7 +942,7 @@ func (s *Store) UnreferencedBlobs(ctx context.Context, limit int) ([]string, err
 // ForgetBlob drops the record of an unreferenced blob. A blob some item
 // still uses is left alone, so a sweep racing a copy cannot lose it.
 func (s *Store) ForgetBlob(ctx context.Context, key string) error {
-	if _, err := s.c.exec(ctx, `DELETE FROM blobs WHERE key = ? AND refs = 0`, key); err != nil {
+	if _, err := s.write(ctx, `DELETE FROM blobs WHERE key = ? AND refs = 0`, key); err != nil {
 		return fmt.Errorf("sqlstore: forget blob: %w", err)
 	}
 	return nil

@@ -426,7 +426,7 @@ func (s *Store) JobCheckpoint(ctx context.Context, id string) (string, []byte, e
 // DeleteJobsFinishedBefore removes jobs that ended before t and reports how
 // many.
 func (s *Store) DeleteJobsFinishedBefore(ctx context.Context, t time.Time) (int, error) {
-	res, err := s.c.exec(ctx, `DELETE FROM ferry_jobs WHERE finished IS NOT NULL AND finished < ?`, millis(t))
+	res, err := s.write(ctx, `DELETE FROM ferry_jobs WHERE finished IS NOT NULL AND finished < ?`, millis(t))
 	if err != nil {
 		return 0, fmt.Errorf("sqlstore: delete old jobs: %w", err)
 	}

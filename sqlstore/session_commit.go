@@ -58,7 +58,7 @@ func (s *Store) BeginFragment(ctx context.Context, id string, r ferry.Range, unt
 
 // EndFragment drops the claim of r; see ferry.SessionStore.
 func (s *Store) EndFragment(ctx context.Context, id string, r ferry.Range) error {
-	if _, err := s.c.exec(ctx, `DELETE FROM upload_fragments WHERE session_id = ? AND start_at = ? AND end_at = ?`,
+	if _, err := s.write(ctx, `DELETE FROM upload_fragments WHERE session_id = ? AND start_at = ? AND end_at = ?`,
 		id, r.Start, r.End); err != nil {
 		return fmt.Errorf("sqlstore: end fragment: %w", err)
 	}
@@ -85,7 +85,7 @@ func (s *Store) BeginCommit(ctx context.Context, id string, until time.Time) (bo
 
 // EndCommit clears the mark BeginCommit set; see ferry.SessionStore.
 func (s *Store) EndCommit(ctx context.Context, id string) error {
-	if _, err := s.c.exec(ctx, `UPDATE upload_sessions SET busy_until = 0 WHERE id = ?`, id); err != nil {
+	if _, err := s.write(ctx, `UPDATE upload_sessions SET busy_until = 0 WHERE id = ?`, id); err != nil {
 		return fmt.Errorf("sqlstore: end commit: %w", err)
 	}
 	return nil
@@ -112,7 +112,7 @@ func (s *Store) SaveSessionHash(ctx context.Context, id string, from, to int64, 
 	if to < from {
 		return ferry.Errorf(ferry.Invalid, "a hash state cannot go back from %d to %d bytes", from, to)
 	}
-	_, err := s.c.exec(ctx, `UPDATE upload_sessions SET hashed = ?, hash_state = ? WHERE id = ? AND hashed = ?`,
+	_, err := s.write(ctx, `UPDATE upload_sessions SET hashed = ?, hash_state = ? WHERE id = ? AND hashed = ?`,
 		to, base64.StdEncoding.EncodeToString(state), id, from)
 	if err != nil {
 		return fmt.Errorf("sqlstore: save session hash: %w", err)
@@ -130,7 +130,7 @@ func (s *Store) HoldSessionBlob(ctx context.Context, id string, c ferry.Content)
 	if err != nil {
 		return err
 	}
-	res, err := s.c.exec(ctx, `UPDATE upload_sessions SET held = ? WHERE id = ? AND expires >= ?`, data, id, millis(now()))
+	res, err := s.write(ctx, `UPDATE upload_sessions SET held = ? WHERE id = ? AND expires >= ?`, data, id, millis(now()))
 	if err != nil {
 		return fmt.Errorf("sqlstore: hold session blob: %w", err)
 	}

@@ -167,7 +167,7 @@ func (s *Store) permissions(ctx context.Context, where string, args ...any) ([]*
 
 // SetRole changes the role of one permission of the item.
 func (s *Store) SetRole(ctx context.Context, item ferry.ItemID, id string, role ferry.Role) (*ferry.Permission, error) {
-	res, err := s.c.exec(ctx, `UPDATE permissions SET role = ? WHERE item_id = ? AND id = ?`, string(role), string(item), id)
+	res, err := s.write(ctx, `UPDATE permissions SET role = ? WHERE item_id = ? AND id = ?`, string(role), string(item), id)
 	if err != nil && ferry.KindOf(err) != ferry.Invalid {
 		return nil, fmt.Errorf("sqlstore: set role: %w", err)
 	}
@@ -185,7 +185,7 @@ func (s *Store) SetRole(ctx context.Context, item ferry.ItemID, id string, role 
 
 // DeletePermission removes one permission of the item.
 func (s *Store) DeletePermission(ctx context.Context, item ferry.ItemID, id string) error {
-	res, err := s.c.exec(ctx, `DELETE FROM permissions WHERE item_id = ? AND id = ?`, string(item), id)
+	res, err := s.write(ctx, `DELETE FROM permissions WHERE item_id = ? AND id = ?`, string(item), id)
 	if err != nil && ferry.KindOf(err) != ferry.Invalid {
 		return fmt.Errorf("sqlstore: delete permission: %w", err)
 	}

@@ -9,7 +9,7 @@ import (
 // statusDescription while waiting); a job that has ended keeps its final
 // message. NotFound if the job does not exist.
 func (s *Store) NoteJob(ctx context.Context, id, note string) error {
-	res, err := s.c.exec(ctx, `UPDATE ferry_jobs SET error_message = ?, updated = ?
+	res, err := s.write(ctx, `UPDATE ferry_jobs SET error_message = ?, updated = ?
 		WHERE id = ? AND status IN ('notStarted', 'waiting', 'inProgress')`, note, millis(now()), id)
 	if err != nil {
 		return fmt.Errorf("sqlstore: note job %s: %w", id, err)
