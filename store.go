@@ -80,7 +80,11 @@ type ItemStore interface {
 	// updated item. A stale u.IfMatch is Modified.
 	UpdateItem(ctx context.Context, id ItemID, u ItemUpdate) (*Item, error)
 	// DeleteItem deletes an item and, for a folder, everything below it.
-	// Deleting the root is Forbidden; a stale ifMatch is Modified.
+	// Deleting the root is Forbidden; a stale ifMatch is Modified. Every
+	// read, the drive's usage and the folders' sizes show the deletion
+	// when it returns; a store may release the blob references of a large
+	// folder's items later (see UnreferencedBlobs), and so may a replace
+	// that deletes one.
 	DeleteItem(ctx context.Context, id ItemID, ifMatch string) error
 	// CopyItem copies the item id, and for a folder its whole subtree, into
 	// the folder parent under name ("" keeps the source's name), applying

@@ -12,9 +12,10 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
-// CopyBatch is how many items one step of a copy may write in a store
-// given to TestLargeCopies: small, so that small trees take several steps.
-const CopyBatch = 3
+// TreeBatch is how many items one step of a copy, or of the removal of a
+// deleted folder's tree, may write in a store given to TestLargeCopies or
+// TestLargeDeletes: small, so that small trees take several steps.
+const TreeBatch = 3
 
 // TestLargeCopies checks copies of trees larger than one step of the
 // store writes: each step is a transaction of its own; the copy stays out
@@ -24,7 +25,7 @@ const CopyBatch = 3
 // that lost its claim writes nothing; a copy that fails or is cancelled
 // leaves nothing behind and gives back its room. It also runs the item
 // suite's cases that copy. newStore must return an empty store that holds
-// items and accounts too and writes at most CopyBatch items per step of a
+// items and accounts too and writes at most TreeBatch items per step of a
 // copy.
 func TestLargeCopies(t *testing.T, newStore func(t *testing.T) JobStore) {
 	items := func(fn func(*testing.T, Stores)) func(*testing.T, JobStore) {
@@ -153,7 +154,7 @@ func step(t *testing.T, s jobItems, j *ferry.Job, runner string) {
 	t.Helper()
 	it, _, err := s.AdvanceJobCopy(t.Context(), j.ID, runner, "copied")
 	if err != nil || it != nil {
-		t.Fatalf("AdvanceJobCopy = %+v, %v; want a step that leaves more to do (is the store's copy batch %d?)", it, err, CopyBatch)
+		t.Fatalf("AdvanceJobCopy = %+v, %v; want a step that leaves more to do (is the store's copy batch %d?)", it, err, TreeBatch)
 	}
 }
 
@@ -234,8 +235,8 @@ func testLargeCopySteps(t *testing.T, s JobStore) {
 		d.file(t, other.ID, fmt.Sprint("w", steps), 1)
 		written++
 	}
-	if want := 13/CopyBatch + 1; steps < want {
-		t.Errorf("the copy of 13 items took %d steps; want at least %d with %d items per step", steps, want, CopyBatch)
+	if want := 13/TreeBatch + 1; steps < want {
+		t.Errorf("the copy of 13 items took %d steps; want at least %d with %d items per step", steps, want, TreeBatch)
 	}
 	if lastBytes == 0 {
 		t.Error("the monitor showed no progress before the copy completed")
@@ -272,12 +273,14 @@ func testLargeCopySteps(t *testing.T, s JobStore) {
 	if err := is.DeleteItem(ctx, src.ID, ""); err != nil {
 		t.Fatal(err)
 	}
+	removeDeleted(t, is)
 	for _, k := range keys {
 		wantUnreferenced(t, is, k, false)
 	}
 	if err := is.DeleteItem(ctx, cp.ID, ""); err != nil {
 		t.Fatal(err)
 	}
+	removeDeleted(t, is)
 	for _, k := range keys {
 		wantUnreferenced(t, is, k, true)
 	}
@@ -421,6 +424,7 @@ func testLargeCopyAbandoned(t *testing.T, s JobStore) {
 					t.Fatal(err)
 				}
 			}
+			removeDeleted(t, is) // the source's tree, deleted
 			for _, k := range keys {
 				wantUnreferenced(t, is, k, true)
 			}
@@ -525,9 +529,13 @@ func testLargeCopyQuota(t *testing.T, s JobStore) {
 	d.wantUsed(t, used)
 
 	// The copy holds its room: 5 bytes are left beside it. Upload
-	// sessions are told so (their room is checked before any byte).
+	// sessions and imports are told so (their room is checked before any
+	// byte).
 	setQuota(used + src.Size + 5)
 	step(t, is, j, "r1")
+	if room, err := is.Room(ctx, d.drive.ID); err != nil || room != 5 {
+		t.Errorf("Room during the copy = %d, %v; want 5", room, err)
+	}
 	if su, ok := s.(interface {
 		SessionUsage(ctx context.Context, drive ferry.DriveID) (int64, int, error)
 	}); ok {

@@ -85,6 +85,14 @@ type JobStore interface {
 	// DropAbandonedCopies removes what copies that will never appear
 	// built: those of ended jobs, and of CopyItem calls idle since before.
 	DropAbandonedCopies(ctx context.Context, before time.Time) (int, error)
+	// RemoveDeleted removes, in transactions of a bounded size, what the
+	// deletion of folders too large for one left out of sight; at most
+	// steps transactions (<= 0: all), reporting the trees it finished.
+	RemoveDeleted(ctx context.Context, steps int) (int, error)
+	// Room reports how many bytes may still be added to a drive: its
+	// quota less its used bytes and what upload sessions and copies under
+	// way hold.
+	Room(ctx context.Context, drive ferry.DriveID) (int64, error)
 
 	// River brings River's tables up to date and returns River's driver
 	// over the store's database.

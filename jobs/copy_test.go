@@ -511,7 +511,7 @@ func TestCopyInSteps(t *testing.T) {
 		t.Run(fmt.Sprint("crash=", crash), func(t *testing.T) {
 			eachDB(t, func(t *testing.T, dsn string) {
 				h := newHarness(t, dsn, testQuota, testConfig(t))
-				h.store.SetCopyBatch(2)
+				h.store.SetTreeBatch(2)
 				dir := h.stepTree(h.drive.RootID)
 				var steps atomic.Int32
 				h.useStore(&faultyStore{Store: h.store, advanceHook: func(string) {
@@ -548,7 +548,7 @@ func TestCopyInSteps(t *testing.T) {
 func TestCopyCancelledBetweenSteps(t *testing.T) {
 	eachDB(t, func(t *testing.T, dsn string) {
 		h := newHarness(t, dsn, testQuota, testConfig(t))
-		h.store.SetCopyBatch(2)
+		h.store.SetTreeBatch(2)
 		dir := h.stepTree(h.drive.RootID)
 		var steps atomic.Int32
 		h.useStore(&faultyStore{Store: h.store, advanceHook: func(id string) {

@@ -3,6 +3,7 @@ package jobs_test
 import (
 	"bytes"
 	"compress/gzip"
+	"database/sql"
 	"net/http"
 	"strconv"
 	"strings"
@@ -450,4 +451,40 @@ func wantRestartedWhole(t *testing.T, o *origin) {
 	if rg := o.header(3).Get("Range"); rg != "" && rg != "bytes=0-" {
 		t.Errorf("the third request asked for %q, want the whole file", rg)
 	}
+}
+
+// TestImportCountsHeldRoom: an import's early quota check counts the room
+// a copy under way holds, as its commit would: a file that fits only in
+// that room fails when its size is known, not after its bytes came.
+func TestImportCountsHeldRoom(t *testing.T) {
+	eachDB(t, func(t *testing.T, dsn string) {
+		h := newHarness(t, dsn, testQuota, testConfig(t))
+		h.store.SetTreeBatch(2)
+		ctx := t.Context()
+		dir, err := h.store.Item(ctx, h.stepTree(h.drive.RootID).ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cp := &ferry.Job{ID: ferry.NewID("mon_", 16), Operation: ferry.OpCopy, UserID: h.user.ID, UserName: h.user.Name, DriveID: h.drive.ID,
+			ParentID: h.drive.RootID, Name: "copy", Conflict: ferry.ConflictFail, SourceItem: dir.ID}
+		if err := h.store.InsertJob(ctx, cp, 0, 0, func(*sql.Tx) error { return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if ok, err := h.store.StartClaimJob(ctx, cp.ID, 0, "r1"); !ok || err != nil {
+			t.Fatalf("StartClaimJob = %v, %v", ok, err)
+		}
+		if it, _, err := h.store.AdvanceJobCopy(ctx, cp.ID, "r1", "copied"); it != nil || err != nil {
+			t.Fatalf("AdvanceJobCopy = %+v, %v; want a copy under way", it, err)
+		}
+		// The copy holds dir's size; 1000 bytes are left beside it.
+		if err := h.store.SetQuota(ctx, h.user.ID, h.used()+dir.Size+1000); err != nil {
+			t.Fatal(err)
+		}
+		o := newOrigin(t, func(w http.ResponseWriter, r *http.Request, n int64) { serveFile(w, r, randomBytes(1500, 7)) })
+		h.run()
+		j := h.waitFinal(h.enqueue(o.url("/x.bin"), "x.bin").ID)
+		if j.Status != ferry.StatusFailed || j.ErrorCode != "quotaLimitReached" || !strings.Contains(j.ErrorMessage, "(1000 bytes)") {
+			t.Errorf("import = %s (%q: %s); want failed with quotaLimitReached, 1000 bytes left", j.Status, j.ErrorCode, j.ErrorMessage)
+		}
+	})
 }

@@ -119,9 +119,17 @@ type Store interface {
 	// built: those of ended jobs, and of synchronous copies idle since
 	// before.
 	DropAbandonedCopies(ctx context.Context, before time.Time) (int, error)
+	// RemoveDeleted removes, in bounded transactions, the rows of large
+	// deleted folders, which their deletion only took out of sight; at
+	// most steps transactions (<= 0: all), reporting the trees finished.
+	// Removals signals when a deletion of this process left one.
+	RemoveDeleted(ctx context.Context, steps int) (int, error)
+	Removals() <-chan struct{}
 
-	// Drive reports a drive's quota and use.
-	Drive(ctx context.Context, id ferry.DriveID) (*ferry.Drive, error)
+	// Room reports how many bytes may still be added to a drive: what
+	// its quota leaves, less what its upload sessions and copies under
+	// way hold, as the commit counts it.
+	Room(ctx context.Context, drive ferry.DriveID) (int64, error)
 	// UnreferencedBlobs and ForgetBlob serve the sweep of blobs no item
 	// uses any more; UnknownBlobs that of blob files the store does not
 	// know at all.

@@ -22,7 +22,7 @@ import (
 type faultyStore struct {
 	*sqlstore.Store
 	failCheckpoint func(data []byte) bool // SaveJobCheckpoint fails when it reports true
-	driveFault     func()                 // runs in Drive (may panic)
+	driveFault     func()                 // runs in Room (may panic)
 	commitFaults   atomic.Int32           // CommitJobItem/AdvanceJobCopy calls left to fail with Unavailable
 	advanceHook    func(job string)       // runs before every AdvanceJobCopy
 	commitFirst    bool                   // whether the failing calls commit before failing
@@ -36,12 +36,12 @@ func (s *faultyStore) SaveJobCheckpoint(ctx context.Context, id, runner, staging
 	return s.Store.SaveJobCheckpoint(ctx, id, runner, staging, data)
 }
 
-func (s *faultyStore) Drive(ctx context.Context, id ferry.DriveID) (*ferry.Drive, error) {
+func (s *faultyStore) Room(ctx context.Context, id ferry.DriveID) (int64, error) {
 	if s.driveFault != nil {
 		s.driveFault()
-		return nil, errors.New("simulated database failure")
+		return 0, errors.New("simulated database failure")
 	}
-	return s.Store.Drive(ctx, id)
+	return s.Store.Room(ctx, id)
 }
 
 func (s *faultyStore) commitFault() bool { return s.commitFaults.Add(-1) >= 0 }

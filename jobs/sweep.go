@@ -8,11 +8,13 @@ import (
 
 // sweepLoop deletes expired monitors, expired upload sessions with their
 // staged bytes, orphaned staging areas, the hidden trees of copies that
-// will never appear, blob files no item knows, and blobs no item uses any
-// more: once at start, then every
+// will never appear, the rows of large deleted folders, blob files no item
+// knows, and blobs no item uses any more: once at start, then every
 // SweepEvery until ctx is done; the scan for unknown blob files, which
-// lists every blob, only at start and then every BlobScanEvery. Errors
-// are logged; the next round retries.
+// lists every blob, only at start and then every BlobScanEvery. When the
+// store signals that a deletion left a tree to remove, it removes that at
+// once, and the blobs it released. Errors are logged; the next round
+// retries.
 func (q *Queue) sweepLoop(ctx context.Context) {
 	t := time.NewTicker(q.cfg.SweepEvery)
 	defer t.Stop()
@@ -23,12 +25,35 @@ func (q *Queue) sweepLoop(ctx context.Context) {
 			nextScan = time.Now().Add(q.cfg.BlobScanEvery)
 		}
 		q.sweep(ctx, scan)
-		select {
-		case <-ctx.Done():
+		if !q.waitRound(ctx, t.C) {
 			return
-		case <-t.C:
 		}
 	}
+}
+
+// waitRound waits for the next round of the sweep, removing deleted trees
+// and the blobs they released whenever the store signals one meanwhile;
+// false once ctx is done.
+func (q *Queue) waitRound(ctx context.Context, tick <-chan time.Time) bool {
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-tick:
+			return true
+		case <-q.store.Removals():
+			q.sweepSteps(ctx, []sweepStep{
+				{"deleted trees", q.sweepDeleted},
+				{"unreferenced blobs", q.sweepUnreferencedBlobs},
+			})
+		}
+	}
+}
+
+// A sweepStep is one kind of garbage the sweep removes.
+type sweepStep struct {
+	name string
+	f    func(context.Context) error
 }
 
 func (q *Queue) sweep(ctx context.Context, scanBlobs bool) {
@@ -36,17 +61,20 @@ func (q *Queue) sweep(ctx context.Context, scanBlobs bool) {
 	if !scanBlobs {
 		unknown = func(context.Context) error { return nil }
 	}
-	for _, step := range []struct {
-		name string
-		f    func(context.Context) error
-	}{
+	q.sweepSteps(ctx, []sweepStep{
 		{"expired monitors", q.sweepJobs},
 		{"expired upload sessions", q.sweepSessions},
 		{"orphaned staging", q.sweepStaging},
 		{"abandoned copies", q.sweepCopies},
+		{"deleted trees", q.sweepDeleted},
 		{"unknown blobs", unknown},
 		{"unreferenced blobs", q.sweepUnreferencedBlobs},
-	} {
+	})
+}
+
+// sweepSteps runs the steps in order, logging their errors.
+func (q *Queue) sweepSteps(ctx context.Context, steps []sweepStep) {
+	for _, step := range steps {
 		if ctx.Err() != nil {
 			return
 		}
@@ -140,6 +168,17 @@ func (q *Queue) sweepCopies(ctx context.Context) error {
 	n, err := q.store.DropAbandonedCopies(ctx, time.Now().Add(-q.cfg.StagingGrace))
 	if n > 0 {
 		q.log.Info("jobs: removed abandoned copies", "count", n)
+	}
+	return err
+}
+
+// sweepDeleted removes the rows of large folders whose deletion took them
+// out of sight (after a crash, or of another node, the first sweep does
+// it). Their blobs go with the sweep of unreferenced blobs that follows.
+func (q *Queue) sweepDeleted(ctx context.Context) error {
+	n, err := q.store.RemoveDeleted(ctx, 0)
+	if n > 0 {
+		q.log.Info("jobs: removed deleted folders", "count", n)
 	}
 	return err
 }

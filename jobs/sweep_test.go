@@ -106,3 +106,50 @@ func (h *harness) hasStaging(id string) bool {
 	}
 	return slices.ContainsFunc(areas, func(a ferry.BlobInfo) bool { return a.ID == id })
 }
+
+// TestDeletedTreeSweep: the rows of a large deleted folder, which its
+// deletion only took out of sight, are removed and its blobs' bytes
+// deleted by the sweep Run starts with (a tree left before, as by a
+// crash) and, for a deletion made while Run runs, right after it rather
+// than at the next round.
+func TestDeletedTreeSweep(t *testing.T) {
+	eachDB(t, func(t *testing.T, dsn string) {
+		cfg := testConfig(t)
+		cfg.SweepEvery = time.Hour
+		h := newHarness(t, dsn, testQuota, cfg)
+		h.store.SetTreeBatch(2)
+		ctx := t.Context()
+		blobs := h.blobCount()
+		left := h.stepTree(h.mkdir(h.drive.RootID, "left").ID)
+		leftBlobs := h.blobCount() - blobs
+		later := h.stepTree(h.mkdir(h.drive.RootID, "later").ID)
+		wantRemoved := func(what string, blobs int) {
+			t.Helper()
+			for i := 0; ; i++ {
+				hidden, _, _ := h.leftovers()
+				if hidden == 0 && h.blobCount() == blobs {
+					return
+				}
+				if i == 3000 {
+					t.Fatalf("%s: %d items and %d blobs left, want 0 and %d", what, hidden, h.blobCount(), blobs)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+		if err := h.store.DeleteItem(ctx, left.ID, ""); err != nil {
+			t.Fatal(err)
+		}
+		if hidden, _, _ := h.leftovers(); hidden != 9 {
+			t.Fatalf("the deleted tree of 9 items left %d hidden; want all (two per step)", hidden)
+		}
+		h.run()
+		wantRemoved("the tree deleted before Run", h.blobCount()-leftBlobs)
+		if err := h.store.DeleteItem(ctx, later.ID, ""); err != nil {
+			t.Fatal(err)
+		}
+		wantRemoved("the tree deleted while Run runs", blobs)
+		if used := h.used(); used != 0 {
+			t.Errorf("used = %d, want 0", used)
+		}
+	})
+}

@@ -39,8 +39,8 @@ type transfer struct {
 	a     *attempt
 	f     *fetching
 	cfg   *Config
-	limit int64 // the most bytes the file may have: min(quota left, MaxFileSize)
-	quota int64
+	limit int64 // the most bytes the file may have: min(quota, MaxFileSize)
+	quota int64 // the drive's room when the transfer began (Store.Room)
 	asm   *blob.Assembly
 	srcs  []*source
 
@@ -133,11 +133,11 @@ func (a *attempt) fetch(ctx context.Context, f *fetching) (*blob.Hasher, int64, 
 
 func (t *transfer) run(ctx context.Context) (*blob.Hasher, int64, error) {
 	q := t.a.q
-	drive, err := q.store.Drive(ctx, t.a.job.DriveID)
+	room, err := q.store.Room(ctx, t.a.job.DriveID)
 	if err != nil {
 		return nil, 0, fmt.Errorf("jobs: drive of %s: %w", t.a.job.ID, err)
 	}
-	t.quota = drive.Remaining()
+	t.quota = room
 	t.limit = min(t.quota, t.cfg.MaxFileSize)
 	t.srcs = []*source{{url: t.a.job.SourceURL}}
 	for _, m := range t.a.job.Mirrors {

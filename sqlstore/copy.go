@@ -16,7 +16,8 @@ import (
 // are reference-counted), so a large folder is a large write. On SQLite a
 // transaction holds the database's one write lock, and every other writer
 // (heartbeats, checkpoints, River) waits behind it (see group.go). So a
-// copy writes at most copyBatch items per transaction, in steps:
+// copy writes at most the batch of items per transaction (treeBatch, see
+// remove.go), in steps:
 //
 //   - The first step checks what the copy will be refused for anyway
 //     (source, destination, name, conflict behaviour) and makes the copy of
@@ -27,15 +28,15 @@ import (
 //     sizes of the copied folders above them.
 //   - The step that finishes the walk also publishes the copy, in the same
 //     transaction: it applies the conflict behaviour to the top's name
-//     (replace deletes the item in the way as DeleteItem would, in this
-//     transaction: the one write of a copy that the batch does not bound,
-//     as large as the tree it replaces), charges
-//     the copy's bytes to the destination drive and folders (QuotaExceeded
-//     as for any copy), gives the top its parent and name, and completes the
-//     job. The whole tree appears at once; delta reports it as a folder that
-//     moved in, which brings its subtree.
+//     (replace deletes the item in the way as DeleteItem does: a folder of
+//     more items than the batch is only taken out of sight here, and its
+//     rows are removed afterwards, see remove.go), charges the copy's bytes
+//     to the destination drive and folders (QuotaExceeded as for any copy),
+//     gives the top its parent and name, and completes the job. The whole
+//     tree appears at once; delta reports it as a folder that moved in,
+//     which brings its subtree.
 //
-// A copy of at most copyBatch items is thus one transaction, as it
+// A copy of at most the batch of items is thus one transaction, as it
 // always was. A larger one records after each step where it stands, in its
 // pending_copies row (see migration 00014), which also holds the bytes the
 // copy will need (the source's size) as taken in the destination drive, as
@@ -50,8 +51,9 @@ import (
 // A copy whose job ends otherwise (failed, cancelled) leaves its hidden
 // tree as garbage: ending the job gives back the room it held (endRun),
 // and DropJobCopy, or the sweep's DropAbandonedCopies, deletes the tree in
-// steps of copyBatch items, releasing its blob references. Nothing of it
-// was ever charged or shown.
+// steps of the batch of items, as a deleted folder's tree is removed
+// (removeBelow), releasing its blob references. Nothing of it was ever
+// charged or shown.
 //
 // A copy that takes several transactions reads its source as each step
 // finds it, as a copy made by a client item by item would: an item added,
@@ -60,25 +62,6 @@ import (
 // blob references and quota agree with what it holds), and a copy whose
 // source item or destination folder is deleted meanwhile fails with
 // NotFound.
-
-// defaultCopyBatch is how many items one transaction of a copy writes at
-// most (the top, the copied items, or the removed ones): a step holds
-// SQLite's write lock for about as long as 500 small inserts take, and a
-// copy of up to 500 items stays one transaction.
-const defaultCopyBatch = 500
-
-// SetCopyBatch sets how many items one transaction of a copy, or of the
-// removal of an abandoned one, writes at most; n <= 0 restores the default
-// (500). Tests lower it to have small trees copied in several steps. Call
-// it before the store is shared.
-func (s *Store) SetCopyBatch(n int) { s.copyBatchSize = n }
-
-func (s *Store) copyBatch() int {
-	if s.copyBatchSize <= 0 {
-		return defaultCopyBatch
-	}
-	return s.copyBatchSize
-}
 
 // copySpec is what a copy copies where: the source item, the destination
 // folder, the name ("" keeps the source's), the conflict behaviour applied
@@ -138,7 +121,7 @@ type pendingCopy struct {
 
 // AdvanceJobCopy runs one step of the copy job jobID, whose row names the
 // source, the destination folder, the name and the conflict behaviour (see
-// CopyItem): one transaction that copies at most the copy batch of items
+// CopyItem): one transaction that copies at most the batch of items
 // out of sight, and, once the whole source is copied, makes the copy
 // appear and completes the job, with msg as its status description. It
 // returns the copy when the job is completed, nil while more steps are
@@ -226,7 +209,7 @@ func (s *Store) copyStep(ctx context.Context, spec copySpec, own copyOwner) (it 
 				return err
 			}
 		}
-		budget := s.copyBatch()
+		budget := s.treeBatch()
 		pc, err := s.pendingCopy(ctx, t, own.id)
 		if err != nil {
 			return err
@@ -548,7 +531,7 @@ func (s *Store) publishCopy(ctx context.Context, t conn, dstDrive ferry.DriveID,
 
 // DropJobCopy removes the hidden tree of the copy job jobID, a copy that
 // will never appear because its job has ended otherwise (failed,
-// cancelled), in transactions of at most the copy batch of items each,
+// cancelled), in transactions of at most the batch of items each,
 // releasing the blob references its items took. Nothing of it was ever
 // charged, and ending the job gave back the room it held. A job without
 // such a tree is not an error; Conflict while the job has not ended, since
@@ -582,7 +565,7 @@ func (s *Store) DropAbandonedCopies(ctx context.Context, before time.Time) (int,
 }
 
 // dropCopy removes the hidden tree of the copy id and then its
-// pending_copies row, one step of at most the copy batch at a time. With
+// pending_copies row, one step of at most the batch at a time. With
 // job, it refuses (Conflict) while the job has not ended.
 func (s *Store) dropCopy(ctx context.Context, id string, job bool) error {
 	for {
@@ -596,11 +579,9 @@ func (s *Store) dropCopy(ctx context.Context, id string, job bool) error {
 	}
 }
 
-// dropStep deletes up to the copy batch of the items below the hidden top
-// of the copy id, deepest first (a folder goes once it is empty), and
-// reports whether the tree and the copy's row are gone. It walks down from
-// the top afresh in every step: what earlier steps deleted is not there to
-// be walked.
+// dropStep deletes up to the batch of the items of the hidden tree of the
+// copy id (removeBelow) and reports whether the tree and the copy's row
+// are gone.
 func (s *Store) dropStep(ctx context.Context, id string, job bool) (done bool, err error) {
 	var drive ferry.DriveID
 	err = s.c.row(ctx, `SELECT drive_id FROM pending_copies WHERE id = ?`, id).Scan(&drive)
@@ -634,85 +615,15 @@ func (s *Store) dropStep(ctx context.Context, id string, job bool) (done bool, e
 				return ferry.Errorf(ferry.Conflict, "the copy's job has not ended (%s)", status)
 			}
 		}
-		budget := s.copyBatch()
-		stack := []ferry.ItemID{top}
-		for budget > 0 && len(stack) > 0 {
-			f := stack[len(stack)-1]
-			rows, err := t.query(ctx, `SELECT id, folder, COALESCE(blob_key, '') FROM items WHERE parent_id = ? LIMIT ?`,
-				string(f), budget)
-			if err != nil {
-				return fmt.Errorf("sqlstore: drop copy %s: %w", id, err)
-			}
-			var files []droppedItem
-			var sub ferry.ItemID
-			n := 0
-			for rows.Next() {
-				var it droppedItem
-				var folder bool
-				if err := rows.Scan(&it.id, &folder, &it.blob); err != nil {
-					rows.Close()
-					return fmt.Errorf("sqlstore: drop copy %s: %w", id, err)
-				}
-				n++
-				switch {
-				case !folder:
-					files = append(files, it)
-				case sub == "":
-					sub = it.id
-				}
-			}
-			rows.Close()
-			if err := rows.Err(); err != nil {
-				return fmt.Errorf("sqlstore: drop copy %s: %w", id, err)
-			}
-			if n == 0 {
-				// f is empty: it goes, and with the top the copy's row.
-				if f == top {
-					if _, err := t.exec(ctx, `DELETE FROM pending_copies WHERE id = ?`, id); err != nil {
-						return fmt.Errorf("sqlstore: drop copy %s: %w", id, err)
-					}
-					done = true
-				}
-				files = []droppedItem{{id: f}}
-				stack = stack[:len(stack)-1]
-			} else if sub != "" {
-				stack = append(stack, sub)
-			}
-			if err := s.deleteRows(ctx, t, files); err != nil {
-				return fmt.Errorf("sqlstore: drop copy %s: %w", id, err)
-			}
-			budget -= len(files)
+		gone, err := s.removeBelow(ctx, t, top, s.treeBatch(), nil)
+		if err != nil || !gone {
+			return err
 		}
+		if _, err := t.exec(ctx, `DELETE FROM pending_copies WHERE id = ?`, id); err != nil {
+			return fmt.Errorf("sqlstore: drop copy %s: %w", id, err)
+		}
+		done = true
 		return nil
 	})
 	return done, err
-}
-
-// droppedItem is an item of a hidden tree about to be deleted: its ID and
-// blob key ("" for a folder).
-type droppedItem struct {
-	id   ferry.ItemID
-	blob string
-}
-
-// deleteRows deletes the given items, which have no children, and
-// releases their blob references. No change is recorded: no client has
-// seen them. One statement per item, not one IN list: a list of varying
-// length would be a new statement to prepare each time.
-func (s *Store) deleteRows(ctx context.Context, t conn, items []droppedItem) error {
-	uses := map[string]int64{}
-	for _, it := range items {
-		if _, err := t.exec(ctx, `DELETE FROM items WHERE id = ?`, string(it.id)); err != nil {
-			return err
-		}
-		if it.blob != "" {
-			uses[it.blob]++
-		}
-	}
-	for key, n := range uses {
-		if err := s.unrefBlob(ctx, t, key, n); err != nil {
-			return err
-		}
-	}
-	return nil
 }

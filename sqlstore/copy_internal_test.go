@@ -21,7 +21,7 @@ func copyStore(t *testing.T) (*Store, ferry.ItemID, *ferry.Item) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	s.SetCopyBatch(3)
+	s.SetTreeBatch(3)
 	u, _, err := s.EnsureUser(ctx, "alice", 1<<30)
 	if err != nil {
 		t.Fatal(err)

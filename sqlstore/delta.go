@@ -86,22 +86,30 @@ func (s *Store) recordChange(ctx context.Context, c conn, it *ferry.Item, kind i
 // recordMove records that it, as it still is, is about to move to another
 // folder: where it was goes with the change.
 func (s *Store) recordMove(ctx context.Context, c conn, it *ferry.Item) error {
+	_, _, err := s.recordLeave(ctx, c, it, changeMoved)
+	return err
+}
+
+// recordLeave records that it, as it still is, is about to leave its place
+// (kind changeMoved or changeDeleted), with where it was, and returns the
+// chain and names of its parent (see lineage).
+func (s *Store) recordLeave(ctx context.Context, c conn, it *ferry.Item, kind int) (string, []string, error) {
 	chain, names, err := s.lineage(ctx, c, it.ParentID)
 	if err != nil {
-		return err
+		return "", nil, err
 	}
 	seq, err := s.changeSeq(ctx, c, it.DriveID)
 	if err != nil {
-		return err
+		return "", nil, err
 	}
 	_, err = c.exec(ctx, `INSERT INTO item_changes (drive_id, seq, item_id, kind, chain, parent_id, name, folder, path, at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`+mergeChange,
-		string(it.DriveID), seq, string(it.ID), changeMoved, chain, string(it.ParentID), it.Name, it.Folder,
+		string(it.DriveID), seq, string(it.ID), kind, chain, string(it.ParentID), it.Name, it.Folder,
 		strings.Join(names, "/"), millis(now()))
 	if err != nil {
-		return fmt.Errorf("sqlstore: record move of %s: %w", it.ID, err)
+		return "", nil, fmt.Errorf("sqlstore: record change of %s: %w", it.ID, err)
 	}
-	return nil
+	return chain, names, nil
 }
 
 // recordDeletes records the deletion of it and everything below it, each
@@ -376,7 +384,8 @@ func (s *Store) collectAll(ctx context.Context, t conn, session string, top *fer
 //     whole subtree, which the client has never seen;
 //   - every changed item that was in the subtree at from and no longer is
 //     (deleted, or moved out), once, as deleted, where the client last
-//     knew it (phase 0).
+//     knew it (phase 0); below a large deleted folder, whether or not its
+//     deletion is recorded yet (see remove.go).
 //
 // An item created after from and gone again is not reported. Where an
 // item was at from is the "before" of its first move or deletion after
@@ -441,6 +450,30 @@ func (s *Store) collectChanges(ctx context.Context, t conn, session string, top 
 			AND c3.seq > ? AND c3.seq <= ? AND c3.kind = 1)
 		AND NOT EXISTS (SELECT 1 FROM delta_pages dp WHERE dp.session = ? AND dp.item_id = c.item_id)`,
 		session, drive, from, horizon, inside, from, horizon, from, horizon, session)
+	if err != nil {
+		return fmt.Errorf("sqlstore: delta of %s: %w", top.ID, err)
+	}
+	// The items below a large deleted folder whose rows are still being
+	// removed (remove.go) have no deletions recorded yet: they are read
+	// from its hidden tree, as recordDeletes would have recorded them with
+	// the folder's change number, and under the same rules (an earlier
+	// move in the range speaks for the item; one created in it is left
+	// out). Those already removed were recorded as they went.
+	_, err = t.exec(ctx, `WITH RECURSIVE gone(id, parent_id, name, folder, chain, path) AS (
+			SELECT i.id, i.parent_id, i.name, i.folder, r.chain, r.path
+			FROM removals r JOIN items i ON i.parent_id = r.top_id
+			WHERE r.drive_id = ? AND r.seq > ? AND r.seq <= ? AND r.chain LIKE ?
+			UNION ALL
+			SELECT i.id, i.parent_id, i.name, i.folder, `+s.d.defaultCollation(`g.chain || g.id || '/'`)+`,
+				CASE WHEN g.path = '' THEN g.name ELSE g.path || '/' || g.name END
+			FROM items i JOIN gone g ON i.parent_id = g.id
+		)
+		INSERT INTO delta_pages (session, item_id, phase, depth, deleted, parent_path, drive_id, parent_id, name, folder)
+		SELECT CAST(? AS TEXT), g.id, 0, 0, true, g.path, CAST(? AS TEXT), g.parent_id, g.name, g.folder FROM gone g
+		WHERE NOT EXISTS (SELECT 1 FROM item_changes c WHERE c.drive_id = ? AND c.item_id = g.id
+			AND c.seq > ? AND c.seq <= ? AND (c.kind = 1 OR c.kind >= 3))
+		AND NOT EXISTS (SELECT 1 FROM delta_pages dp WHERE dp.session = ? AND dp.item_id = g.id)`,
+		drive, from, horizon, inside, session, drive, drive, from, horizon, session)
 	if err != nil {
 		return fmt.Errorf("sqlstore: delta of %s: %w", top.ID, err)
 	}

@@ -52,6 +52,7 @@ type grouper struct {
 type member struct {
 	ctx  context.Context
 	fn   func(tx *sql.Tx, c conn) error
+	st   *txState      // its attempt's state in the group that runs it
 	done chan error    // its outcome, once the group committed or failed
 	lead chan struct{} // closed when this member is to run the next groups
 }
@@ -130,7 +131,8 @@ func (s *Store) tryGroup(batch []*member) (again []*member) {
 			m.done <- fmt.Errorf("sqlstore: savepoint: %w", err)
 			return append(ok, batch[i+1:]...)
 		}
-		err := m.run(tx, conn{q: tx, d: s.d, tx: &txState{}, detach: true})
+		m.st = &txState{}
+		err := m.run(tx, conn{q: tx, d: s.d, tx: m.st, detach: true})
 		if err == nil {
 			if _, err := tx.ExecContext(bg, `RELEASE member`); err != nil {
 				tx.Rollback()
@@ -162,6 +164,9 @@ func (s *Store) tryGroup(batch []*member) (again []*member) {
 		err = fmt.Errorf("sqlstore: commit: %w", err)
 	} else {
 		s.group.commits.Add(1)
+		for _, m := range ok {
+			s.committed(m.st)
+		}
 	}
 	for _, m := range ok {
 		m.done <- err

@@ -22,13 +22,15 @@ const itemCols = `i.id, i.drive_id, COALESCE(i.parent_id, ''), i.name, i.folder,
 
 type scanner interface{ Scan(dest ...any) error }
 
-func scanItem(r scanner) (*ferry.Item, error) {
+// scanItem reads the columns of itemCols, and then into extra those the
+// query selects after them.
+func scanItem(r scanner, extra ...any) (*ferry.Item, error) {
 	var it ferry.Item
 	var created, modified, fsCreated, fsModified int64
-	err := r.Scan(&it.ID, &it.DriveID, &it.ParentID, &it.Name, &it.Folder, &it.Size, &it.MimeType,
+	err := r.Scan(append([]any{&it.ID, &it.DriveID, &it.ParentID, &it.Name, &it.Folder, &it.Size, &it.MimeType,
 		&it.Hashes.QuickXor, &it.Hashes.SHA1, &it.Hashes.SHA256, &it.BlobKey, &it.Version, &it.ContentVersion,
 		&created, &modified, &fsCreated, &fsModified, &it.Description, &it.CreatedBy, &it.ModifiedBy,
-		&it.ChildCount)
+		&it.ChildCount}, extra...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -76,13 +78,27 @@ func (s *Store) Item(ctx context.Context, id ferry.ItemID) (*ferry.Item, error) 
 	return s.item(ctx, s.c, id)
 }
 
+// item reads the item id in c. An item of a deleted folder's tree whose
+// rows are still being removed (remove.go) is NotFound: whether it may be
+// one costs an index probe, and only in a drive with such a tree a walk up.
 func (s *Store) item(ctx context.Context, c conn, id ferry.ItemID) (*ferry.Item, error) {
-	it, err := scanItem(c.row(ctx, `SELECT `+itemCols+` FROM items i WHERE i.id = ?`, string(id)))
+	var removing bool
+	it, err := scanItem(c.row(ctx, `SELECT `+itemCols+`, EXISTS (SELECT 1 FROM removals r WHERE r.drive_id = i.drive_id)
+		FROM items i WHERE i.id = ?`, string(id)), &removing)
 	if notFound(err) {
 		return nil, errItemNotFound(id)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: item %s: %w", id, err)
+	}
+	if removing {
+		gone, err := s.inRemoval(ctx, c, id)
+		if err != nil {
+			return nil, err
+		}
+		if gone {
+			return nil, errItemNotFound(id)
+		}
 	}
 	return it, nil
 }
@@ -129,7 +145,8 @@ func (s *Store) Path(ctx context.Context, id ferry.ItemID) ([]string, error) {
 			UNION ALL
 			SELECT i.id, i.parent_id, i.name, up.depth + 1 FROM items i JOIN up ON i.id = up.parent_id
 		)
-		SELECT name, parent_id IS NULL FROM up ORDER BY depth DESC`, string(id))
+		SELECT name, parent_id IS NULL, EXISTS (SELECT 1 FROM removals r WHERE r.top_id = up.id)
+		FROM up ORDER BY depth DESC`, string(id))
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: path of %s: %w", id, err)
 	}
@@ -138,9 +155,12 @@ func (s *Store) Path(ctx context.Context, id ferry.ItemID) ([]string, error) {
 	found := false
 	for rows.Next() {
 		var name string
-		var root bool
-		if err := rows.Scan(&name, &root); err != nil {
+		var root, removing bool
+		if err := rows.Scan(&name, &root, &removing); err != nil {
 			return nil, fmt.Errorf("sqlstore: path of %s: %w", id, err)
+		}
+		if removing {
+			return nil, errItemNotFound(id) // deleted (remove.go)
 		}
 		found = true
 		if !root {
@@ -355,6 +375,23 @@ func (s *Store) addUsed(ctx context.Context, c conn, drive ferry.DriveID, delta 
 	return nil
 }
 
+// Room returns how many bytes may still be added to the drive: its quota
+// less the bytes its files use and those held for its live upload sessions
+// and copies under way (heldSQL), as a commit counts them; never below 0.
+// NotFound if there is no such drive.
+func (s *Store) Room(ctx context.Context, drive ferry.DriveID) (int64, error) {
+	var room int64
+	err := s.c.row(ctx, `SELECT quota - used - `+heldSQL+` FROM drives WHERE id = ?`,
+		string(drive), millis(now()), string(drive), string(drive)).Scan(&room)
+	if notFound(err) {
+		return 0, ferry.Errorf(ferry.NotFound, "drive not found")
+	}
+	if err != nil {
+		return 0, fmt.Errorf("sqlstore: room in drive %s: %w", drive, err)
+	}
+	return max(room, 0), nil
+}
+
 // heldSQL is the bytes of a drive that are taken although not used yet:
 // the sizes declared by its live upload sessions and the room held by its
 // copies under way (pending_copies). Its '?' are the drive ID, now (Unix
@@ -466,8 +503,22 @@ const subtreeCTE = `WITH RECURSIVE sub(id, depth) AS (
 
 // deleteTree deletes it and everything below it, releasing blob references,
 // drive usage and the sizes of the folders above it. Only files count: a
-// folder's size already is the sum of its files.
+// folder's size already is the sum of its files. A folder of more items
+// than the batch is only taken out of sight here, and its rows are removed
+// later (detachTree, see remove.go).
 func (s *Store) deleteTree(ctx context.Context, c conn, it *ferry.Item) error {
+	if it.Folder {
+		// Counting stops at one more than the batch, on both engines.
+		var n int
+		err := c.row(ctx, subtreeCTE+` SELECT count(*) FROM (SELECT id FROM sub LIMIT ?) big`,
+			string(it.ID), s.treeBatch()+1).Scan(&n)
+		if err != nil {
+			return fmt.Errorf("sqlstore: delete %s: %w", it.ID, err)
+		}
+		if n > s.treeBatch() {
+			return s.detachTree(ctx, c, it)
+		}
+	}
 	rows, err := c.query(ctx, subtreeCTE+`
 		SELECT i.blob_key, count(*), CAST(sum(i.size) AS BIGINT) FROM items i JOIN sub ON sub.id = i.id
 		WHERE i.blob_key IS NOT NULL GROUP BY i.blob_key`, string(it.ID))

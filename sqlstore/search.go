@@ -47,11 +47,13 @@ func (s *Store) Search(ctx context.Context, scope ferry.ItemID, text string, q f
 	var query string
 	if top.IsRoot() {
 		// The whole drive: the index on (drive_id, name_key, id) serves it.
-		// That reaches the hidden trees of copies under way too (see
-		// copy.go), which are left out: hidden holds their items, found
-		// from their tops, and is empty unless a large copy runs.
+		// That reaches the hidden trees of copies under way and of deleted
+		// folders being removed too (see copy.go and remove.go), which are
+		// left out: hidden holds their items, found from their tops, and is
+		// empty unless a large copy or removal runs.
 		query = `WITH RECURSIVE hidden(id) AS (
-				SELECT top_id FROM pending_copies WHERE drive_id = ?
+				SELECT top_id FROM (SELECT top_id, drive_id FROM pending_copies
+					UNION ALL SELECT top_id, drive_id FROM removals) tops WHERE drive_id = ?
 				UNION ALL
 				SELECT h.id FROM items h JOIN hidden ON h.parent_id = hidden.id
 			)

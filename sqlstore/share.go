@@ -43,13 +43,9 @@ func (s *Store) CreateLink(ctx context.Context, p *ferry.Permission) error {
 		return fmt.Errorf("sqlstore: create link: type and token are required")
 	}
 	return s.tx(ctx, func(_ *sql.Tx, c conn) error {
-		var drive string
-		err := c.row(ctx, `SELECT drive_id FROM items WHERE id = ?`, string(p.ItemID)).Scan(&drive)
-		if notFound(err) {
-			return ferry.Errorf(ferry.NotFound, "the item does not exist")
-		}
+		drive, err := s.shareDrive(ctx, c, p.ItemID)
 		if err != nil {
-			return fmt.Errorf("sqlstore: create link: %w", err)
+			return err
 		}
 		p.ID, p.DriveID, p.Created = ferry.NewID("perm", 12), ferry.DriveID(drive), now()
 		var password any
@@ -65,6 +61,19 @@ func (s *Store) CreateLink(ctx context.Context, p *ferry.Permission) error {
 		}
 		return nil
 	})
+}
+
+// shareDrive returns the drive of the item to share, or NotFound if it
+// does not exist or is deleted (see item).
+func (s *Store) shareDrive(ctx context.Context, c conn, id ferry.ItemID) (string, error) {
+	it, err := s.item(ctx, c, id)
+	if ferry.KindOf(err) == ferry.NotFound {
+		return "", ferry.Errorf(ferry.NotFound, "the item does not exist")
+	}
+	if err != nil {
+		return "", err
+	}
+	return string(it.DriveID), nil
 }
 
 // LinkByToken returns the live link with that token.
@@ -87,13 +96,9 @@ func (s *Store) LinkByToken(ctx context.Context, token string, at time.Time) (*f
 func (s *Store) Grant(ctx context.Context, item ferry.ItemID, user ferry.UserID, email string, role ferry.Role, by ferry.UserID) (*ferry.Permission, error) {
 	var id string
 	err := s.tx(ctx, func(_ *sql.Tx, c conn) error {
-		var drive string
-		err := c.row(ctx, `SELECT drive_id FROM items WHERE id = ?`, string(item)).Scan(&drive)
-		if notFound(err) {
-			return ferry.Errorf(ferry.NotFound, "the item does not exist")
-		}
+		drive, err := s.shareDrive(ctx, c, item)
 		if err != nil {
-			return fmt.Errorf("sqlstore: grant: %w", err)
+			return err
 		}
 		var one int
 		err = c.row(ctx, `SELECT 1 FROM users WHERE id = ?`, string(user)).Scan(&one)

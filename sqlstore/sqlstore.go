@@ -35,7 +35,11 @@ type Store struct {
 	group   grouper      // SQLite's queue of transactions (group.go)
 	wakers  wakers       // River listeners to wake (riverwake.go)
 
-	copyBatchSize int // items per transaction of a copy; 0: defaultCopyBatch (copy.go)
+	batchSize int // items per transaction of a copy or removal; 0: defaultBatch (copy.go)
+
+	// removals receives a value, at most one waiting, after a
+	// transaction that left a deleted tree to remove commits (remove.go).
+	removals chan struct{}
 }
 
 var (
@@ -59,7 +63,7 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{db: db, d: d}
+	s := &Store{db: db, d: d, removals: make(chan struct{}, 1)}
 	s.c = conn{q: db, d: d}
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
@@ -142,9 +146,19 @@ func (c conn) stmtCtx(ctx context.Context) context.Context {
 
 // txState is what one attempt of a transaction remembers across its
 // statements: the change sequence number it took in each drive it changed
-// (see changeSeq).
+// (see changeSeq), and whether it left a deleted tree to remove (see
+// detachTree), which is announced once it commits (committed).
 type txState struct {
-	seqs map[ferry.DriveID]int64
+	seqs     map[ferry.DriveID]int64
+	detached bool
+}
+
+// committed does what waits for the commit of a transaction whose attempt
+// had the state st.
+func (s *Store) committed(st *txState) {
+	if st.detached {
+		s.wakeRemovals()
+	}
 }
 
 // Every statement goes through exec, query or row, which makes them the
@@ -233,7 +247,8 @@ func (s *Store) tryTx(ctx context.Context, opts *sql.TxOptions, fn func(tx *sql.
 	if err != nil {
 		return fmt.Errorf("sqlstore: begin: %w", err)
 	}
-	if err := fn(tx, conn{q: tx, d: s.d, tx: &txState{}}); err != nil {
+	st := &txState{}
+	if err := fn(tx, conn{q: tx, d: s.d, tx: st}); err != nil {
 		tx.Rollback()
 		// fn may hold statements that did not go through conn (River's
 		// InsertTx on the same transaction).
@@ -242,6 +257,7 @@ func (s *Store) tryTx(ctx context.Context, opts *sql.TxOptions, fn func(tx *sql.
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("sqlstore: commit: %w", err)
 	}
+	s.committed(st)
 	return nil
 }
 

@@ -49,34 +49,57 @@ func stores(e engine) func(t *testing.T) ferrytest.Stores {
 }
 
 // wantConsistent checks, at the end of a test, what the store keeps in
-// step across its tables: every item is reachable from its drive's root
-// (no copy under way, or abandoned, left a hidden tree), no copy is under
-// way, every blob's reference count is the number of items using it, and
-// every drive's used bytes are the sizes of its files.
+// step across its tables: every item is reachable from its drive's root,
+// or (until they are removed) from a deleted folder's hidden top; no copy
+// is under way or abandoned with a hidden tree; every blob's reference
+// count is the number of items using it; and every drive's used bytes are
+// the sizes of its files, those of deleted trees left out. Then it removes
+// what deletions left (the sweep's RemoveDeleted) and checks it all again:
+// now every item is reachable from its drive's root.
 func wantConsistent(t *testing.T, s *sqlstore.Store) {
 	t.Helper()
 	ctx := context.Background() // t.Context() has ended by now
-	for _, c := range []struct{ what, query string }{
-		{"items out of reach of their drive's root", `WITH RECURSIVE r(id) AS (
-				SELECT i.id FROM items i JOIN drives d ON d.root_id = i.id
-				UNION ALL
-				SELECT i.id FROM items i JOIN r ON i.parent_id = r.id
-			)
-			SELECT count(*) FROM items WHERE id NOT IN (SELECT id FROM r)`},
-		{"copies under way", `SELECT count(*) FROM pending_copies`},
-		{"blobs whose reference count is not the items using them", `SELECT count(*) FROM blobs b
-			WHERE b.refs <> (SELECT count(*) FROM items i WHERE i.blob_key = b.key)`},
-		{"items using a blob the store has no record of", `SELECT count(*) FROM items i
-			WHERE i.blob_key IS NOT NULL AND NOT EXISTS (SELECT 1 FROM blobs b WHERE b.key = i.blob_key)`},
-		{"drives whose used bytes are not their files' sizes", `SELECT count(*) FROM drives d
-			WHERE d.used <> (SELECT COALESCE(SUM(i.size), 0) FROM items i WHERE i.drive_id = d.id AND NOT i.folder)`},
-	} {
-		var n int
-		if err := s.DB().QueryRowContext(ctx, c.query).Scan(&n); err != nil {
-			t.Errorf("%s: %v", c.what, err)
-		} else if n != 0 {
-			t.Errorf("at the end of the test: %d %s", n, c.what)
+	const reach = `WITH RECURSIVE r(id) AS (
+			SELECT i.id FROM items i JOIN drives d ON d.root_id = i.id
+			UNION ALL
+			SELECT i.id FROM items i JOIN r ON i.parent_id = r.id
+		), gone(id) AS (
+			SELECT i.id FROM items i JOIN removals x ON x.top_id = i.id WHERE i.parent_id IS NULL
+			UNION ALL
+			SELECT i.id FROM items i JOIN gone ON i.parent_id = gone.id
+		)`
+	check := func(when string) {
+		t.Helper()
+		for _, c := range []struct{ what, query string }{
+			{"items out of reach of their drive's root or a deleted tree's top", reach + `
+				SELECT count(*) FROM items WHERE id NOT IN (SELECT id FROM r) AND id NOT IN (SELECT id FROM gone)`},
+			{"deleted trees still in reach of a root", reach + `SELECT count(*) FROM removals
+				WHERE top_id IN (SELECT id FROM r) OR top_id NOT IN (SELECT id FROM items)`},
+			{"copies under way", `SELECT count(*) FROM pending_copies`},
+			{"blobs whose reference count is not the items using them", `SELECT count(*) FROM blobs b
+				WHERE b.refs <> (SELECT count(*) FROM items i WHERE i.blob_key = b.key)`},
+			{"items using a blob the store has no record of", `SELECT count(*) FROM items i
+				WHERE i.blob_key IS NOT NULL AND NOT EXISTS (SELECT 1 FROM blobs b WHERE b.key = i.blob_key)`},
+			{"drives whose used bytes are not their files' sizes", reach + `SELECT count(*) FROM drives d
+				WHERE d.used <> (SELECT COALESCE(SUM(i.size), 0) FROM items i
+					WHERE i.drive_id = d.id AND NOT i.folder AND i.id NOT IN (SELECT id FROM gone))`},
+		} {
+			var n int
+			if err := s.DB().QueryRowContext(ctx, c.query).Scan(&n); err != nil {
+				t.Errorf("%s: %s: %v", when, c.what, err)
+			} else if n != 0 {
+				t.Errorf("%s: %d %s", when, n, c.what)
+			}
 		}
+	}
+	check("at the end of the test")
+	if _, err := s.RemoveDeleted(ctx, 0); err != nil {
+		t.Errorf("RemoveDeleted: %v", err)
+	}
+	check("once deleted trees are removed")
+	var n int
+	if err := s.DB().QueryRowContext(ctx, `SELECT count(*) FROM removals`).Scan(&n); err != nil || n != 0 {
+		t.Errorf("once deleted trees are removed: %d left, %v", n, err)
 	}
 }
 
@@ -111,7 +134,22 @@ func TestLargeCopies(t *testing.T) {
 		t.Run(e.name, func(t *testing.T) {
 			ferrytest.TestLargeCopies(t, func(t *testing.T) ferrytest.JobStore {
 				s := open(t, e.newDSN(t))
-				s.SetCopyBatch(ferrytest.CopyBatch)
+				s.SetTreeBatch(ferrytest.TreeBatch)
+				t.Cleanup(func() { wantConsistent(t, s) })
+				return s
+			})
+		})
+	}
+}
+
+// TestLargeDeletes runs the deletion suite on stores that remove a few
+// items per transaction, so that its small trees take several.
+func TestLargeDeletes(t *testing.T) {
+	for _, e := range engines() {
+		t.Run(e.name, func(t *testing.T) {
+			ferrytest.TestLargeDeletes(t, func(t *testing.T) ferrytest.JobStore {
+				s := open(t, e.newDSN(t))
+				s.SetTreeBatch(ferrytest.TreeBatch)
 				t.Cleanup(func() { wantConsistent(t, s) })
 				return s
 			})
