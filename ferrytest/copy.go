@@ -28,19 +28,7 @@ const TreeBatch = 3
 // items and accounts too and writes at most TreeBatch items per step of a
 // copy.
 func TestLargeCopies(t *testing.T, newStore func(t *testing.T) JobStore) {
-	items := func(fn func(*testing.T, Stores)) func(*testing.T, JobStore) {
-		return func(t *testing.T, s JobStore) {
-			is, ok := s.(jobItems)
-			if !ok {
-				t.Skip("the store holds no items")
-			}
-			fn(t, Stores{Items: is, Accounts: is})
-		}
-	}
-	for _, tt := range []struct {
-		name string
-		fn   func(*testing.T, JobStore)
-	}{
+	runJobCases(t, newStore, []jobCase{
 		{"Steps", testLargeCopySteps},
 		{"TakeOver", testLargeCopyTakeOver},
 		{"Abandoned", testLargeCopyAbandoned},
@@ -54,8 +42,31 @@ func TestLargeCopies(t *testing.T, newStore func(t *testing.T) JobStore) {
 		{"Items/Blobs", items(testBlobRefs)},
 		{"Items/ReplaceOtherKind", items(testReplaceOtherKind)},
 		{"Items/DeltaChanges", items(testDeltaChanges)},
-	} {
-		t.Run(tt.name, func(t *testing.T) { tt.fn(t, newStore(t)) })
+	})
+}
+
+// jobCase is one named case of a suite run on job stores.
+type jobCase struct {
+	name string
+	fn   func(*testing.T, JobStore)
+}
+
+// runJobCases runs each case on a store of its own.
+func runJobCases(t *testing.T, newStore func(t *testing.T) JobStore, cases []jobCase) {
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newStore(t)) })
+	}
+}
+
+// items runs a case of the item suite on a job store that holds items
+// and accounts too, and skips it on one that does not.
+func items(fn func(*testing.T, Stores)) func(*testing.T, JobStore) {
+	return func(t *testing.T, s JobStore) {
+		is, ok := s.(jobItems)
+		if !ok {
+			t.Skip("the store holds no items")
+		}
+		fn(t, Stores{Items: is, Accounts: is})
 	}
 }
 

@@ -21,19 +21,7 @@ import (
 // store that holds items and accounts too and writes at most TreeBatch
 // items per step of a removal.
 func TestLargeDeletes(t *testing.T, newStore func(t *testing.T) JobStore) {
-	items := func(fn func(*testing.T, Stores)) func(*testing.T, JobStore) {
-		return func(t *testing.T, s JobStore) {
-			is, ok := s.(jobItems)
-			if !ok {
-				t.Skip("the store holds no items")
-			}
-			fn(t, Stores{Items: is, Accounts: is})
-		}
-	}
-	for _, tt := range []struct {
-		name string
-		fn   func(*testing.T, JobStore)
-	}{
+	runJobCases(t, newStore, []jobCase{
 		{"Delete", testLargeDelete},
 		{"Resume", testLargeDeleteResume},
 		{"Replace", testLargeReplace},
@@ -43,9 +31,7 @@ func TestLargeDeletes(t *testing.T, newStore func(t *testing.T) JobStore) {
 		{"Items/DeltaChanges", items(testDeltaChanges)},
 		{"Items/DeltaWhileChanging", items(testDeltaWhileChanging)},
 		{"Items/Search", items(testSearch)},
-	} {
-		t.Run(tt.name, func(t *testing.T) { tt.fn(t, newStore(t)) })
-	}
+	})
 }
 
 // removeDeleted removes what deletions left, as the sweep does.

@@ -129,25 +129,19 @@ func TestJobStore(t *testing.T) {
 
 // TestLargeCopies runs the copy suite on stores that copy a few items per
 // transaction, so that its small trees take several.
-func TestLargeCopies(t *testing.T) {
-	for _, e := range engines() {
-		t.Run(e.name, func(t *testing.T) {
-			ferrytest.TestLargeCopies(t, func(t *testing.T) ferrytest.JobStore {
-				s := open(t, e.newDSN(t))
-				s.SetTreeBatch(ferrytest.TreeBatch)
-				t.Cleanup(func() { wantConsistent(t, s) })
-				return s
-			})
-		})
-	}
-}
+func TestLargeCopies(t *testing.T) { onBatchedStores(t, ferrytest.TestLargeCopies) }
 
 // TestLargeDeletes runs the deletion suite on stores that remove a few
 // items per transaction, so that its small trees take several.
-func TestLargeDeletes(t *testing.T) {
+func TestLargeDeletes(t *testing.T) { onBatchedStores(t, ferrytest.TestLargeDeletes) }
+
+// onBatchedStores runs suite on both engines' stores, each writing at most
+// ferrytest.TreeBatch items of a copy or a removal per transaction, and
+// checked for consistency after each case.
+func onBatchedStores(t *testing.T, suite func(*testing.T, func(*testing.T) ferrytest.JobStore)) {
 	for _, e := range engines() {
 		t.Run(e.name, func(t *testing.T) {
-			ferrytest.TestLargeDeletes(t, func(t *testing.T) ferrytest.JobStore {
+			suite(t, func(t *testing.T) ferrytest.JobStore {
 				s := open(t, e.newDSN(t))
 				s.SetTreeBatch(ferrytest.TreeBatch)
 				t.Cleanup(func() { wantConsistent(t, s) })
