@@ -19,8 +19,8 @@ import (
 // SQLite connection of the pool keeps its statements prepared, by their
 // SQL text, at the driver level (stmtConn), where River's statements,
 // which run on the store's *sql.Tx but never through the store's code,
-// benefit too. With 300 small imports (ferry-bench -small) the writer
-// spent about a third of its time parsing before this.
+// benefit too. During 900 small imports (ferry-bench -small) preparing
+// took 15 % of the server's CPU before this (0.60 s of 3.91 s sampled).
 //
 // A statement is reused only when no open result set still reads from it;
 // a query that runs while an earlier run of the same SQL is still being
