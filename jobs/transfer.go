@@ -1035,9 +1035,9 @@ type ramp struct {
 	firstByte time.Time
 	changedAt time.Time
 	ready     time.Time // when every connection of the step had delivered (readyLocked)
-	before    float64 // the rate before the step
-	busy      float64 // the share of time the hashing was busy with one connection
-	nBefore   int     // the connections before the step
+	before    float64   // the rate before the step
+	busy      float64   // the share of time the hashing was busy with one connection
+	nBefore   int       // the connections before the step
 }
 
 const measureFor = 3 * tick
