@@ -1,7 +1,6 @@
 package sqlstore
 
 import (
-	"context"
 	"fmt"
 	"path/filepath"
 	"testing"
@@ -93,14 +92,7 @@ func TestAbandonedCopyItem(t *testing.T) {
 	if it, _, err := s.copyStep(ctx, spec, copyOwner{id: "copy_test"}); err != nil || it != nil {
 		t.Fatalf("copyStep = %+v, %v; want a step that leaves more to do", it, err)
 	}
-	count := func(q string) int {
-		t.Helper()
-		var n int
-		if err := s.db.QueryRowContext(context.Background(), q).Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
+	count := func(q string) int { t.Helper(); return countRows(t, s, q) }
 	if n := count(`SELECT count(*) FROM items`); n != 1+13+3 {
 		t.Errorf("%d items after one step; want the root, the source's 13 and 3 hidden", n)
 	}
@@ -119,4 +111,14 @@ func TestAbandonedCopyItem(t *testing.T) {
 	if n := count(`SELECT count(*) FROM blobs WHERE refs <> 1`); n != 0 {
 		t.Errorf("%d blobs without exactly the source's reference", n)
 	}
+}
+
+// countRows runs q, a query for one count, on s's database.
+func countRows(t *testing.T, s *Store, q string) int {
+	t.Helper()
+	var n int
+	if err := s.db.QueryRowContext(t.Context(), q).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

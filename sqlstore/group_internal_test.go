@@ -31,36 +31,52 @@ func groupStore(t *testing.T) *Store {
 // errors.
 func inGroup(t *testing.T, s *Store, fns []func(tx *sql.Tx, c conn) error) []error {
 	t.Helper()
-	release, running := make(chan struct{}), make(chan struct{})
 	var wg sync.WaitGroup
-	wg.Go(func() {
-		err := s.tx(t.Context(), func(_ *sql.Tx, c conn) error {
-			close(running)
-			<-release
-			_, err := c.exec(t.Context(), `INSERT INTO scratch (n) VALUES (-1)`)
-			return err
-		})
-		if err != nil {
-			t.Errorf("first transaction: %v", err)
-		}
+	release := holdGroup(t, s, &wg, func(c conn) error {
+		_, err := c.exec(t.Context(), `INSERT INTO scratch (n) VALUES (-1)`)
+		return err
 	})
-	<-running
 	errs := make([]error, len(fns))
 	for i, fn := range fns {
 		wg.Go(func() { errs[i] = s.tx(t.Context(), fn) })
 	}
-	for { // until all of them wait in the queue
+	waitQueued(s, len(fns))
+	release()
+	wg.Wait()
+	return errs
+}
+
+// holdGroup starts, on wg, a transaction that runs then once released and
+// returns when that transaction runs: the transactions started meanwhile
+// wait in the queue for the next group.
+func holdGroup(t *testing.T, s *Store, wg *sync.WaitGroup, then func(c conn) error) (release func()) {
+	t.Helper()
+	hold, running := make(chan struct{}), make(chan struct{})
+	wg.Go(func() {
+		err := s.tx(t.Context(), func(_ *sql.Tx, c conn) error {
+			close(running)
+			<-hold
+			return then(c)
+		})
+		if err != nil {
+			t.Errorf("the holding transaction: %v", err)
+		}
+	})
+	<-running
+	return func() { close(hold) }
+}
+
+// waitQueued returns once n transactions wait in the queue.
+func waitQueued(s *Store, n int) {
+	for {
 		s.group.mu.Lock()
-		n := len(s.group.queue)
+		queued := len(s.group.queue)
 		s.group.mu.Unlock()
-		if n == len(fns) {
-			break
+		if queued == n {
+			return
 		}
 		time.Sleep(time.Millisecond)
 	}
-	close(release)
-	wg.Wait()
-	return errs
 }
 
 func scratch(t *testing.T, s *Store) []int {
@@ -157,16 +173,8 @@ func TestGroupCancelledMember(t *testing.T) {
 	s := groupStore(t)
 	ctx, cancel := context.WithCancel(t.Context())
 	ran := false
-	release, running := make(chan struct{}), make(chan struct{})
 	var wg sync.WaitGroup
-	wg.Go(func() {
-		s.tx(t.Context(), func(*sql.Tx, conn) error {
-			close(running)
-			<-release
-			return nil
-		})
-	})
-	<-running
+	release := holdGroup(t, s, &wg, func(conn) error { return nil })
 	var err error
 	wg.Go(func() {
 		err = s.tx(ctx, func(*sql.Tx, conn) error {
@@ -174,17 +182,9 @@ func TestGroupCancelledMember(t *testing.T) {
 			return nil
 		})
 	})
-	for {
-		s.group.mu.Lock()
-		n := len(s.group.queue)
-		s.group.mu.Unlock()
-		if n == 1 {
-			break
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitQueued(s, 1)
 	cancel()
-	close(release)
+	release()
 	wg.Wait()
 	if ran || !errors.Is(err, context.Canceled) {
 		t.Errorf("ran %v, err %v; want not run, context.Canceled", ran, err)
@@ -197,15 +197,7 @@ func TestGroupPanic(t *testing.T) {
 	s := groupStore(t)
 	var recovered any
 	var wg sync.WaitGroup
-	release, running := make(chan struct{}), make(chan struct{})
-	wg.Go(func() {
-		s.tx(t.Context(), func(*sql.Tx, conn) error {
-			close(running)
-			<-release
-			return nil
-		})
-	})
-	<-running
+	release := holdGroup(t, s, &wg, func(conn) error { return nil })
 	var err1, err3 error
 	wg.Go(func() { err1 = s.tx(t.Context(), insert(1)) })
 	wg.Go(func() {
@@ -218,16 +210,8 @@ func TestGroupPanic(t *testing.T) {
 		})
 	})
 	wg.Go(func() { err3 = s.tx(t.Context(), insert(3)) })
-	for {
-		s.group.mu.Lock()
-		n := len(s.group.queue)
-		s.group.mu.Unlock()
-		if n == 3 {
-			break
-		}
-		time.Sleep(time.Millisecond)
-	}
-	close(release)
+	waitQueued(s, 3)
+	release()
 	wg.Wait()
 	if msg, ok := recovered.(string); !ok || !strings.Contains(msg, "oops") {
 		t.Errorf("recovered %v, want the panic", recovered)

@@ -1,7 +1,6 @@
 package sqlstore
 
 import (
-	"context"
 	"testing"
 )
 
@@ -12,14 +11,7 @@ import (
 func TestDeleteCommitsInSteps(t *testing.T) {
 	s, _, src := copyStore(t)
 	ctx := t.Context()
-	count := func(q string) int {
-		t.Helper()
-		var n int
-		if err := s.db.QueryRowContext(context.Background(), q).Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
+	count := func(q string) int { t.Helper(); return countRows(t, s, q) }
 	signalled := func() bool {
 		select {
 		case <-s.Removals():
