@@ -197,19 +197,28 @@ func (p *page) find(role, name string, hidden bool) runtime.RemoteObjectID {
 		if err != nil {
 			p.t.Fatal(err)
 		}
+		// The page may replace the document or the node between these
+		// calls (it renders as it loads): an unknown node is looked for
+		// again, until the deadline.
 		res, err := chromedp.Call(p.ctx, accessibility.QueryAXTree, accessibility.QueryAXTreeParams{
 			NodeID: doc.Root.NodeID, AccessibleName: name, Role: role,
 		})
-		if err != nil {
+		if err != nil && time.Now().After(deadline) {
 			p.t.Fatal(err)
 		}
-		for _, n := range res.Nodes {
+		var nodes []*accessibility.Node
+		if err == nil {
+			nodes = res.Nodes
+		}
+		for _, n := range nodes {
 			if (hidden || !n.Ignored) && n.BackendDOMNodeID != 0 {
 				obj, err := chromedp.Call(p.ctx, dom.ResolveNode, dom.ResolveNodeParams{BackendNodeID: n.BackendDOMNodeID})
-				if err != nil {
+				if err == nil {
+					return obj.Object.ObjectID
+				}
+				if time.Now().After(deadline) {
 					p.t.Fatal(err)
 				}
-				return obj.Object.ObjectID
 			}
 		}
 		if time.Now().After(deadline) {
