@@ -255,6 +255,63 @@ func rejectUncleanPaths(log *slog.Logger, next http.Handler) http.Handler {
 	})
 }
 
+// showOnlyDurable has every response wait for durable (Deps.Durable)
+// before its header is written, and every flush of a stream before its
+// bytes go out: what the handler read before is then durable.
+func showOnlyDurable(durable func(), next http.Handler) http.Handler {
+	if durable == nil {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		next.ServeHTTP(&durableWriter{ResponseWriter: w, durable: durable}, r)
+	})
+}
+
+// durableWriter calls durable before the header and before each flush.
+type durableWriter struct {
+	http.ResponseWriter
+	durable func()
+	started bool // the header is written
+}
+
+func (d *durableWriter) start() {
+	if !d.started {
+		d.started = true
+		d.durable()
+	}
+}
+
+func (d *durableWriter) WriteHeader(code int) {
+	if code >= 200 {
+		d.start()
+	}
+	d.ResponseWriter.WriteHeader(code)
+}
+
+func (d *durableWriter) Write(p []byte) (int, error) {
+	d.start()
+	return d.ResponseWriter.Write(p)
+}
+
+// ReadFrom keeps the server's sendfile path (see statusRecorder).
+func (d *durableWriter) ReadFrom(src io.Reader) (int64, error) {
+	d.start()
+	if rf, ok := d.ResponseWriter.(io.ReaderFrom); ok {
+		return rf.ReadFrom(src)
+	}
+	return io.Copy(struct{ io.Writer }{d.ResponseWriter}, src)
+}
+
+// FlushError is what http.ResponseController.Flush calls: an event
+// stream's flush sends the state it just read.
+func (d *durableWriter) FlushError() error {
+	d.started = true
+	d.durable()
+	return http.NewResponseController(d.ResponseWriter).Flush()
+}
+
+func (d *durableWriter) Unwrap() http.ResponseWriter { return d.ResponseWriter }
+
 // recoverPanics turns a panicking handler into a Graph 500, logged once.
 func recoverPanics(log *slog.Logger, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

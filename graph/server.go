@@ -156,6 +156,12 @@ type Deps struct {
 	Closing <-chan struct{}
 	// Metrics receives request counts and latencies; nil records nothing.
 	Metrics Metrics
+	// Durable returns once every write the stores committed is durable
+	// (sqlstore.Store.Durable); every response waits for it before its
+	// header goes out, and every event stream before each flush, so that
+	// no client sees a state a power cut could undo. Nil: a commit is
+	// durable before anyone sees it.
+	Durable func()
 }
 
 // NewHandler returns the API as one http.Handler. It panics if
@@ -208,6 +214,7 @@ func NewHandler(cfg Config, d Deps) http.Handler {
 	var h http.Handler = rejectUncleanPaths(d.Log, mux)
 	h = recoverPanics(d.Log, h)
 	h = cutIdleBodies(cfg.BodyIdleTimeout, d.Metrics, h)
+	h = showOnlyDurable(d.Durable, h)
 	h = logRequests(d.Log, d.Metrics, h)
 	h = withRequestID(urls, h)
 	return h

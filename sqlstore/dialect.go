@@ -64,16 +64,17 @@ func openSQLite(path string) (*sql.DB, error) {
 	q := url.Values{}
 	q.Set("_journal_mode", "WAL")
 	q.Set("_busy_timeout", "10000")
-	// FULL, not NORMAL: in WAL mode NORMAL syncs only at checkpoints, so
-	// a power loss may undo commits that were acknowledged; FULL syncs the
-	// WAL at every commit, so an acknowledged commit survives power loss,
-	// not only a crash of the process.
-	q.Set("_synchronous", "FULL")
-	// Commits sync with fdatasync(2) rather than fsync(2), as SQLite's
-	// own builds do on Linux: the WAL's data and what is needed to read it
-	// back (its size) are as durable, only its timestamps are not flushed,
-	// and a commit waits less. Where fdatasync does not exist this fails
-	// and fsync stays.
+	// NORMAL: in WAL mode a commit then writes the WAL without syncing
+	// it, and checkpoints sync. The store syncs the WAL itself after each
+	// group of transactions commits and before it acknowledges them
+	// (walsync.go): an acknowledged commit survives power loss, as with
+	// FULL, but the flush no longer holds the write lock.
+	q.Set("_synchronous", "NORMAL")
+	// SQLite's own flushes (checkpoints) use fdatasync(2) rather than
+	// fsync(2), as SQLite's own builds do on Linux: the data and what is
+	// needed to read it back (the size) are as durable, only timestamps
+	// are not flushed. Where fdatasync does not exist this fails and
+	// fsync stays.
 	_, _ = sqlite.Fdatasync(true)
 	q.Set("_foreign_keys", "1")
 	q.Set("_txlock", "immediate")

@@ -22,6 +22,9 @@ import (
 // commit: a transaction that was acknowledged is as durable as before.
 // Members see the effects of the members before them, as if they had run
 // one after the other, which is what SQLite's single writer does anyway.
+// The commit writes the group's WAL frames; the flush that makes them
+// durable runs beside the next group (walsync.go), and the members learn
+// their outcome after it.
 //
 // A member's statements run on a context without its cancel (conn.detach):
 // an interrupted statement would make SQLite roll back the whole
@@ -55,6 +58,9 @@ type member struct {
 	st   *txState      // its attempt's state in the group that runs it
 	done chan error    // its outcome, once the group committed or failed
 	lead chan struct{} // closed when this member is to run the next groups
+	// ran: a group ran the member and its outcome is sent or on its way
+	// (the flush). Only the goroutine that leads reads and writes it.
+	ran bool
 }
 
 // groupTx runs fn as a member of the next group and returns its outcome.
@@ -85,19 +91,25 @@ func (s *Store) groupTx(ctx context.Context, fn func(tx *sql.Tx, c conn) error) 
 		g.queue = g.queue[n:]
 		g.mu.Unlock()
 		s.runGroup(batch)
-		select {
-		case err := <-m.done:
-			g.mu.Lock()
-			if len(g.queue) > 0 {
-				close(g.queue[0].lead)
-			} else {
-				g.leading = false
-			}
-			g.mu.Unlock()
-			return rethrow(err)
-		default: // not yet in a group (more than groupMax were ahead)
+		if m.ran {
+			break
 		}
+		// Not yet in a group: more than groupMax were ahead.
 	}
+	g.mu.Lock()
+	if len(g.queue) > 0 {
+		close(g.queue[0].lead)
+	} else {
+		g.leading = false
+	}
+	g.mu.Unlock()
+	return rethrow(<-m.done)
+}
+
+// settle tells m its outcome.
+func (m *member) settle(err error) {
+	m.ran = true
+	m.done <- err
 }
 
 // runGroup runs the members in one transaction and tells each its outcome.
@@ -113,22 +125,29 @@ func (s *Store) runGroup(batch []*member) {
 func (s *Store) tryGroup(batch []*member) (again []*member) {
 	// The transaction belongs to no member: none's cancel may end it.
 	bg := context.Background()
-	tx, err := s.db.BeginTx(bg, nil)
+	err := s.wal.err() // a failed flush refuses every write after it
+	var tx *sql.Tx
+	if err == nil {
+		tx, err = s.db.BeginTx(bg, nil)
+		if err != nil {
+			err = fmt.Errorf("sqlstore: begin: %w", err)
+		}
+	}
 	if err != nil {
 		for _, m := range batch {
-			m.done <- fmt.Errorf("sqlstore: begin: %w", err)
+			m.settle(err)
 		}
 		return nil
 	}
 	var ok []*member
 	for i, m := range batch {
 		if err := m.ctx.Err(); err != nil {
-			m.done <- err
+			m.settle(err)
 			continue
 		}
 		if _, err := tx.ExecContext(bg, `SAVEPOINT member`); err != nil {
 			tx.Rollback()
-			m.done <- fmt.Errorf("sqlstore: savepoint: %w", err)
+			m.settle(fmt.Errorf("sqlstore: savepoint: %w", err))
 			return append(ok, batch[i+1:]...)
 		}
 		m.st = &txState{}
@@ -136,7 +155,7 @@ func (s *Store) tryGroup(batch []*member) (again []*member) {
 		if err == nil {
 			if _, err := tx.ExecContext(bg, `RELEASE member`); err != nil {
 				tx.Rollback()
-				m.done <- fmt.Errorf("sqlstore: release savepoint: %w", err)
+				m.settle(fmt.Errorf("sqlstore: release savepoint: %w", err))
 				return append(ok, batch[i+1:]...)
 			}
 			ok = append(ok, m)
@@ -144,7 +163,7 @@ func (s *Store) tryGroup(batch []*member) (again []*member) {
 		}
 		// fn may hold statements that did not go through conn (River's
 		// InsertTx on the same transaction).
-		m.done <- s.d.textError(err)
+		m.settle(s.d.textError(err))
 		_, rerr := tx.ExecContext(bg, `ROLLBACK TO member`)
 		if rerr == nil {
 			_, rerr = tx.ExecContext(bg, `RELEASE member`)
@@ -159,18 +178,28 @@ func (s *Store) tryGroup(batch []*member) (again []*member) {
 		tx.Rollback()
 		return nil
 	}
-	err = tx.Commit()
-	if err != nil {
-		err = fmt.Errorf("sqlstore: commit: %w", err)
-	} else {
-		s.group.commits.Add(1)
+	if err := tx.Commit(); err != nil {
 		for _, m := range ok {
-			s.committed(m.st)
+			m.settle(fmt.Errorf("sqlstore: commit: %w", err))
 		}
+		return nil
 	}
+	s.group.commits.Add(1)
+	n := s.wal.commit()
 	for _, m := range ok {
-		m.done <- err
+		m.ran = true
 	}
+	// The members learn their outcome once the commit is durable; the
+	// leader goes on with the next group meanwhile.
+	go func() {
+		err := s.wal.wait(n)
+		for _, m := range ok {
+			if err == nil {
+				s.committed(m.st)
+			}
+			m.done <- err
+		}
+	}()
 	return nil
 }
 

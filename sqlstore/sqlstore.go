@@ -40,6 +40,8 @@ type Store struct {
 	// removals receives a value, at most one waiting, after a
 	// transaction that left a deleted tree to remove commits (remove.go).
 	removals chan struct{}
+	// wal makes SQLite's commits durable (walsync.go); nil on PostgreSQL.
+	wal *walSync
 }
 
 var (
@@ -65,6 +67,9 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 	}
 	s := &Store{db: db, d: d, removals: make(chan struct{}, 1)}
 	s.c = conn{q: db, d: d}
+	if !d.postgres {
+		s.wal = newWALSync(dsn)
+	}
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("sqlstore: connect: %w", err)
@@ -107,7 +112,22 @@ func (s *Store) migrate(ctx context.Context) error {
 
 // Close closes the database.
 func (s *Store) Close() error {
-	return s.db.Close()
+	err := s.db.Close()
+	if s.wal != nil {
+		s.wal.shut()
+	}
+	return err
+}
+
+// Durable returns once every write the store has committed is durable. On
+// SQLite a commit is visible to readers up to one flush before it is
+// durable (walsync.go): whatever shows the state it read to a client waits
+// for this first, so that no client sees what a power cut could undo. On
+// PostgreSQL a commit is durable before anyone sees it.
+func (s *Store) Durable() {
+	if s.wal != nil {
+		s.wal.settled() // a failed flush refuses writes; readers need not wait for it
+	}
 }
 
 // DB returns the store's database handle, for tests that look at rows

@@ -183,7 +183,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) 
 		BodyIdleTimeout: cfg.BodyIdleTimeout,
 		DeltaRetention:  cfg.DeltaRetention,
 	}, graph.Deps{Log: log, Accounts: store, Items: store, Blobs: blobs, Jobs: queue, Sessions: store, Shares: store, Space: space, Metrics: m,
-		Page: web.Handler(), Closing: closing})
+		Page: web.Handler(), Closing: closing, Durable: store.Durable})
 	// Handlers must be done before the deferred store.Close, also when the
 	// shutdown below runs out of time and closes their connections.
 	var handlers sync.WaitGroup
