@@ -149,6 +149,9 @@ func NewAssembly(st ferry.Staging, h *Hasher, hashed int64, written []Range) (*A
 	if err != nil {
 		return nil, err
 	}
+	if hashed > 0 {
+		h.head = nil // the bytes before hashed do not pass here
+	}
 	a := &Assembly{
 		st:      st,
 		h:       h,
@@ -171,7 +174,7 @@ func NewAssembly(st ferry.Staging, h *Hasher, hashed int64, written []Range) (*A
 		a.stages[i] = make(chan piece, 2*hashBuffers)
 	}
 	a.wg.Go(func() { a.stage(0, func(p []byte) { h.qx.Write(p); h.sha1.Write(p) }) })
-	a.wg.Go(func() { a.stage(1, func(p []byte) { h.sha256.Write(p) }) })
+	a.wg.Go(func() { a.stage(1, func(p []byte) { h.sha256.Write(p); h.keepHead(p) }) })
 	go a.sequence()
 	a.mu.Lock()
 	for _, r := range written {

@@ -88,6 +88,11 @@ func TestAssemblyOutOfOrder(t *testing.T) {
 			if got, want := h.Sum(), wantHashes(data); got != want {
 				t.Errorf("hashes = %+v, want %+v", got, want)
 			}
+			// The file's start, for content sniffing, whatever order
+			// the pieces came in.
+			if head, ok := h.Head(); !ok || !bytes.Equal(head, data[:blob.HeadSize]) {
+				t.Errorf("head known %v, %d bytes; want the first %d bytes", ok, len(head), blob.HeadSize)
+			}
 			wantStaged(t, st, 0, data)
 		})
 	}
@@ -141,6 +146,9 @@ func TestAssemblySnapshotResume(t *testing.T) {
 	}
 	if n != int64(len(data)) || got.Sum() != wantHashes(data) {
 		t.Errorf("resumed: %d bytes, %+v; want %d, %+v", n, got.Sum(), len(data), wantHashes(data))
+	}
+	if head, ok := got.Head(); ok && snap.Hashed > 0 {
+		t.Errorf("resumed at %d, the hasher claims to know the head (%d bytes)", snap.Hashed, len(head))
 	}
 	checkNoLeak(t, before)
 }

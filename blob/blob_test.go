@@ -111,6 +111,33 @@ func TestHasherKnownValues(t *testing.T) {
 	if got := blob.NewHasher().Sum(); got != wantHashes(nil) {
 		t.Errorf("empty Sum() = %+v, want %+v", got, wantHashes(nil))
 	}
+	if head, ok := h.Head(); !ok || string(head) != "hello world" {
+		t.Errorf("Head() = %q, %v; want all 11 bytes", head, ok)
+	}
+}
+
+// TestHasherHead: a Hasher keeps the first HeadSize bytes written, however
+// the writes cut them, and knows nothing of them once restored.
+func TestHasherHead(t *testing.T) {
+	data := randomBytes(2, 3*blob.HeadSize)
+	h := blob.NewHasher()
+	for off := 0; off < len(data); off += 100 {
+		h.Write(data[off:min(off+100, len(data))])
+	}
+	if head, ok := h.Head(); !ok || !bytes.Equal(head, data[:blob.HeadSize]) {
+		t.Errorf("Head() = %d bytes, %v; want the first %d", len(head), ok, blob.HeadSize)
+	}
+	state, err := h.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := blob.NewHasher()
+	if err := r.UnmarshalBinary(state); err != nil {
+		t.Fatal(err)
+	}
+	if head, ok := r.Head(); ok {
+		t.Errorf("restored Head() = %d bytes, true; want unknown", len(head))
+	}
 }
 
 func TestHasherMarshal(t *testing.T) {

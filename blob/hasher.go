@@ -22,11 +22,19 @@ import (
 // bytes it already has. A Hasher is not safe for concurrent use.
 type Hasher struct {
 	qx, sha1, sha256 hash.Hash
+	// head is the file's first HeadSize bytes, or fewer while fewer were
+	// written; nil once the state was restored (UnmarshalBinary), which
+	// does not hold them.
+	head []byte
 }
+
+// HeadSize is how much of the start of a file a Hasher keeps (Head): what
+// content sniffing reads (http.DetectContentType).
+const HeadSize = 512
 
 // NewHasher returns a Hasher that has seen no bytes.
 func NewHasher() *Hasher {
-	return &Hasher{qx: quickxor.New(), sha1: sha1.New(), sha256: sha256.New()}
+	return &Hasher{qx: quickxor.New(), sha1: sha1.New(), sha256: sha256.New(), head: make([]byte, 0, HeadSize)}
 }
 
 // Write adds p to all three hashes. It never fails.
@@ -34,8 +42,21 @@ func (h *Hasher) Write(p []byte) (int, error) {
 	h.qx.Write(p)
 	h.sha1.Write(p)
 	h.sha256.Write(p)
+	h.keepHead(p)
 	return len(p), nil
 }
+
+// keepHead keeps what p adds to the file's first HeadSize bytes; p follows
+// the bytes written before.
+func (h *Hasher) keepHead(p []byte) {
+	if h.head != nil && len(h.head) < HeadSize {
+		h.head = append(h.head, p[:min(len(p), HeadSize-len(h.head))]...)
+	}
+}
+
+// Head returns the first HeadSize bytes written (all of them if fewer),
+// and false if the Hasher does not know them: its state was restored.
+func (h *Hasher) Head() ([]byte, bool) { return h.head, h.head != nil }
 
 // Sum reports the hashes of the bytes written so far: QuickXor in standard
 // base64, SHA1 and SHA256 in upper-case hex, as Graph shows them. It does
@@ -123,6 +144,7 @@ func (h *Hasher) UnmarshalBinary(b []byte) error {
 			return fmt.Errorf("%w: %w", errBadState, err)
 		}
 	}
+	fresh.head = nil
 	*h = *fresh
 	return nil
 }
@@ -162,6 +184,7 @@ func (s *splitHasher) Write(p []byte) {
 	s.work <- p
 	s.h.qx.Write(p)
 	s.h.sha1.Write(p)
+	s.h.keepHead(p)
 	<-s.done
 }
 

@@ -157,8 +157,17 @@ func (w *downloadWorker) Work(ctx context.Context, rj *river.Job[downloadArgs]) 
 			return river.JobSnooze(q.cfg.Snooze + rand.N(q.cfg.Snooze/2+1))
 		}
 	}
-	rctx, c, j, err := q.claimLive(ctx, id, runner)
-	if j == nil || err != nil {
+	var rctx context.Context
+	var c *claim
+	if started {
+		// Started in the transaction that claimed it: nothing can have
+		// ended or cancelled it before (a cancel from now on reaches the
+		// claim's heartbeat), so the job read above holds but for that.
+		if rctx, c, err = q.claim(ctx, id, runner); err != nil {
+			return err
+		}
+		j.Status = ferry.StatusInProgress
+	} else if rctx, c, j, err = q.claimLive(ctx, id, runner); j == nil || err != nil {
 		return err
 	}
 	returned := false // false while panicking: err says nothing then
@@ -562,9 +571,13 @@ func (a *attempt) commit(ctx context.Context, f *fetching, h *blob.Hasher, size 
 			msg: "The downloaded file's SHA-256 (" + sum.SHA256 + ") differs from the expected one."}
 	}
 	name := a.fileName(f)
-	head := make([]byte, min(size, 512))
-	if _, err := f.staging.ReadAt(head, 0); err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("jobs: read staged head: %w", err)
+	head, ok := h.Head()
+	if !ok || int64(len(head)) < min(size, blob.HeadSize) {
+		// Resumed: the hasher was restored past the start.
+		head = make([]byte, min(size, blob.HeadSize))
+		if _, err := f.staging.ReadAt(head, 0); err != nil && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("jobs: read staged head: %w", err)
+		}
 	}
 	var held *published
 	hold := func(ctx context.Context, c ferry.Content) error {
