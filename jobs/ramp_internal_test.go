@@ -34,3 +34,26 @@ func TestRampReadyCountsTheStepsConnections(t *testing.T) {
 		t.Errorf("ready at %v with nothing added, want the step itself", got.Sub(step))
 	}
 }
+
+// The first step opens 4 connections, or, after a connection far slower
+// than a fast stream, as many as would together still be no faster than
+// one fast stream; the transfer's cap applies on top.
+func TestRampFirstStep(t *testing.T) {
+	const fast = 256 << 20
+	for _, tt := range []struct {
+		rate float64
+		want int
+	}{
+		{20e6, 13},      // throttled at 20 MB/s: 13 × 20 MB/s ≤ 256 MiB/s
+		{100e6, 4},      // 2 would do; never fewer than 4
+		{fast / 4, 4},   // exactly 4
+		{fast / 4.5, 4}, // 4.5 rounds down
+		{40e6, 6},       // 6.7 rounds down
+		{0, 4},          // no bytes measured: no division
+		{1, 1 << 10},    // a trickle: bounded
+	} {
+		if got := firstStep(tt.rate, fast); got != tt.want {
+			t.Errorf("firstStep(%.0f) = %d, want %d", tt.rate, got, tt.want)
+		}
+	}
+}

@@ -1020,7 +1020,8 @@ func (t *transfer) control(stop <-chan struct{}) {
 // slower than FastStream and keeps the hashing busy less than hashBound of
 // the time (a fast origin, or a busy CPU, makes the hashing the limit with
 // one stream, where more would only compete), the transfer opens
-// more (4, then doubling up to the cap). Each step is measured for
+// more (see firstStep: 4, or the cap at once for a connection far slower
+// than FastStream; then doubling up to the cap). Each step is measured for
 // measureFor once every new connection has sent its first byte; the
 // transfer goes on growing while each added connection brought at least
 // half of what one brought before (an origin that throttles per
@@ -1122,7 +1123,7 @@ func (r *ramp) stepLocked(now time.Time) {
 			r.phase = 2
 			return
 		}
-		r.grow(now, rate, 1, min(4, t.maxConns))
+		r.grow(now, rate, 1, min(firstStep(rate, t.cfg.FastStream), t.maxConns))
 	case 1:
 		// Measure once every connection of the step delivers, and for
 		// measureFor after that (at most a second after the step: a host
@@ -1187,6 +1188,20 @@ func (r *ramp) readyLocked() time.Time {
 	}
 	slices.SortFunc(firsts, time.Time.Compare)
 	return firsts[added-1]
+}
+
+// firstStep is how many connections the ramp's first step opens after
+// one connection measured rate: 4, or as many as would together still run
+// no faster than one fast stream (fast: FastStream), when that is more. An
+// origin that throttles each connection far below what this node can take
+// (20 MB/s against 256 MiB/s) gets all its connections at once instead of
+// after a second step, about 100 ms later; whether they paid is measured
+// as for any step.
+func firstStep(rate, fast float64) int {
+	if rate <= 0 || fast/rate <= 4 {
+		return 4
+	}
+	return int(min(fast/rate, 1<<10))
 }
 
 func (r *ramp) settle(rate float64, n int) {
