@@ -3,6 +3,8 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
+	"errors"
 	"fmt"
 	"runtime/debug"
 	"sync"
@@ -49,6 +51,9 @@ type grouper struct {
 	leading bool // a member runs groups now
 
 	commits atomic.Int64 // groups committed, for tests
+	// writer is the connection the groups run on (beginGroup); only the
+	// member that leads uses it.
+	writer *sql.Conn
 }
 
 // member is one transaction waiting for its group.
@@ -112,6 +117,35 @@ func (m *member) settle(err error) {
 	m.done <- err
 }
 
+// beginGroup begins a group's transaction on the store's writer
+// connection, which runs every group: SQLite keeps a page cache per
+// connection and empties it when another connection has written since, so
+// groups spread over the pool's connections each read their pages again
+// (a system call per page), while the writer's cache stays warm from one
+// group to the next. A connection that is broken is dropped for a new
+// one, once.
+func (s *Store) beginGroup(ctx context.Context) (*sql.Tx, error) {
+	g := &s.group
+	var err error
+	for range 2 {
+		if g.writer == nil {
+			if g.writer, err = s.db.Conn(ctx); err != nil {
+				break
+			}
+		}
+		var tx *sql.Tx
+		if tx, err = g.writer.BeginTx(ctx, nil); err == nil {
+			return tx, nil
+		}
+		if !errors.Is(err, sql.ErrConnDone) && !errors.Is(err, driver.ErrBadConn) {
+			break // not the connection's fault (a lock held too long)
+		}
+		g.writer.Close()
+		g.writer = nil
+	}
+	return nil, fmt.Errorf("sqlstore: begin: %w", err)
+}
+
 // runGroup runs the members in one transaction and tells each its outcome.
 func (s *Store) runGroup(batch []*member) {
 	for len(batch) > 0 {
@@ -128,10 +162,7 @@ func (s *Store) tryGroup(batch []*member) (again []*member) {
 	err := s.wal.err() // a failed flush refuses every write after it
 	var tx *sql.Tx
 	if err == nil {
-		tx, err = s.db.BeginTx(bg, nil)
-		if err != nil {
-			err = fmt.Errorf("sqlstore: begin: %w", err)
-		}
+		tx, err = s.beginGroup(bg)
 	}
 	if err != nil {
 		for _, m := range batch {

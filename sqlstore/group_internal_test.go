@@ -223,3 +223,33 @@ func TestGroupPanic(t *testing.T) {
 		t.Errorf("rows %v, want %v", got, want)
 	}
 }
+
+// TestGroupsShareTheWriter: every group runs on the one writer connection
+// (its page cache stays warm); a writer connection that can no longer
+// begin is replaced at once.
+func TestGroupsShareTheWriter(t *testing.T) {
+	s := groupStore(t)
+	if err := s.tx(t.Context(), insert(1)); err != nil {
+		t.Fatal(err)
+	}
+	w := s.group.writer
+	if w == nil {
+		t.Fatal("no writer connection after a group")
+	}
+	if err := s.tx(t.Context(), insert(2)); err != nil {
+		t.Fatal(err)
+	}
+	if s.group.writer != w {
+		t.Fatal("the second group took another connection")
+	}
+	w.Close() // as if the connection broke
+	if err := s.tx(t.Context(), insert(3)); err != nil {
+		t.Fatalf("after the writer broke: %v", err)
+	}
+	if s.group.writer == nil || s.group.writer == w {
+		t.Fatal("the broken writer connection was not replaced")
+	}
+	if got := scratch(t, s); !slices.Equal(got, []int{1, 2, 3}) {
+		t.Fatalf("rows %v, want [1 2 3]", got)
+	}
+}

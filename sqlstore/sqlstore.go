@@ -112,6 +112,9 @@ func (s *Store) migrate(ctx context.Context) error {
 
 // Close closes the database.
 func (s *Store) Close() error {
+	if w := s.group.writer; w != nil {
+		w.Close()
+	}
 	err := s.db.Close()
 	if s.wal != nil {
 		s.wal.shut()
