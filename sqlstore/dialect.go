@@ -76,6 +76,11 @@ func openSQLite(path string) (*sql.DB, error) {
 	// are not flushed. Where fdatasync does not exist this fails and
 	// fsync stays.
 	_, _ = sqlite.Fdatasync(true)
+	// Temporary files in memory: above all the sub-journal of the
+	// savepoints each member of a group runs in (group.go), which spilled
+	// to a new temporary file (created, written, deleted) in nearly every
+	// group once it passed 64 KiB.
+	q.Add("_pragma", "temp_store(memory)")
 	q.Set("_foreign_keys", "1")
 	q.Set("_txlock", "immediate")
 	c, err := sqlite.NewConnector(path + "?" + q.Encode())

@@ -253,3 +253,17 @@ func TestGroupsShareTheWriter(t *testing.T) {
 		t.Fatalf("rows %v, want [1 2 3]", got)
 	}
 }
+
+// TestGroupSubJournalInMemory: the savepoints of a group's members keep
+// their sub-journal in memory (temp_store=MEMORY); otherwise SQLite spills
+// it to a new temporary file once it passes 64 KiB, nearly every group.
+func TestGroupSubJournalInMemory(t *testing.T) {
+	s := groupStore(t)
+	var mode int
+	if err := s.db.QueryRow(`PRAGMA temp_store`).Scan(&mode); err != nil {
+		t.Fatal(err)
+	}
+	if mode != 2 {
+		t.Fatalf("temp_store = %d, want 2 (MEMORY)", mode)
+	}
+}
