@@ -41,6 +41,7 @@ type walSync struct {
 	committed uint64 // groups committed so far
 	synced    uint64 // of those, the groups known durable
 	syncing   bool   // a flush is under way
+	down      bool   // the store is closed: a late flush closes the file again
 	f         *os.File
 	failed    error // the flush that failed; every later one fails too
 
@@ -79,6 +80,9 @@ func (w *walSync) wait(n uint64) error {
 		w.mu.Unlock()
 		err := w.flush()
 		w.mu.Lock()
+		if w.down {
+			w.close()
+		}
 		w.syncing = false
 		w.flushes++
 		if err != nil {
@@ -138,13 +142,17 @@ func (w *walSync) flush() error {
 	return w.sync(w.f)
 }
 
-// shut closes the WAL file once no flush is under way; the store is closed.
+// shut closes the WAL file once no flush is under way; the store is
+// closed. A group acknowledged after this still gets its flush (closing
+// the database checkpointed the WAL and synced the file, or the WAL is
+// still there to sync), which then closes the file again.
 func (w *walSync) shut() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for w.syncing {
 		w.cond.Wait()
 	}
+	w.down = true
 	w.close()
 }
 
