@@ -43,6 +43,10 @@ import (
 )
 
 func main() {
+	if d := os.Getenv(tickOnlyEnv); d != "" { // the idle mode's baseline (small.go)
+		tickOnly(d)
+		return
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Stdout); err != nil {

@@ -223,19 +223,56 @@ func (f *ferryProc) put(ctx context.Context, name string, body []byte) error {
 	return nil
 }
 
+// tickOnlyEnv, set to a duration, makes ferry-bench a process that does
+// nothing but wake up that often: the idle mode's baseline.
+const tickOnlyEnv = "FERRY_BENCH_TICK_ONLY"
+
+// tickOnly wakes up every d (a duration) until the process is killed.
+func tickOnly(d string) {
+	every, err := time.ParseDuration(d)
+	if err != nil || every <= 0 {
+		fmt.Fprintf(os.Stderr, "ferry-bench: %s=%q is not a positive duration\n", tickOnlyEnv, d)
+		os.Exit(2)
+	}
+	for range time.Tick(every) {
+	}
+}
+
+// idleFloor is how often River's job completer wakes up (a 50 ms ticker
+// in River v0.51.2 that no option changes): an idle server can use no less
+// CPU than a process that does only that.
+const idleFloor = 50 * time.Millisecond
+
 // measureIdle waits for the server to settle, then reads its CPU time
-// before and after d and prints the share of one core it used.
+// before and after d and prints the share of one core it used; beside it,
+// over the same time, the same for a process that only wakes up every
+// idleFloor (the baseline).
 func measureIdle(ctx context.Context, f *ferryProc, d time.Duration, out io.Writer) error {
-	pid := f.cmd.Process.Pid
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	base := exec.CommandContext(ctx, self)
+	base.Env = append(os.Environ(), tickOnlyEnv+"="+idleFloor.String())
+	if err := base.Start(); err != nil {
+		return fmt.Errorf("start the baseline process: %w", err)
+	}
+	defer func() {
+		base.Process.Kill()
+		base.Wait()
+	}()
+	pids := []int{f.cmd.Process.Pid, base.Process.Pid}
 	fmt.Fprintf(out, "idle server: settling 5s, then measuring CPU over %v\n", d)
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-time.After(5 * time.Second):
 	}
-	c0, err := cpuTicks(pid)
-	if err != nil {
-		return err
+	var c0, c1 [2]int64
+	for i, pid := range pids {
+		if c0[i], err = cpuTicks(pid); err != nil {
+			return err
+		}
 	}
 	t0 := time.Now()
 	select {
@@ -243,14 +280,18 @@ func measureIdle(ctx context.Context, f *ferryProc, d time.Duration, out io.Writ
 		return ctx.Err()
 	case <-time.After(d):
 	}
-	c1, err := cpuTicks(pid)
-	if err != nil {
-		return err
+	for i, pid := range pids {
+		if c1[i], err = cpuTicks(pid); err != nil {
+			return err
+		}
 	}
+	took := time.Since(t0)
 	// Linux reports CPU time in clock ticks of 1/100 s (USER_HZ).
-	used := time.Duration(c1-c0) * 10 * time.Millisecond
-	fmt.Fprintf(out, "idle CPU: %v in %.1fs = %.2f%% of one core\n", used, time.Since(t0).Seconds(),
-		100*used.Seconds()/time.Since(t0).Seconds())
+	used := func(i int) time.Duration { return time.Duration(c1[i]-c0[i]) * 10 * time.Millisecond }
+	share := func(i int) float64 { return 100 * used(i).Seconds() / took.Seconds() }
+	fmt.Fprintf(out, "idle CPU: %v in %.1fs = %.2f%% of one core\n", used(0), took.Seconds(), share(0))
+	fmt.Fprintf(out, "baseline, a process that only wakes up every %v (as River's job completer does): %v = %.2f%% (idle/baseline %.2f)\n",
+		idleFloor, used(1), share(1), float64(c1[0]-c0[0])/float64(max(c1[1]-c0[1], 1)))
 	return nil
 }
 
