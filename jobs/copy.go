@@ -70,6 +70,8 @@ func (w *copyWorker) NextRetry(rj *river.Job[copyArgs]) time.Time {
 func (w *copyWorker) Work(ctx context.Context, rj *river.Job[copyArgs]) (err error) {
 	q := w.q
 	id := rj.Args.JobID
+	q.park.begin()
+	defer q.park.end()
 	defer q.lastResort(ctx, id, rj.JobRow, &err)
 	j, err := q.loadJob(ctx, id)
 	if j == nil || err != nil {

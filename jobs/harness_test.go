@@ -71,6 +71,10 @@ func testConfig(t *testing.T) jobs.Config {
 		// Every origin counts as fast: one connection, whatever the
 		// machine's load (segments_test.go turns segments on).
 		FastStream: 1,
+		// On SQLite River's client is parked whenever the queue has had
+		// nothing to do for this long, and started again for the next
+		// job: every test runs through parking many times.
+		ParkAfter: 40 * time.Millisecond,
 	}
 }
 

@@ -155,7 +155,12 @@ func (q *Queue) rescueLoop(ctx context.Context) {
 // job that River no longer has any work for (it gave up, or cancelled a
 // copy) is failed, so that it ends and frees its slot.
 func (q *Queue) rescue(ctx context.Context) error {
+	q.park.gate.RLock() // River may not park between the rescue and its wake (park.go)
 	resumed, orphaned, err := q.store.RescueStaleJobs(ctx, time.Now().Add(-q.cfg.StaleAfter), 100)
+	if len(resumed) > 0 {
+		q.park.poke()
+	}
+	q.park.gate.RUnlock()
 	for _, id := range resumed {
 		q.log.Info("jobs: resuming an abandoned job", "job", id, "node", q.cfg.NodeID)
 	}

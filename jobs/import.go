@@ -129,6 +129,8 @@ func (w *downloadWorker) NextRetry(rj *river.Job[downloadArgs]) time.Time {
 func (w *downloadWorker) Work(ctx context.Context, rj *river.Job[downloadArgs]) (err error) {
 	q := w.q
 	id := rj.Args.JobID
+	q.park.begin()
+	defer q.park.end()
 	defer q.lastResort(ctx, id, rj.JobRow, &err)
 	j, err := q.loadJob(ctx, id)
 	if j == nil || err != nil {

@@ -47,6 +47,14 @@ type Store interface {
 	// its process when it makes jobs available (and River's listener
 	// hears those of other processes), often where nothing wakes them.
 	RiverFetchPoll() time.Duration
+	// RiverParkPoll is how often the queue, while it has River's client
+	// stopped for being idle (park.go), asks RiverWorkIn whether River has
+	// work after all; 0 where River must keep running.
+	RiverParkPoll() time.Duration
+	// RiverWorkIn tells how long until River's earliest job that is
+	// running, available, scheduled or waiting for a retry is due (<= 0:
+	// now); ok is false when there is none.
+	RiverWorkIn(ctx context.Context) (in time.Duration, ok bool, err error)
 	// RequeueInterruptedJobs makes the River jobs that River client node
 	// was running when it stopped available again and releases their
 	// runners; it reports how many.
@@ -203,6 +211,11 @@ type Config struct {
 	// go without bytes while the others receive some before it is cut
 	// and its range fetched again. Default 4s.
 	StallAfter time.Duration
+	// ParkAfter is how long the queue may have nothing to do before it
+	// stops River's client, which otherwise wakes up many times a second
+	// (park.go); only where the store allows it (RiverParkPoll). Default
+	// 2s; negative: never.
+	ParkAfter time.Duration
 	// Observe, if set, hears every running import's progress on every
 	// progress tick (metrics, logs). It must not block.
 	Observe func(Progress)
@@ -241,6 +254,7 @@ func (c *Config) setDefaults() {
 	setDefault(&c.Connections, 8)
 	setDefault(&c.FastStream, 256<<20)
 	setDefault(&c.StallAfter, 4*time.Second)
+	setDefault(&c.ParkAfter, 2*time.Second)
 	setDefault(&c.StagingGrace, 10*time.Minute)
 	setDefault(&c.BlobGrace, time.Hour)
 	setDefault(&c.SweepEvery, time.Minute)
@@ -279,6 +293,7 @@ type Queue struct {
 	client *river.Client[*sql.Tx]
 	worker *downloadWorker
 	obs    *observedStore // store, which it wraps
+	park   parking
 }
 
 var _ ferry.JobQueue = (*Queue)(nil)
@@ -302,6 +317,7 @@ func New(ctx context.Context, cfg Config, store Store, blobs ferry.BlobStore, cl
 		fetch: client,
 		log:   slog.New(&jobLog{h: cfg.Log.Handler(), ids: ids}),
 	}
+	q.park.init()
 	riverLog := slog.New(quietLog{cfg.Log.Handler()})
 	q.worker = &downloadWorker{q: q}
 
@@ -375,8 +391,14 @@ func (q *Queue) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { q.sweepLoop(ctx) })
 	wg.Go(func() { q.rescueLoop(ctx) })
+	if poll := q.store.RiverParkPoll(); poll > 0 && q.cfg.ParkAfter > 0 {
+		wg.Go(func() { q.parkLoop(ctx, poll) })
+	}
 	<-ctx.Done()
 	wg.Wait()
+
+	// Parked, River's client is stopped already, and stopping it again
+	// does nothing.
 
 	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
@@ -450,6 +472,10 @@ func (q *Queue) Enqueue(ctx context.Context, j *ferry.Job) error {
 	if j.Operation == ferry.OpCopy {
 		args = copyArgs{JobID: j.ID}
 	}
+	// River may not be parked between the insert and its wake (park.go).
+	q.park.gate.RLock()
+	defer q.park.gate.RUnlock()
+	defer q.park.poke()
 	err := q.store.InsertJob(ctx, j, float64(q.cfg.Rate), q.cfg.Burst, func(tx *sql.Tx) error {
 		// Without the request's cancel: the store may run this in one
 		// transaction with others' (group commit on SQLite), which an

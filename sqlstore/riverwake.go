@@ -357,3 +357,43 @@ func (l *riverListener) availableLocked(ctx context.Context) error {
 	}
 	return nil
 }
+
+// riverParkPollSQLite is RiverParkPoll on SQLite.
+const riverParkPollSQLite = riverFetchPollSQLite
+
+// RiverParkPoll is how often a River client that its queue stopped for
+// being idle must look for work itself (RiverWorkIn), or 0 where it must
+// not be stopped at all. On SQLite every job is queued, rescued or retried
+// through the process that runs the store, which starts River again when
+// it does; the poll is the same backstop as RiverFetchPoll, for a job that
+// another process put in the file. On PostgreSQL other nodes queue jobs
+// that only River's own poll finds, so River keeps running.
+func (s *Store) RiverParkPoll() time.Duration {
+	if s.d.postgres {
+		return 0
+	}
+	return riverParkPollSQLite
+}
+
+// RiverWorkIn tells when River next has a job to work: how long until the
+// earliest job that is running, available, scheduled or waiting for a
+// retry is due (zero or less: now); ok is false when River has none.
+func (s *Store) RiverWorkIn(ctx context.Context) (in time.Duration, ok bool, err error) {
+	// Both engines compute the wait themselves, in seconds: River keeps
+	// its timestamps as text on SQLite.
+	untilFirst := `(julianday(MIN(scheduled_at)) - julianday('now')) * 86400.0`
+	if s.d.postgres {
+		untilFirst = `EXTRACT(EPOCH FROM MIN(scheduled_at) - now())::float8`
+	}
+	var n int64
+	var secs sql.NullFloat64
+	err = s.db.QueryRowContext(ctx, `SELECT count(*), `+untilFirst+` FROM river_job
+		WHERE state IN ('running', 'available', 'scheduled', 'retryable')`).Scan(&n, &secs)
+	if err != nil {
+		return 0, false, fmt.Errorf("sqlstore: river work due: %w", err)
+	}
+	if n == 0 || !secs.Valid {
+		return 0, false, nil
+	}
+	return time.Duration(secs.Float64 * float64(time.Second)), true, nil
+}

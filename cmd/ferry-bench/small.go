@@ -238,9 +238,11 @@ func tickOnly(d string) {
 	}
 }
 
-// idleFloor is how often River's job completer wakes up (a 50 ms ticker
-// in River v0.51.2 that no option changes): an idle server can use no less
-// CPU than a process that does only that.
+// idleFloor is how often River's job completer wakes up while River's
+// client runs (a 50 ms ticker in River v0.51.2 that no option changes): a
+// server that kept River running when idle could use no less CPU than a
+// process that does only that. Ferry's queue parks River when idle
+// (jobs/park.go), so the server should use less than this baseline.
 const idleFloor = 50 * time.Millisecond
 
 // measureIdle waits for the server to settle, then reads its CPU time
