@@ -11,8 +11,8 @@ package main
 // second from the first POST to the last "completed". As a baseline in the
 // same run, the same clients then PUT the same number of files of the same
 // size (simple upload, no job), which is what the bytes cost without the
-// queue. -idle leaves a fresh server alone and reads its CPU time from
-// /proc/PID/stat.
+// queue. -idle runs a few imports on a fresh server (-idle-imports), then
+// leaves it alone and reads its CPU time from /proc/PID/stat.
 
 import (
 	"bytes"
@@ -37,10 +37,11 @@ import (
 
 // smallMode holds the flags of the small-imports and idle modes.
 type smallMode struct {
-	n       int
-	clients int
-	size    string
-	idle    time.Duration
+	n           int
+	clients     int
+	size        string
+	idle        time.Duration
+	idleImports int
 }
 
 func addSmallFlags(fs *flag.FlagSet) *smallMode {
@@ -49,6 +50,7 @@ func addSmallFlags(fs *flag.FlagSet) *smallMode {
 	fs.IntVar(&m.clients, "clients", 30, "concurrent clients of -small")
 	fs.StringVar(&m.size, "small-size", "64KiB", "size of each file of -small")
 	fs.DurationVar(&m.idle, "idle", 0, "run the idle mode: measure the CPU an idle server uses over this long")
+	fs.IntVar(&m.idleImports, "idle-imports", 3, "imports of -small-size the idle mode runs before the server is left alone")
 	return m
 }
 
@@ -85,9 +87,6 @@ func (m *smallMode) run(ctx context.Context, ferryBin, workDir string, out io.Wr
 	}
 	defer f.stop()
 	f.client = &http.Client{Timeout: time.Minute, Transport: &http.Transport{MaxIdleConnsPerHost: m.clients}}
-	if m.idle > 0 {
-		return measureIdle(ctx, f, m.idle, out)
-	}
 
 	body := make([]byte, size)
 	rand.Read(body)
@@ -101,6 +100,24 @@ func (m *smallMode) run(ctx context.Context, ferryBin, workDir string, out io.Wr
 		http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(body))
 	})}).Serve(ln)
 	origin := "http://" + ln.Addr().String()
+
+	if m.idle > 0 {
+		// An idle server is one that has worked and has nothing left to
+		// do, not only one that never started.
+		var monitors []string
+		for i := range m.idleImports {
+			mon, err := f.postImport(ctx, fmt.Sprintf("%s/f/%d", origin, i), fmt.Sprintf("import-%d.bin", i))
+			if err != nil {
+				return err
+			}
+			monitors = append(monitors, mon)
+		}
+		if err := f.waitMonitor(ctx, monitors); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "idle server: %d imports of %s completed\n", m.idleImports, formatSize(size))
+		return measureIdle(ctx, f, m.idle, out)
+	}
 
 	fmt.Fprintf(out, "%d imports of %s from %d clients (server defaults, SQLite)\n", m.n, formatSize(size), m.clients)
 	imports, err := m.together(ctx, func(ctx context.Context, i int) (string, error) {
