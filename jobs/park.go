@@ -82,7 +82,8 @@ func (p *parking) idleFor(d time.Duration) bool {
 func (q *Queue) parkLoop(ctx context.Context, poll time.Duration) {
 	p := &q.park
 	after := q.cfg.ParkAfter
-	check := time.NewTicker(after / 2)
+	every := max(after/2, time.Millisecond)
+	check := time.NewTicker(every)
 	defer check.Stop()
 	for {
 		// Running: look now and then whether the queue has gone idle.
@@ -102,7 +103,7 @@ func (q *Queue) parkLoop(ctx context.Context, poll time.Duration) {
 		if !q.parked(ctx, poll, due) {
 			return
 		}
-		check.Reset(after / 2)
+		check.Reset(every)
 	}
 }
 
