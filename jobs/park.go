@@ -145,6 +145,10 @@ func (q *Queue) tryPark(ctx context.Context, after time.Duration) (due time.Time
 	return due, true
 }
 
+// dueMargin is how long after a job's due time the parker starts River
+// for it: the store computes the wait to the millisecond.
+const dueMargin = 10 * time.Millisecond
+
 // parked waits, River's client stopped, until there is work, and starts
 // the client again; false once ctx is done (the client stays stopped).
 // due is when River's next job is due (zero: none known).
@@ -155,7 +159,8 @@ func (q *Queue) parked(ctx context.Context, poll time.Duration, due time.Time) b
 	for {
 		wait := poll
 		if !due.IsZero() {
-			wait = min(wait, time.Until(due))
+			// A little after: River's first fetch must find the job due.
+			wait = min(wait, time.Until(due)+dueMargin)
 		}
 		t.Reset(max(wait, 0))
 		select {

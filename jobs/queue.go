@@ -397,9 +397,7 @@ func (q *Queue) Run(ctx context.Context) error {
 	<-ctx.Done()
 	wg.Wait()
 
-	// Parked, River's client is stopped already, and stopping it again
-	// does nothing.
-
+	// Stopping River's client again, if it is parked, does nothing.
 	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	if err := q.client.StopAndCancel(stopCtx); err != nil {
@@ -475,7 +473,6 @@ func (q *Queue) Enqueue(ctx context.Context, j *ferry.Job) error {
 	// River may not be parked between the insert and its wake (park.go).
 	q.park.gate.RLock()
 	defer q.park.gate.RUnlock()
-	defer q.park.poke()
 	err := q.store.InsertJob(ctx, j, float64(q.cfg.Rate), q.cfg.Burst, func(tx *sql.Tx) error {
 		// Without the request's cancel: the store may run this in one
 		// transaction with others' (group commit on SQLite), which an
@@ -486,6 +483,9 @@ func (q *Queue) Enqueue(ctx context.Context, j *ferry.Job) error {
 		_, err := q.client.InsertManyFastTx(context.WithoutCancel(ctx), tx, []river.InsertManyParams{{Args: args}})
 		return err
 	})
+	if err == nil {
+		q.park.poke()
+	}
 	if err != nil {
 		j.ID = ""
 		if ferry.KindOf(err) == ferry.Throttled {
