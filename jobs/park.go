@@ -113,36 +113,57 @@ func (q *Queue) parkLoop(ctx context.Context, poll time.Duration) {
 func (q *Queue) tryPark(ctx context.Context, after time.Duration) (due time.Time, ok bool) {
 	p := &q.park
 	p.gate.Lock()
-	defer p.gate.Unlock()
+	due, ok, slow := q.parkLocked(ctx, after)
+	p.gate.Unlock()
+	if slow != nil {
+		// River goes on stopping, and starting it before it has stopped
+		// would do nothing: wait for the stop (without holding up
+		// Enqueue), then take River as parked with work due at once, so
+		// that the parker looks and starts it again if there is any.
+		select {
+		case <-slow:
+		case <-ctx.Done():
+		}
+		due, ok = time.Now(), true
+	}
+	if ok {
+		p.parked.Store(true)
+		q.log.Debug("jobs: River parked: nothing to do", "next_due", due)
+	}
+	return due, ok
+}
+
+// parkLocked is tryPark with the gate held; slow is River's Stopped
+// channel when the stop took too long.
+func (q *Queue) parkLocked(ctx context.Context, after time.Duration) (due time.Time, ok bool, slow <-chan struct{}) {
+	p := &q.park
 	select {
 	case <-p.wake: // what poked came before the check below, which sees it
 	default:
 	}
 	if !p.idleFor(after) {
-		return time.Time{}, false
+		return time.Time{}, false, nil
 	}
 	in, any, err := q.store.RiverWorkIn(ctx)
 	if err != nil {
 		if ctx.Err() == nil {
 			q.log.Warn("jobs: could not tell whether River is idle", "err", err)
 		}
-		return time.Time{}, false
+		return time.Time{}, false, nil
 	}
 	if any && in < after {
-		return time.Time{}, false
+		return time.Time{}, false, nil
+	}
+	if any {
+		due = time.Now().Add(in)
 	}
 	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	if err := q.client.StopAndCancel(stopCtx); err != nil {
-		q.log.Error("jobs: park River", "err", err)
-		return time.Time{}, false
+		q.log.Error("jobs: park River: the stop is slow; waiting for it", "err", err)
+		return time.Time{}, false, q.client.Stopped()
 	}
-	p.parked.Store(true)
-	if any {
-		due = time.Now().Add(in)
-	}
-	q.log.Debug("jobs: River parked: nothing to do", "next_due", due)
-	return due, true
+	return due, true, nil
 }
 
 // dueMargin is how long after a job's due time the parker starts River
