@@ -96,6 +96,9 @@ type Assembly struct {
 	free   []*[]byte // buffers of this assembly not in use
 
 	busy [3]atomic.Int64 // ns spent hashing (the two stages) and reading back
+	// reading and writing are the ns the writers (Fill) spent reading
+	// their sources and writing staging, summed over writers.
+	reading, writing atomic.Int64
 
 	sentMu   sync.Mutex
 	sent     int64         // bytes handed to the hashing stages, from 0
@@ -552,7 +555,9 @@ func (a *Assembly) Fill(ctx context.Context, off int64, src io.Reader, end func(
 		if fill == bufSize {
 			from = 0 // whole and aligned: one direct write
 		}
+		began := time.Now()
 		w, err := a.st.WriteAt((*buf)[from:fill], bufOff+int64(from))
+		a.writing.Add(int64(time.Since(began)))
 		if err == nil && w < fill-from {
 			err = io.ErrShortWrite
 		}
@@ -587,7 +592,9 @@ func (a *Assembly) Fill(ctx context.Context, off int64, src io.Reader, end func(
 		if err = a.waitWindow(ctx, pos); err != nil {
 			break
 		}
+		began := time.Now()
 		n, rerr := src.Read((*buf)[fill : fill+int(want)])
+		a.reading.Add(int64(time.Since(began)))
 		fill += n
 		if n > 0 && progress != nil {
 			progress(bufOff + int64(fill))
@@ -676,6 +683,13 @@ func (a *Assembly) HashBusy() time.Duration {
 		most = max(most, a.busy[i].Load())
 	}
 	return time.Duration(most)
+}
+
+// IOBusy reports how long the writers (Fill) have spent reading their
+// sources and writing staging so far, each summed over the writers: beside
+// HashBusy, where an import's time went.
+func (a *Assembly) IOBusy() (read, write time.Duration) {
+	return time.Duration(a.reading.Load()), time.Duration(a.writing.Load())
 }
 
 // getBuf takes a buffer from the assembly's own free list, or a new one.

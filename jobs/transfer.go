@@ -186,6 +186,10 @@ func (t *transfer) run(ctx context.Context) (*blob.Hasher, int64, error) {
 	if err != nil {
 		return nil, 0, fmt.Errorf("jobs: hash: %w", err)
 	}
+	// Where the time went: the connections' reading and writing, summed
+	// over connections, and the busiest part of the hashing.
+	read, write := t.asm.IOBusy()
+	q.log.Debug("jobs: staged", "job", t.a.job.ID, "bytes", size, "read", read, "write", write, "hash", t.asm.HashBusy())
 	return h, size, nil
 }
 

@@ -62,9 +62,18 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	ferryBin := fs.String("ferry", "", "ferry binary to run (default: go build ./cmd/ferry into a temp folder)")
 	workDir := fs.String("dir", "", "folder for the test file and data (default: a temp folder; removed after)")
 	rateFlag := fs.String("rate", "", "throttle each origin connection to this many bytes per second (e.g. 20MB); empty: unthrottled")
+	serverLog := fs.String("server-log", "", "append the server's output to this file (FERRY_LOG_LEVEL=debug adds each import's reading, writing and hashing times)")
 	small := addSmallFlags(fs) // small.go
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *serverLog != "" {
+		f, err := os.OpenFile(*serverLog, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		serverOut = f
 	}
 	if small.enabled() {
 		return small.run(ctx, *ferryBin, *workDir, out)
@@ -297,6 +306,10 @@ var (
 	tokenRE = regexp.MustCompile(`token: (\S+)`)
 )
 
+// serverOut receives every line the server prints (-server-log); nil:
+// they are read for the token and the ready line only.
+var serverOut io.Writer
+
 func startFerry(ctx context.Context, bin, data string) (*ferryProc, error) {
 	cmd := exec.CommandContext(ctx, bin, "serve", "--listen", "127.0.0.1:0", "--data", data, "--fetch-allow", "127.0.0.1/32")
 	pipe, err := cmd.StdoutPipe()
@@ -312,6 +325,9 @@ func startFerry(ctx context.Context, bin, data string) (*ferryProc, error) {
 	go func() {
 		sc := bufio.NewScanner(pipe)
 		for sc.Scan() {
+			if serverOut != nil { // without the token, as any log
+				fmt.Fprintln(serverOut, tokenRE.ReplaceAllString(sc.Text(), "token: [not shown]"))
+			}
 			if m := tokenRE.FindStringSubmatch(sc.Text()); m != nil {
 				f.token = m[1]
 			}
