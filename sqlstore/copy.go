@@ -272,7 +272,7 @@ func (s *Store) beginCopy(ctx context.Context, t conn, dstDrive ferry.DriveID, s
 	if src.IsRoot() {
 		return nil, ferry.Errorf(ferry.Invalid, "the root folder cannot be copied")
 	}
-	p, err := s.item(ctx, t, spec.parent)
+	p, err := s.uncounted(ctx, t, spec.parent)
 	if err != nil {
 		return nil, err
 	}
@@ -483,7 +483,7 @@ func (s *Store) publishCopy(ctx context.Context, t conn, dstDrive ferry.DriveID,
 	if err != nil {
 		return nil, err
 	}
-	p, err := s.item(ctx, t, spec.parent)
+	p, err := s.uncounted(ctx, t, spec.parent)
 	if err != nil {
 		return nil, err
 	}

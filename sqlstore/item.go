@@ -15,10 +15,18 @@ import (
 
 // itemCols selects an item row, aliased i, in scanItem's order. The child
 // count is only ever non-zero for folders.
-const itemCols = `i.id, i.drive_id, COALESCE(i.parent_id, ''), i.name, i.folder, i.size, i.mime_type,
-	i.qxh, i.sha1, i.sha256, COALESCE(i.blob_key, ''), i.version, i.content_version,
-	i.created, i.modified, i.fs_created, i.fs_modified, i.description, i.created_by, i.modified_by,
+const itemCols = itemRowCols + `,
 	(SELECT count(*) FROM items ch WHERE ch.parent_id = i.id)`
+
+// uncountedCols is itemCols with the child count left at 0, for the
+// lookups that only check an item (a parent's kind, drive and ID) and
+// never show it: counting a folder's children takes a step per child, so
+// a folder of many files would make every file created in it slower.
+const uncountedCols = itemRowCols + `, 0`
+
+const itemRowCols = `i.id, i.drive_id, COALESCE(i.parent_id, ''), i.name, i.folder, i.size, i.mime_type,
+	i.qxh, i.sha1, i.sha256, COALESCE(i.blob_key, ''), i.version, i.content_version,
+	i.created, i.modified, i.fs_created, i.fs_modified, i.description, i.created_by, i.modified_by`
 
 type scanner interface{ Scan(dest ...any) error }
 
@@ -82,8 +90,17 @@ func (s *Store) Item(ctx context.Context, id ferry.ItemID) (*ferry.Item, error) 
 // rows are still being removed (remove.go) is NotFound: whether it may be
 // one costs an index probe, and only in a drive with such a tree a walk up.
 func (s *Store) item(ctx context.Context, c conn, id ferry.ItemID) (*ferry.Item, error) {
+	return s.itemWith(ctx, c, id, itemCols)
+}
+
+// uncounted is item without the child count (see uncountedCols).
+func (s *Store) uncounted(ctx context.Context, c conn, id ferry.ItemID) (*ferry.Item, error) {
+	return s.itemWith(ctx, c, id, uncountedCols)
+}
+
+func (s *Store) itemWith(ctx context.Context, c conn, id ferry.ItemID, cols string) (*ferry.Item, error) {
 	var removing bool
-	it, err := scanItem(c.row(ctx, `SELECT `+itemCols+`, EXISTS (SELECT 1 FROM removals r WHERE r.drive_id = i.drive_id)
+	it, err := scanItem(c.row(ctx, `SELECT `+cols+`, EXISTS (SELECT 1 FROM removals r WHERE r.drive_id = i.drive_id)
 		FROM items i WHERE i.id = ?`, string(id)), &removing)
 	if notFound(err) {
 		return nil, errItemNotFound(id)
@@ -105,7 +122,11 @@ func (s *Store) item(ctx context.Context, c conn, id ferry.ItemID) (*ferry.Item,
 
 // child returns the child of parent whose name matches key, or nil.
 func (s *Store) child(ctx context.Context, c conn, parent ferry.ItemID, key string) (*ferry.Item, error) {
-	it, err := scanItem(c.row(ctx, `SELECT `+itemCols+` FROM items i WHERE i.parent_id = ? AND i.name_key = ?`, string(parent), key))
+	return s.childWith(ctx, c, parent, key, itemCols)
+}
+
+func (s *Store) childWith(ctx context.Context, c conn, parent ferry.ItemID, key, cols string) (*ferry.Item, error) {
+	it, err := scanItem(c.row(ctx, `SELECT `+cols+` FROM items i WHERE i.parent_id = ? AND i.name_key = ?`, string(parent), key))
 	if notFound(err) {
 		return nil, nil
 	}
@@ -115,17 +136,26 @@ func (s *Store) child(ctx context.Context, c conn, parent ferry.ItemID, key stri
 	return it, nil
 }
 
-// ItemByPath resolves names below the folder base, ignoring case.
+// ItemByPath resolves names below the folder base, ignoring case. The
+// folders on the way are read without their child counts; only the item
+// found has its own.
 func (s *Store) ItemByPath(ctx context.Context, base ferry.ItemID, names []string) (*ferry.Item, error) {
-	it, err := s.Item(ctx, base)
+	if len(names) == 0 {
+		return s.Item(ctx, base)
+	}
+	it, err := s.uncounted(ctx, s.c, base)
 	if err != nil {
 		return nil, err
 	}
-	for _, name := range names {
+	for i, name := range names {
 		if !it.Folder {
 			return nil, ferry.Errorf(ferry.NotFound, "%q is a file, not a folder", it.Name)
 		}
-		next, err := s.child(ctx, s.c, it.ID, ferry.NameKey(name))
+		cols := uncountedCols
+		if i == len(names)-1 {
+			cols = itemCols
+		}
+		next, err := s.childWith(ctx, s.c, it.ID, ferry.NameKey(name), cols)
 		if err != nil {
 			return nil, err
 		}
@@ -679,7 +709,7 @@ func (s *Store) checkNewItem(ctx context.Context, n ferry.NewItem, c ferry.Confl
 // createItem is CreateItem's work on the caller's transaction, which holds
 // the drive's lock; CommitJobItem runs it too, beside completing a job.
 func (s *Store) createItem(ctx context.Context, t conn, drive ferry.DriveID, n ferry.NewItem, c ferry.ConflictBehavior) (it *ferry.Item, replaced bool, err error) {
-	parent, err := s.item(ctx, t, n.ParentID)
+	parent, err := s.uncounted(ctx, t, n.ParentID)
 	if err != nil {
 		return nil, false, err
 	}
@@ -872,7 +902,7 @@ func (s *Store) UpdateItem(ctx context.Context, id ferry.ItemID, u ferry.ItemUpd
 			}
 		}
 		if parent != cur.ParentID {
-			p, err := s.item(ctx, t, parent)
+			p, err := s.uncounted(ctx, t, parent)
 			if ferry.KindOf(err) == ferry.NotFound || (err == nil && p.DriveID != cur.DriveID) {
 				return ferry.Errorf(ferry.NotFound, "the destination folder %s was not found", parent)
 			}
