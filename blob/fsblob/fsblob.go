@@ -3,10 +3,20 @@
 // The layout is
 //
 //	dir/staging/ID        one sparse file per staging area, written with WriteAt
-//	dir/blobs/KE/KEY      published blobs, sharded by the first two characters
+//	dir/blobs/K/KEY       published blobs, sharded by the first character
 //
 // Both trees live under one directory, hence on one filesystem, so
 // publishing is a rename: a reader sees either no blob or all of it.
+//
+// Keys are base32, so there are 32 shards. A store made by an earlier
+// version is sharded by the first two characters (dir/blobs/KE/KEY, 1024
+// shards) and keeps that layout: New tells them apart by the shard names.
+// The shards are few on purpose. Each is made when its first blob is
+// published, and making a directory costs what making a file costs (on
+// some filesystems much more, while recently deleted inodes are skipped),
+// so 1024 shards made the first thousand blobs of a new store take a
+// second inode each; a directory of many entries is indexed
+// (ext4's htree, XFS's B+trees) and costs little more to look up.
 package fsblob
 
 import (
@@ -28,6 +38,7 @@ import (
 type Store struct {
 	staging string // dir/staging
 	blobs   string // dir/blobs
+	shard   int    // characters of a key that name its shard: 1, or 2 in older stores
 	space   *Space // nil unless KeepFree was called
 }
 
@@ -36,10 +47,20 @@ var _ ferry.BlobStore = (*Store)(nil)
 // New returns a Store that keeps its files under dir, creating
 // dir/staging and dir/blobs if needed.
 func New(dir string) (*Store, error) {
-	s := &Store{staging: filepath.Join(dir, "staging"), blobs: filepath.Join(dir, "blobs")}
+	s := &Store{staging: filepath.Join(dir, "staging"), blobs: filepath.Join(dir, "blobs"), shard: 1}
 	for _, d := range []string{s.staging, s.blobs} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("fsblob: %w", err)
+		}
+	}
+	shards, err := os.ReadDir(s.blobs)
+	if err != nil {
+		return nil, fmt.Errorf("fsblob: %w", err)
+	}
+	for _, sh := range shards {
+		if sh.IsDir() && len(sh.Name()) == 2 {
+			s.shard = 2 // made by an earlier version
+			break
 		}
 	}
 	return s, nil
@@ -68,7 +89,7 @@ func validID(id string) bool {
 
 func (s *Store) stagingPath(id string) string { return filepath.Join(s.staging, id) }
 
-func (s *Store) blobPath(key string) string { return filepath.Join(s.blobs, key[:2], key) }
+func (s *Store) blobPath(key string) string { return filepath.Join(s.blobs, key[:s.shard], key) }
 
 // Stage creates a new, empty staging area.
 func (s *Store) Stage(ctx context.Context) (ferry.Staging, error) {

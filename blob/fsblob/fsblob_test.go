@@ -135,9 +135,55 @@ func TestPublishMovesFile(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "staging", id)); !os.IsNotExist(err) {
 		t.Errorf("staging file after Publish: %v, want it gone", err)
 	}
-	got, err := os.ReadFile(filepath.Join(dir, "blobs", key[:2], key))
+	got, err := os.ReadFile(filepath.Join(dir, "blobs", key[:1], key))
 	if err != nil || string(got) != "hello" {
 		t.Errorf("blob file = %q, %v; want \"hello\"", got, err)
+	}
+}
+
+// TestOlderLayout opens a store an earlier version made, whose blobs are
+// sharded by two characters: its blobs are found, listed and deleted, and
+// new ones join that layout rather than start a second one.
+func TestOlderLayout(t *testing.T) {
+	ctx := t.Context()
+	dir := filepath.Join(t.TempDir(), "data")
+	const old = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+	if err := os.MkdirAll(filepath.Join(dir, "blobs", old[:2]), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "blobs", old[:2], old), []byte("older"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := fsblob.New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := s.Open(ctx, old)
+	if err != nil {
+		t.Fatalf("Open of a blob in the older layout: %v", err)
+	}
+	b.Close()
+	st, err := s.Stage(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.WriteAt([]byte("newer"), 0)
+	key, err := st.Publish(ctx, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "blobs", key[:2], key)); err != nil {
+		t.Errorf("new blob in the older store: %v, want it under a two-character shard", err)
+	}
+	infos, err := s.List(ctx)
+	if err != nil || len(infos) != 2 {
+		t.Errorf("List = %v, %v; want both blobs", infos, err)
+	}
+	if err := s.Delete(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Open(ctx, old); ferry.KindOf(err) != ferry.NotFound {
+		t.Errorf("Open after Delete = %v, want NotFound", err)
 	}
 }
 
