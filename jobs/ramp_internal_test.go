@@ -1,8 +1,12 @@
 package jobs
 
 import (
+	"log/slog"
 	"testing"
 	"time"
+
+	"github.com/ferrydrive/ferry"
+	"github.com/ferrydrive/ferry/blob"
 )
 
 // A step is ready once as many segments begun since it as it added
@@ -55,5 +59,47 @@ func TestRampFirstStep(t *testing.T) {
 		if got := firstStep(tt.rate, fast); got != tt.want {
 			t.Errorf("firstStep(%.0f) = %d, want %d", tt.rate, got, tt.want)
 		}
+	}
+}
+
+// One connection far below a fast stream steps to every connection after
+// its first window; one that is slower than a fast stream but not that
+// far is measured over all three windows first.
+func TestRampFarBelowFastStepsEarly(t *testing.T) {
+	const fast = 256 << 20
+	for _, tt := range []struct {
+		name      string
+		perSecond float64
+		wantAt    time.Duration // since the first byte, when the step comes
+		wantConns int
+	}{
+		{"throttled at 20 MB/s", 20e6, measureFor + tick, 8},
+		{"100 MB/s", 100e6, measureFor + 3*tick, 4},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			first := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
+			tr := &transfer{
+				a:        &attempt{q: &Queue{log: slog.New(slog.DiscardHandler)}, job: &ferry.Job{ID: "mon_test"}},
+				cfg:      &Config{FastStream: fast},
+				workers:  1,
+				target:   1,
+				maxConns: 8,
+				free:     []blob.Range{{Start: 0, End: 1 << 40}},
+				segs:     []*segment{{first: first}},
+			}
+			r := &ramp{t: tr}
+			for at := time.Duration(0); at <= measureFor+4*tick; at += tick {
+				now := first.Add(at)
+				r.sample(now, int64(tt.perSecond*at.Seconds()))
+				r.stepLocked(now)
+				if r.phase != 0 {
+					if at != tt.wantAt || tr.target != tt.wantConns {
+						t.Errorf("stepped at %v to %d connections; want %v and %d", at, tr.target, tt.wantAt, tt.wantConns)
+					}
+					return
+				}
+			}
+			t.Errorf("no step within %v", measureFor+4*tick)
+		})
 	}
 }

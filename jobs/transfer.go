@@ -1020,7 +1020,8 @@ func (t *transfer) control(stop <-chan struct{}) {
 
 // ramp decides how many connections a segmented transfer wants. One
 // connection is measured after its first byte (the best of three
-// measureFor windows); if it is
+// measureFor windows, or only the first when it is far too slow for the
+// rest to matter); if it is
 // slower than FastStream and keeps the hashing busy less than hashBound of
 // the time (a fast origin, or a busy CPU, makes the hashing the limit with
 // one stream, where more would only compete), the transfer opens
@@ -1114,7 +1115,12 @@ func (r *ramp) stepLocked(now time.Time) {
 			r.busy = max(r.busy, busy)
 		}
 		rate := r.before
-		if since < measureFor+3*tick && rate < t.cfg.FastStream && r.busy < hashBound {
+		// Three windows, unless the first shows a connection so far below
+		// a fast stream that the step would open every connection there is
+		// (firstStep): a longer look would not change the step, only
+		// start it 50 ms later.
+		far := firstStep(rate, t.cfg.FastStream) >= t.maxConns
+		if since < measureFor+3*tick && rate < t.cfg.FastStream && !far && r.busy < hashBound {
 			return
 		}
 		if r.busy >= hashBound {
