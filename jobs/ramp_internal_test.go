@@ -70,11 +70,17 @@ func TestRampFarBelowFastStepsEarly(t *testing.T) {
 	for _, tt := range []struct {
 		name      string
 		perSecond float64
+		maxConns  int
 		wantAt    time.Duration // since the first byte, when the step comes
 		wantConns int
 	}{
-		{"throttled at 20 MB/s", 20e6, measureFor + tick, 8},
-		{"100 MB/s", 100e6, measureFor + 3*tick, 4},
+		{"throttled at 20 MB/s", 20e6, 8, measureFor + tick, 8},
+		{"100 MB/s", 100e6, 8, measureFor + 3*tick, 4},
+		// Four connections are all the first step opens, but 100 MB/s is
+		// not far below a fast stream: the one connection is measured
+		// as long as ever.
+		{"100 MB/s, at most 4", 100e6, 4, measureFor + 3*tick, 4},
+		{"throttled at 20 MB/s, at most 4", 20e6, 4, measureFor + tick, 4},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			first := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
@@ -83,7 +89,7 @@ func TestRampFarBelowFastStepsEarly(t *testing.T) {
 				cfg:      &Config{FastStream: fast},
 				workers:  1,
 				target:   1,
-				maxConns: 8,
+				maxConns: tt.maxConns,
 				free:     []blob.Range{{Start: 0, End: 1 << 40}},
 				segs:     []*segment{{first: first}},
 			}

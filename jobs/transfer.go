@@ -1116,10 +1116,11 @@ func (r *ramp) stepLocked(now time.Time) {
 		}
 		rate := r.before
 		// Three windows, unless the first shows a connection so far below
-		// a fast stream that the step would open every connection there is
-		// (firstStep): a longer look would not change the step, only
+		// a fast stream that every connection there is would together
+		// still be no faster than one (so the step opens them all, see
+		// firstStep): a longer look would not change the step, only
 		// start it 50 ms later.
-		far := firstStep(rate, t.cfg.FastStream) >= t.maxConns
+		far := rate > 0 && rate*float64(t.maxConns) <= t.cfg.FastStream
 		if since < measureFor+3*tick && rate < t.cfg.FastStream && !far && r.busy < hashBound {
 			return
 		}
