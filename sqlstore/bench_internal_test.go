@@ -3,7 +3,6 @@ package sqlstore
 import (
 	"database/sql"
 	"fmt"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -19,19 +18,7 @@ import (
 //	go test -run x -bench CreateInLargeFolder ./sqlstore/
 func BenchmarkCreateInLargeFolder(b *testing.B) {
 	ctx := b.Context()
-	s, err := Open(ctx, filepath.Join(b.TempDir(), "ferry.db"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
-	u, _, err := s.EnsureUser(ctx, "alice", 1<<40)
-	if err != nil {
-		b.Fatal(err)
-	}
-	d, err := s.DriveOf(ctx, u.ID)
-	if err != nil {
-		b.Fatal(err)
-	}
+	s, d := aliceStore(b, 1<<40)
 	file := func(parent ferry.ItemID, name string) ferry.NewItem {
 		return ferry.NewItem{DriveID: d.ID, ParentID: parent, Name: name,
 			Content: ferry.Content{Size: 1, BlobKey: ferry.NewID("blob-", 8)}}

@@ -15,20 +15,8 @@ import (
 func copyStore(t *testing.T) (*Store, ferry.ItemID, *ferry.Item) {
 	t.Helper()
 	ctx := t.Context()
-	s, err := Open(ctx, filepath.Join(t.TempDir(), "ferry.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
+	s, d := aliceStore(t, 1<<30)
 	s.SetTreeBatch(3)
-	u, _, err := s.EnsureUser(ctx, "alice", 1<<30)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := s.DriveOf(ctx, u.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
 	mk := func(parent ferry.ItemID, name string, size int64) *ferry.Item {
 		n := ferry.NewItem{DriveID: d.ID, ParentID: parent, Name: name, Folder: size < 0}
 		if size >= 0 {
@@ -46,7 +34,7 @@ func copyStore(t *testing.T) (*Store, ferry.ItemID, *ferry.Item) {
 		mk(f.ID, "a", int64(i))
 		mk(f.ID, "b", 10)
 	}
-	src, err = s.Item(ctx, src.ID)
+	src, err := s.Item(ctx, src.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,4 +109,25 @@ func countRows(t *testing.T, s *Store, q string) int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// aliceStore opens a SQLite store in a temporary folder, closed when tb
+// ends, with the user alice and her drive of the given quota.
+func aliceStore(tb testing.TB, quota int64) (*Store, *ferry.Drive) {
+	tb.Helper()
+	ctx := tb.Context()
+	s, err := Open(ctx, filepath.Join(tb.TempDir(), "ferry.db"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { s.Close() })
+	u, _, err := s.EnsureUser(ctx, "alice", quota)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	d, err := s.DriveOf(ctx, u.ID)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s, d
 }
